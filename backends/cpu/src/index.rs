@@ -1,0 +1,220 @@
+//! Gather and scatter-add along a dim by an index vector, and top-k over the last dim.
+
+use crate::scalar::{Num, Real};
+use crate::storage::{any_dispatch, boxed, float_dispatch, num_dispatch, rows_of, same_dtype, same_shape, Src};
+use crate::strided::par_rows;
+use beit_engine::{DType, Error, Result, StorageBox, View};
+use rayon::prelude::*;
+use std::cmp::Ordering;
+
+/// The entries of a 1-D i64 or u32 index view, each checked to be below `limit`.
+fn indices(op: &'static str, v: View, limit: usize) -> Result<Vec<usize>> {
+    if v.shape().len() != 1 {
+        return Err(Error::invalid(op, format!("indices must be 1-D, got shape {:?}", v.shape())));
+    }
+    let raw: Vec<i64> = match v.dtype() {
+        DType::I64 => Src::<i64>::new(op, v)?.contiguous().into_owned(),
+        DType::U32 => Src::<u32>::new(op, v)?.contiguous().iter().map(|&i| i64::from(i)).collect(),
+        dtype => return Err(Error::DType { op, dtype, expected: Some(DType::I64) }),
+    };
+    raw.iter()
+        .enumerate()
+        .map(|(p, &i)| match usize::try_from(i) {
+            Ok(i) if i < limit => Ok(i),
+            _ => {
+                Err(Error::invalid(op, format!("index {i} at position {p} is out of range for a dim of size {limit}")))
+            }
+        })
+        .collect()
+}
+
+/// `(outer, size, inner)`: a shape seen as `[outer, size, inner]` around `dim`.
+fn around(op: &'static str, shape: &[usize], dim: usize) -> Result<(usize, usize, usize)> {
+    if dim >= shape.len() {
+        return Err(Error::invalid(op, format!("dim {dim} is out of range for shape {shape:?}")));
+    }
+    Ok((shape[..dim].iter().product(), shape[dim], shape[dim + 1..].iter().product()))
+}
+
+/// Entries `indices` of `src` along `dim`.
+pub(crate) fn index_select(src: View, dim: usize, indices_view: View) -> Result<StorageBox> {
+    const OP: &str = "index_select";
+    let (_, n, inner) = around(OP, src.shape(), dim)?;
+    let idx = indices(OP, indices_view, n)?;
+    let dtype = src.dtype();
+    any_dispatch!(dtype, T => {
+        let s = Src::<T>::new(OP, src)?.contiguous();
+        let mut out = vec![T::default(); s.len() / n.max(1) * idx.len()];
+        par_rows(&mut out, idx.len() * inner, |o, out| {
+            for (dst, &i) in out.chunks_mut(inner).zip(&idx) {
+                dst.copy_from_slice(&s[(o * n + i) * inner..][..inner]);
+            }
+        });
+        Ok(boxed(dtype, out))
+    })
+}
+
+/// A copy of `dst` with the entries of `src` along `dim` added at `indices`.
+pub(crate) fn index_add(dst: View, dim: usize, indices_view: View, src: View) -> Result<StorageBox> {
+    const OP: &str = "index_add";
+    same_dtype(OP, dst, src)?;
+    let (_, n, inner) = around(OP, dst.shape(), dim)?;
+    let idx = indices(OP, indices_view, n)?;
+    let mut expected = dst.shape().to_vec();
+    expected[dim] = idx.len();
+    same_shape(OP, &expected, src.shape())?;
+    let dtype = dst.dtype();
+    num_dispatch!(OP, dtype, T => {
+        let mut out = Src::<T>::new(OP, dst)?.contiguous().into_owned();
+        let s = Src::<T>::new(OP, src)?.contiguous();
+        let k = idx.len();
+        par_rows(&mut out, n * inner, |o, out| {
+            for (j, &i) in idx.iter().enumerate() {
+                let add = &s[(o * k + j) * inner..][..inner];
+                for (a, &b) in out[i * inner..][..inner].iter_mut().zip(add) {
+                    *a = a.plus(b);
+                }
+            }
+        });
+        Ok(boxed(dtype, out))
+    })
+}
+
+/// Descending order with NaN first (as the largest) and ties broken by lower index.
+fn before<T: Real>(x: &[T], a: usize, b: usize) -> Ordering {
+    let (va, vb) = (x[a], x[b]);
+    let by_value = match (va.is_nan(), vb.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        (false, false) => vb.partial_cmp(&va).unwrap_or(Ordering::Equal),
+    };
+    by_value.then(a.cmp(&b))
+}
+
+/// The `k` largest entries of each last-dim row, sorted descending, with their i64 indices.
+pub(crate) fn topk_last(src: View, k: usize) -> Result<(StorageBox, StorageBox)> {
+    const OP: &str = "topk_last";
+    let (rows, d) = rows_of(OP, src.shape())?;
+    if k > d {
+        return Err(Error::invalid(OP, format!("k = {k} exceeds the last dim {d}")));
+    }
+    let dtype = src.dtype();
+    float_dispatch!(OP, dtype, T => {
+        let x = Src::<T>::new(OP, src)?.contiguous();
+        let (mut vals, mut idx) = (vec![T::default(); rows * k], vec![0i64; rows * k]);
+        if k > 0 {
+            vals.par_chunks_mut(k).zip(idx.par_chunks_mut(k)).enumerate().for_each(|(r, (vals, idx))| {
+                let x = &x[r * d..(r + 1) * d];
+                let mut order: Vec<usize> = (0..d).collect();
+                if k < d {
+                    order.select_nth_unstable_by(k - 1, |&a, &b| before(x, a, b));
+                }
+                let top = &mut order[..k];
+                top.sort_unstable_by(|&a, &b| before(x, a, b));
+                for ((v, i), &j) in vals.iter_mut().zip(idx.iter_mut()).zip(top.iter()) {
+                    (*v, *i) = (x[j], j as i64);
+                }
+            });
+        }
+        Ok((boxed(dtype, vals), boxed(DType::I64, idx)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{assert_close, vals, Tt, B};
+    use beit_engine::{Backend, DType, Error};
+
+    /// Naive gather of `idx` along `dim` of a [a, b, c] tensor's logical values.
+    fn naive_select(v: &[f64], shape: [usize; 3], dim: usize, idx: &[usize]) -> Vec<f64> {
+        let mut out_shape = shape;
+        out_shape[dim] = idx.len();
+        let mut out = vec![];
+        for i in 0..out_shape[0] {
+            for j in 0..out_shape[1] {
+                for k in 0..out_shape[2] {
+                    let mut p = [i, j, k];
+                    p[dim] = idx[p[dim]];
+                    out.push(v[(p[0] * shape[1] + p[1]) * shape[2] + p[2]]);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn index_select_and_index_add_along_each_dim() {
+        let shape = [4, 5, 3];
+        let x = Tt::rand(DType::F64, &shape, 1).scrambled();
+        for dim in 0..3 {
+            let idx = [2usize, 0, 2];
+            for idt in [DType::I64, DType::U32] {
+                let iv = Tt::new(idt, &[3], &idx.map(|i| i as f64));
+                let got = vals(&B.index_select(x.view(), dim, iv.view()).unwrap());
+                assert_eq!(got, naive_select(&x.vals(), shape, dim, &idx));
+
+                let mut src_shape = shape;
+                src_shape[dim] = 3;
+                let src = Tt::rand(DType::F64, &src_shape, 2).scrambled();
+                let got = vals(&B.index_add(x.view(), dim, iv.view(), src.view()).unwrap());
+                // Naive: index_add is the adjoint of index_select.
+                let mut want = x.vals();
+                let positions: Vec<f64> = (0..want.len()).map(|p| p as f64).collect();
+                let sel = naive_select(&positions, shape, dim, &idx);
+                for (p, s) in sel.iter().zip(src.vals()) {
+                    want[*p as usize] += s;
+                }
+                assert_close(&got, &want, 1e-15);
+            }
+        }
+        let b = Tt::new(DType::Bool, &[3], &[1.0, 0.0, 1.0]);
+        let iv = Tt::new(DType::I64, &[2], &[1.0, 2.0]);
+        let sel = B.index_select(b.view(), 0, iv.view()).unwrap();
+        assert_eq!((sel.dtype(), vals(&sel)), (DType::Bool, vec![0.0, 1.0]));
+    }
+
+    #[test]
+    fn bad_indices_are_named() {
+        let x = Tt::rand(DType::F32, &[4, 2], 1);
+        for bad in [4.0, -1.0] {
+            let iv = Tt::new(DType::I64, &[2], &[0.0, bad]);
+            match B.index_select(x.view(), 0, iv.view()) {
+                Err(Error::Invalid { msg, .. }) => assert!(msg.contains(&format!("index {bad}")), "{msg}"),
+                other => panic!("expected an error, got {other:?}"),
+            }
+            let src = Tt::rand(DType::F32, &[2, 2], 1);
+            assert!(matches!(B.index_add(x.view(), 0, iv.view(), src.view()), Err(Error::Invalid { .. })));
+        }
+        let iv = Tt::new(DType::I64, &[1], &[0.0]);
+        let wrong = Tt::rand(DType::F32, &[2, 2], 1);
+        assert!(matches!(B.index_add(x.view(), 0, iv.view(), wrong.view()), Err(Error::ShapeMismatch { .. })));
+        assert!(matches!(B.index_select(x.view(), 2, iv.view()), Err(Error::Invalid { .. })));
+        let fidx = Tt::new(DType::F32, &[1], &[0.0]);
+        assert!(matches!(B.index_select(x.view(), 0, fidx.view()), Err(Error::DType { .. })));
+    }
+
+    #[test]
+    fn topk_sorted_with_ties_and_nan() {
+        let x = Tt::new(DType::F32, &[2, 5], &[1.0, 3.0, 3.0, f64::NAN, 0.0, 2.0, 2.0, 2.0, 5.0, -1.0]);
+        let (v, i) = B.topk_last(x.view(), 3).unwrap();
+        let v = vals(&v);
+        assert!(v[0].is_nan());
+        assert_eq!(&v[1..], [3.0, 3.0, 5.0, 2.0, 2.0]);
+        assert_eq!((i.dtype(), vals(&i)), (DType::I64, vec![3.0, 1.0, 2.0, 3.0, 0.0, 1.0]));
+        // Against a full sort on random rows, strided.
+        let x = Tt::rand(DType::F64, &[7, 197], 2).scrambled();
+        let (v, i) = B.topk_last(x.view(), 5).unwrap();
+        let (v, i) = (vals(&v), vals(&i));
+        for (r, row) in x.vals().chunks(197).enumerate() {
+            let mut order: Vec<usize> = (0..197).collect();
+            order.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap().then(a.cmp(&b)));
+            for j in 0..5 {
+                assert_eq!((v[r * 5 + j], i[r * 5 + j] as usize), (row[order[j]], order[j]));
+            }
+        }
+        assert_eq!(vals(&B.topk_last(x.view(), 0).unwrap().0).len(), 0);
+        assert_eq!(vals(&B.topk_last(x.view(), 197).unwrap().1).len(), 7 * 197);
+        assert!(matches!(B.topk_last(x.view(), 198), Err(Error::Invalid { .. })));
+    }
+}

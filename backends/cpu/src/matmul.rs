@@ -1,0 +1,213 @@
+//! Batched matmul on `matrixmultiply`'s single-threaded gemm, parallelised with rayon:
+//! over batch entries when there are enough, else over blocks of rows or columns.
+
+use crate::scalar::Real;
+use crate::storage::{boxed, float_dispatch, same_dtype, Src};
+use beit_engine::{Error, Layout, Result, StorageBox, View};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Below this many multiply-adds a matmul runs on the calling thread.
+const PAR_MIN_MACS: usize = 1 << 18;
+/// Row/column blocks are multiples of this (the widest micro-kernel tile).
+const TILE: usize = 16;
+
+/// Batched matmul `[..., m, k] × [..., k, n] → [..., m, n]`.
+pub(crate) fn matmul(lhs: View, rhs: View) -> Result<StorageBox> {
+    const OP: &str = "matmul";
+    same_dtype(OP, lhs, rhs)?;
+    let (ls, rs) = (lhs.shape(), rhs.shape());
+    let r = ls.len();
+    if r < 2 || rs.len() != r || ls[..r - 2] != rs[..r - 2] || ls[r - 1] != rs[r - 2] {
+        return Err(Error::ShapeMismatch { op: OP, lhs: ls.to_vec(), rhs: rs.to_vec() });
+    }
+    let dtype = lhs.dtype();
+    float_dispatch!(OP, dtype, T => {
+        let (a, b) = (Src::<T>::new(OP, lhs)?, Src::<T>::new(OP, rhs)?);
+        Ok(boxed(dtype, Gemm::new(a, b).run()))
+    })
+}
+
+/// One strided matrix operand: the buffer, the offset of each batch entry, row and column strides.
+struct Operand<'a, T> {
+    data: &'a [T],
+    batch_offsets: Vec<usize>,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T: Real> Operand<'a, T> {
+    fn new(src: Src<'a, T>) -> Self {
+        let (shape, strides) = (src.shape(), src.layout.strides());
+        let r = shape.len();
+        let batch = Layout::new(shape[..r - 2].to_vec(), strides[..r - 2].to_vec(), src.layout.offset());
+        Operand { data: src.data, batch_offsets: batch.offsets().collect(), rs: strides[r - 2], cs: strides[r - 1] }
+    }
+
+    /// Pointer and strides of the block at (`row`, `col`) of batch entry `i`.
+    fn at(&self, i: usize, row: usize, col: usize) -> (*const T, isize, isize) {
+        let off = self.batch_offsets[i] + row * self.rs + col * self.cs;
+        // `wrapping_add`: a block of zero rows may start one past the end.
+        (self.data.as_ptr().wrapping_add(off), self.rs as isize, self.cs as isize)
+    }
+}
+
+/// The pointer to a shared output, for threads that write disjoint blocks of it.
+#[derive(Clone, Copy)]
+struct OutPtr<T>(*mut T);
+// SAFETY: every task writes a block no other task touches.
+unsafe impl<T> Send for OutPtr<T> {}
+unsafe impl<T> Sync for OutPtr<T> {}
+
+impl<T> OutPtr<T> {
+    /// The pointer `n` elements further.
+    ///
+    /// # Safety
+    /// The result must stay inside the output buffer.
+    unsafe fn add(self, n: usize) -> Self {
+        OutPtr(self.0.add(n))
+    }
+}
+
+struct Gemm<'a, T> {
+    a: Operand<'a, T>,
+    b: Operand<'a, T>,
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+impl<'a, T: Real> Gemm<'a, T> {
+    fn new(a: Src<'a, T>, b: Src<'a, T>) -> Self {
+        let r = a.shape().len();
+        let (m, k, n) = (a.shape()[r - 2], a.shape()[r - 1], b.shape()[r - 1]);
+        Gemm { a: Operand::new(a), b: Operand::new(b), m, k, n }
+    }
+
+    /// C[i][rows, cols] = A[i][rows, :] · B[i][:, cols], C row-major `[m, n]` at `c`.
+    ///
+    /// # Safety
+    /// `c` must point to batch entry `i`'s output, which no other thread writes in this block.
+    unsafe fn block(&self, i: usize, rows: Range<usize>, cols: Range<usize>, c: OutPtr<T>) {
+        let c = c.add(rows.start * self.n + cols.start).0;
+        let (a, b) = (self.a.at(i, rows.start, 0), self.b.at(i, 0, cols.start));
+        T::gemm(rows.len(), self.k, cols.len(), a, b, (c, self.n as isize, 1));
+    }
+
+    fn run(self) -> Vec<T> {
+        let (m, n) = (self.m, self.n);
+        let len = self.a.batch_offsets.len() * m * n;
+        if len == 0 || self.k == 0 {
+            return vec![T::zero(); len];
+        }
+        let tasks = self.plan();
+        let mut out = Vec::with_capacity(len);
+        let base = OutPtr(out.as_mut_ptr());
+        let run = |(i, rows, cols): (usize, Range<usize>, Range<usize>)| {
+            // SAFETY: the operands were bounds-checked by `Src::new`; the tasks' blocks are
+            // disjoint and inside entry i's output.
+            unsafe { self.block(i, rows, cols, base.add(i * m * n)) }
+        };
+        if tasks.len() == 1 || self.a.batch_offsets.len() * m * n * self.k < PAR_MIN_MACS {
+            tasks.into_iter().for_each(run);
+        } else {
+            tasks.into_par_iter().for_each(run);
+        }
+        // SAFETY: the blocks cover every element, and gemm with β = 0 writes C without reading it.
+        unsafe { out.set_len(len) };
+        out
+    }
+
+    /// The blocks `(entry, rows, cols)` to compute: each entry's longer side split into
+    /// `threads / gcd(batch, threads)` blocks, so that the tasks divide evenly among the
+    /// threads with as few splits (each repacks the other operand) as possible.
+    fn plan(&self) -> Vec<(usize, Range<usize>, Range<usize>)> {
+        let (m, n, batch) = (self.m, self.n, self.a.batch_offsets.len());
+        let threads = rayon::current_num_threads();
+        let per_entry = if m * n * self.k < PAR_MIN_MACS { 1 } else { threads / gcd(batch, threads) };
+        let split_rows = m >= n;
+        let len = if split_rows { m } else { n };
+        let step = len.div_ceil(per_entry).div_ceil(TILE) * TILE;
+        let blocks = len.div_ceil(step);
+        (0..batch * blocks)
+            .map(|t| {
+                let (i, j) = (t / blocks, t % blocks);
+                let part = j * step..((j + 1) * step).min(len);
+                if split_rows {
+                    (i, part, 0..n)
+                } else {
+                    (i, 0..m, part)
+                }
+            })
+            .collect()
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{assert_close, vals, Tt, B};
+    use beit_engine::{Backend, DType, Error};
+
+    /// Naive batched matmul of logical values.
+    fn naive(a: &Tt, b: &Tt) -> Vec<f64> {
+        let (sa, sb) = (a.l.shape(), b.l.shape());
+        let r = sa.len();
+        let (m, k, n) = (sa[r - 2], sa[r - 1], sb[r - 1]);
+        let batch: usize = sa[..r - 2].iter().product();
+        let (av, bv) = (a.vals(), b.vals());
+        let mut out = vec![0.0; batch * m * n];
+        for t in 0..batch {
+            for i in 0..m {
+                for j in 0..n {
+                    out[(t * m + i) * n + j] = (0..k).map(|p| av[(t * m + i) * k + p] * bv[(t * k + p) * n + j]).sum();
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn strided_and_batched_products() {
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+            // (m, k, n): tiny, odd, and large enough to split across threads by rows and by columns.
+            for (m, k, n) in [(1, 1, 1), (7, 5, 3), (197, 64, 33), (300, 70, 41), (20, 70, 300)] {
+                let a = Tt::rand(dtype, &[m, k], 1);
+                let w = Tt::rand(dtype, &[n, k], 2).permute(&[1, 0]);
+                assert_close(&vals(&B.matmul(a.view(), w.view()).unwrap()), &naive(&a, &w), tol);
+                let (sa, sw) = (a.scrambled(), w.scrambled());
+                assert_close(&vals(&B.matmul(sa.view(), sw.view()).unwrap()), &naive(&a, &w), tol);
+            }
+            // Batched, with a broadcast (stride-0) batch dim on the right; 3 entries split unevenly.
+            for batch in [2, 3, 12] {
+                let a = Tt::rand(dtype, &[batch, 37, 16], 3).scrambled();
+                let b = Tt::rand(dtype, &[1, 16, 19], 4).broadcast(&[batch, 16, 19]);
+                assert_close(&vals(&B.matmul(a.view(), b.view()).unwrap()), &naive(&a, &b), tol);
+                let big = Tt::rand(dtype, &[batch, 130, 64], 5);
+                let bt = Tt::rand(dtype, &[batch, 130, 64], 6).permute(&[0, 2, 1]);
+                assert_close(&vals(&B.matmul(big.view(), bt.view()).unwrap()), &naive(&big, &bt), tol);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_dims_and_mismatches() {
+        let (a, b) = (Tt::rand(DType::F32, &[3, 0], 1), Tt::rand(DType::F32, &[0, 4], 2));
+        assert_eq!(vals(&B.matmul(a.view(), b.view()).unwrap()), [0.0; 12]);
+        let (a, b) = (Tt::rand(DType::F32, &[3, 4], 1), Tt::rand(DType::F32, &[5, 2], 2));
+        assert!(matches!(B.matmul(a.view(), b.view()), Err(Error::ShapeMismatch { .. })));
+        let (a, b) = (Tt::rand(DType::F32, &[2, 3, 4], 1), Tt::rand(DType::F32, &[3, 4, 2], 2));
+        assert!(matches!(B.matmul(a.view(), b.view()), Err(Error::ShapeMismatch { .. })));
+        let (a, b) = (Tt::rand(DType::F32, &[3, 4], 1), Tt::rand(DType::F64, &[4, 2], 2));
+        assert!(matches!(B.matmul(a.view(), b.view()), Err(Error::DTypeMismatch { .. })));
+        let (a, b) = (Tt::rand(DType::I64, &[3, 4], 1), Tt::rand(DType::I64, &[4, 2], 2));
+        assert!(matches!(B.matmul(a.view(), b.view()), Err(Error::DType { .. })));
+    }
+}

@@ -1,0 +1,111 @@
+//! Softmax over the last dim and its gradient: one pass per row, rows in parallel.
+
+use crate::scalar::{max_of, sum2, sum_by, Real};
+use crate::storage::{boxed, float_dispatch, rows_of, same_dtype, same_shape, Src};
+use crate::strided::par_rows;
+use beit_engine::{Result, StorageBox, View};
+
+/// Softmax over the last dim, max-subtracted.
+pub(crate) fn softmax_last(src: View) -> Result<StorageBox> {
+    const OP: &str = "softmax_last";
+    let (_, d) = rows_of(OP, src.shape())?;
+    let dtype = src.dtype();
+    float_dispatch!(OP, dtype, T => {
+        let x = Src::<T>::new(OP, src)?.contiguous();
+        Ok(boxed(dtype, softmax_t(&x, d)))
+    })
+}
+
+fn softmax_t<T: Real>(x: &[T], d: usize) -> Vec<T> {
+    let mut y = vec![T::zero(); x.len()];
+    par_rows(
+        &mut y,
+        d,
+        #[inline(always)]
+        |r, y| {
+            let x = &x[r * d..(r + 1) * d];
+            let m = max_of(x);
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = (x - m).fexp();
+            }
+            let inv = sum_by(y, |e| e).recip();
+            for y in y.iter_mut() {
+                *y *= inv;
+            }
+        },
+    );
+    y
+}
+
+/// `y ⊙ (dy − Σ dy ⊙ y)` over the last dim.
+pub(crate) fn softmax_last_backward(y: View, dy: View) -> Result<StorageBox> {
+    const OP: &str = "softmax_last_backward";
+    same_dtype(OP, y, dy)?;
+    same_shape(OP, y.shape(), dy.shape())?;
+    let (_, d) = rows_of(OP, y.shape())?;
+    let dtype = y.dtype();
+    float_dispatch!(OP, dtype, T => {
+        let (y, dy) = (Src::<T>::new(OP, y)?.contiguous(), Src::<T>::new(OP, dy)?.contiguous());
+        let mut dx = vec![T::default(); y.len()];
+        par_rows(&mut dx, d, #[inline(always)] |r, dx| {
+            let (y, dy) = (&y[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
+            let dot = sum2(y, dy, |a, b| a * b);
+            for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+                *dx = y * (g - dot);
+            }
+        });
+        Ok(boxed(dtype, dx))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{assert_close, vals, Tt, B};
+    use beit_engine::{Backend, DType};
+
+    fn naive_softmax(x: &[f64], d: usize) -> Vec<f64> {
+        x.chunks(d)
+            .flat_map(|r| {
+                let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let s: f64 = r.iter().map(|v| (v - m).exp()).sum();
+                r.iter().map(move |v| (v - m).exp() / s).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn softmax_and_its_gradient() {
+        for (dtype, tol) in [(DType::F64, 1e-13), (DType::F32, 1e-6)] {
+            for shape in [&[1][..], &[3, 7], &[4, 197, 197]] {
+                let d = *shape.last().unwrap();
+                let x = Tt::new(
+                    dtype,
+                    shape,
+                    &Tt::rand(DType::F64, shape, 1).vals().iter().map(|v| v * 20.0).collect::<Vec<_>>(),
+                )
+                .scrambled();
+                let want = naive_softmax(&x.vals(), d);
+                let y = Tt::new(dtype, shape, &vals(&B.softmax_last(x.view()).unwrap()));
+                assert_close(&y.vals(), &want, tol);
+
+                let dy = Tt::rand(dtype, shape, 2).scrambled();
+                let (yv, gv) = (y.vals(), dy.vals());
+                let want: Vec<f64> = yv
+                    .chunks(d)
+                    .zip(gv.chunks(d))
+                    .flat_map(|(y, g)| {
+                        let dot: f64 = y.iter().zip(g).map(|(a, b)| a * b).sum();
+                        y.iter().zip(g).map(move |(y, g)| y * (g - dot)).collect::<Vec<_>>()
+                    })
+                    .collect();
+                assert_close(&vals(&B.softmax_last_backward(y.view(), dy.view()).unwrap()), &want, tol);
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_of_huge_logits_is_finite() {
+        let x = Tt::new(DType::F32, &[1, 3], &[1e30, 1e30, -1e30]);
+        assert_eq!(vals(&B.softmax_last(x.view()).unwrap()), [0.5, 0.5, 0.0]);
+    }
+}

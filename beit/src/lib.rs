@@ -1,0 +1,18 @@
+//! BEiT on the beit-rs engine: Hugging Face configs and checkpoints, the encoder and heads
+//! as composable layers, and device selection by name.
+
+pub use beit_engine as engine;
+
+mod config;
+mod device;
+pub mod masker;
+pub mod model;
+pub mod vit;
+pub use config::{Architecture, BeitConfig};
+pub use device::open_device;
+pub use model::{Beit, BeitForImageClassification, BeitForMaskedImageModeling, BeitModel, Mode};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

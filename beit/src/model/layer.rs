@@ -1,0 +1,139 @@
+//! One BEiT block (Hugging Face `BeitLayer`): pre-LN self-attention with q and v biases
+//! (no k bias), optional per-layer relative position bias, layer scale and drop path,
+//! then a GELU MLP.
+
+use super::relpos::RelativePositionBias;
+use super::{Inits, Mode};
+use crate::BeitConfig;
+use beit_engine::nn::{DropPath, LayerNorm, Linear, Module, Param, VarBuilder};
+use beit_engine::{Error, Result, Tensor};
+
+/// Multi-head self-attention with separate query/key/value projections.
+pub struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    rel_pos: Option<RelativePositionBias>,
+    heads: usize,
+}
+
+impl SelfAttention {
+    fn new(vb: &VarBuilder, c: &BeitConfig, init: &Inits) -> Result<Self> {
+        let d = c.hidden_size;
+        let lin = |name: &str, bias| Linear::with_init(&vb.pp(name), d, d, bias, init.weight, init.zero);
+        let rel_pos = c
+            .use_relative_position_bias
+            .then(|| RelativePositionBias::new(&vb.pp("relative_position_bias"), c.grid(), c.num_attention_heads, vb.device()))
+            .transpose()?;
+        Ok(SelfAttention {
+            query: lin("query", true)?,
+            key: lin("key", false)?,
+            value: lin("value", true)?,
+            rel_pos,
+            heads: c.num_attention_heads,
+        })
+    }
+
+    /// `x [B, L, D]` to the merged heads `[B, L, D]` (before the output projection).
+    fn forward(&self, x: &Tensor, shared_bias: Option<&Tensor>) -> Result<Tensor> {
+        let [b, l, d] = *x.shape() else {
+            return Err(Error::invalid("attention", format!("expects [B, L, D], got {:?}", x.shape())));
+        };
+        let hd = d / self.heads;
+        let split = |t: Tensor| t.reshape(&[b, l, self.heads, hd])?.permute(&[0, 2, 1, 3]);
+        let q = split(self.query.forward(x)?.mul_scalar(1.0 / (hd as f64).sqrt())?)?;
+        let k = split(self.key.forward(x)?)?;
+        let v = split(self.value.forward(x)?)?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(rp) = &self.rel_pos {
+            scores = scores.add(&rp.forward()?)?;
+        }
+        if let Some(bias) = shared_bias {
+            scores = scores.add(bias)?;
+        }
+        scores.softmax_last()?.matmul(&v)?.permute(&[0, 2, 1, 3])?.reshape(&[b, l, d])
+    }
+}
+
+/// A BEiT block.
+pub struct Layer {
+    layernorm_before: LayerNorm,
+    attention: SelfAttention,
+    attention_output: Linear,
+    lambda_1: Option<Param>,
+    layernorm_after: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    lambda_2: Option<Param>,
+    drop_path: DropPath,
+}
+
+impl Layer {
+    /// Block `index` (0-based) under `vb` (`encoder.layer.{index}`).
+    pub(crate) fn new(vb: &VarBuilder, c: &BeitConfig, index: usize, init: &Inits) -> Result<Self> {
+        let (d, f, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
+        let lin = |name: &str, i, o| Linear::with_init(&vb.pp(name), i, o, true, init.weight, init.zero);
+        let scale = |name: &str| {
+            (c.layer_scale_init_value > 0.0)
+                .then(|| vb.param(name, &[d], beit_engine::nn::Init::Const(c.layer_scale_init_value)))
+                .transpose()
+        };
+        let rate = if c.num_hidden_layers > 1 {
+            c.drop_path_rate * index as f64 / (c.num_hidden_layers - 1) as f64
+        } else {
+            0.0
+        };
+        let layer = Layer {
+            layernorm_before: LayerNorm::new(&vb.pp("layernorm_before"), d, eps)?,
+            attention: SelfAttention::new(&vb.pp("attention.attention"), c, init)?,
+            attention_output: lin("attention.output.dense", d, d)?,
+            lambda_1: scale("lambda_1")?,
+            layernorm_after: LayerNorm::new(&vb.pp("layernorm_after"), d, eps)?,
+            intermediate: lin("intermediate.dense", d, f)?,
+            output: lin("output.dense", f, d)?,
+            lambda_2: scale("lambda_2")?,
+            drop_path: DropPath::new(rate)?,
+        };
+        if init.fresh {
+            // BEiT's fix_init_weight: output projections scaled by 1/sqrt(2·l), l 1-based.
+            let s = 1.0 / (2.0 * (index + 1) as f64).sqrt();
+            for p in [layer.attention_output.weight(), layer.output.weight()] {
+                p.set(p.tensor().mul_scalar(s)?)?;
+            }
+        }
+        Ok(layer)
+    }
+
+    /// `x [B, L, D]` to `[B, L, D]`; `shared_bias` is the shared relative position bias.
+    pub fn forward(&self, x: &Tensor, shared_bias: Option<&Tensor>, mode: Mode) -> Result<Tensor> {
+        let branch = |h: Tensor, lambda: &Option<Param>, salt: u64| -> Result<Tensor> {
+            let h = match lambda {
+                Some(l) => h.mul(&l.tensor())?,
+                None => h,
+            };
+            self.drop_path.forward(&h, mode.train, mode.seed ^ salt)
+        };
+        let a = self.attention.forward(&self.layernorm_before.forward(x)?, shared_bias)?;
+        let x = x.add(&branch(self.attention_output.forward(&a)?, &self.lambda_1, 1)?)?;
+        let h = self.intermediate.forward(&self.layernorm_after.forward(&x)?)?.gelu()?;
+        x.add(&branch(self.output.forward(&h)?, &self.lambda_2, 2)?)
+    }
+}
+
+impl Module for Layer {
+    fn params(&self) -> Vec<Param> {
+        let a = &self.attention;
+        let mut out: Vec<Param> = [&self.layernorm_before as &dyn Module, &a.query, &a.key, &a.value]
+            .iter()
+            .flat_map(|m| m.params())
+            .collect();
+        out.extend(a.rel_pos.iter().flat_map(Module::params));
+        out.extend(self.attention_output.params());
+        out.extend(self.lambda_1.clone());
+        out.extend(self.layernorm_after.params());
+        out.extend(self.intermediate.params());
+        out.extend(self.output.params());
+        out.extend(self.lambda_2.clone());
+        out
+    }
+}

@@ -1,0 +1,63 @@
+//! The BEiT model as composable layers: embeddings, relative position bias, blocks, the
+//! encoder with its pooler, and the MIM and classification heads.
+
+mod embeddings;
+mod encoder;
+mod heads;
+mod layer;
+mod pretrained;
+mod relpos;
+mod resize;
+
+pub use embeddings::Embeddings;
+pub use encoder::{BeitModel, BeitOutput};
+pub use heads::{Beit, BeitForImageClassification, BeitForMaskedImageModeling};
+pub use layer::Layer;
+pub use relpos::{relative_position_index, RelativePositionBias};
+pub use resize::{resize_grid, resize_pos_embed, resize_rel_pos_table, Interp};
+
+use beit_engine::nn::Init;
+
+/// Training or inference, with the seed of this step's stochastic layers (drop path).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mode {
+    /// Whether stochastic layers are active.
+    pub train: bool,
+    /// Seed of the step's random masks.
+    pub seed: u64,
+}
+
+impl Mode {
+    /// Inference: deterministic.
+    pub fn eval() -> Self {
+        Mode::default()
+    }
+
+    /// Training with the step's `seed`.
+    pub fn train(seed: u64) -> Self {
+        Mode { train: true, seed }
+    }
+}
+
+/// How new parameters are filled: BEiT's init for training from scratch, or zeros when
+/// a checkpoint is about to overwrite them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Inits {
+    pub(crate) weight: Init,
+    pub(crate) token: Init,
+    pub(crate) zero: Init,
+    pub(crate) fresh: bool,
+}
+
+impl Inits {
+    /// BEiT pretraining's init: truncated normal, std 0.02, cut at ±0.02 (unilm).
+    pub(crate) fn beit(std: f64) -> Self {
+        let tn = Init::TruncNormal { std, a: -std, b: std };
+        Inits { weight: tn, token: tn, zero: Init::Const(0.0), fresh: true }
+    }
+
+    /// Zeros everywhere (fast; for loading).
+    pub(crate) fn for_loading() -> Self {
+        Inits { weight: Init::Const(0.0), token: Init::Const(0.0), zero: Init::Const(0.0), fresh: false }
+    }
+}

@@ -1,0 +1,72 @@
+//! BEiT's relative position bias: a `((2Wh−1)(2Ww−1)+3, heads)` table indexed by the
+//! relative offset of every (query, key) token pair, with three extra entries for the CLS
+//! token (CLS→token, token→CLS, CLS→CLS).
+
+use beit_engine::nn::{Init, Module, Param, VarBuilder};
+use beit_engine::{Device, Result, Tensor};
+
+/// The `(N+1)²` table index for a `(wh, ww)` patch window, row-major over (query, key).
+pub fn relative_position_index(wh: usize, ww: usize) -> Vec<i64> {
+    let n = (2 * wh - 1) * (2 * ww - 1) + 3;
+    let len = wh * ww + 1;
+    let mut idx = vec![0i64; len * len];
+    for i in 1..len {
+        let (hi, wi) = ((i - 1) / ww, (i - 1) % ww);
+        for j in 1..len {
+            let (hj, wj) = ((j - 1) / ww, (j - 1) % ww);
+            idx[i * len + j] = ((hi + wh - 1 - hj) * (2 * ww - 1) + (wi + ww - 1 - wj)) as i64;
+        }
+    }
+    // Row 0 (CLS -> tokens), then column 0 (tokens -> CLS), then [0][0], in this order.
+    idx[..len].fill(n as i64 - 3);
+    for i in 0..len {
+        idx[i * len] = n as i64 - 2;
+    }
+    idx[0] = n as i64 - 1;
+    idx
+}
+
+/// A relative position bias table and its index for one window.
+pub struct RelativePositionBias {
+    table: Param,
+    index: Tensor,
+    tokens: usize,
+    heads: usize,
+}
+
+impl RelativePositionBias {
+    /// The table `relative_position_bias_table` under `vb` (zero-initialised, as BEiT).
+    pub fn new(vb: &VarBuilder, window: (usize, usize), heads: usize, device: &Device) -> Result<Self> {
+        let (wh, ww) = window;
+        let rows = (2 * wh - 1) * (2 * ww - 1) + 3;
+        let table = vb.param("relative_position_bias_table", &[rows, heads], Init::Const(0.0))?;
+        let tokens = wh * ww + 1;
+        let index = Tensor::from_vec(relative_position_index(wh, ww), &[tokens * tokens], device)?;
+        Ok(RelativePositionBias { table, index, tokens, heads })
+    }
+
+    /// The bias `[heads, N+1, N+1]` to add to attention logits.
+    pub fn forward(&self) -> Result<Tensor> {
+        let n = self.tokens;
+        self.table.tensor().index_select(0, &self.index)?.reshape(&[n, n, self.heads])?.permute(&[2, 0, 1])
+    }
+}
+
+impl Module for RelativePositionBias {
+    fn params(&self) -> Vec<Param> {
+        vec![self.table.clone()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn index_matches_the_reference_2x2_example() {
+        // BEIT-SPEC §3: rows for a 2x2 window (n = 12).
+        let expect = [[11, 9, 9, 9, 9], [10, 4, 3, 1, 0], [10, 5, 4, 2, 1], [10, 7, 6, 4, 3], [10, 8, 7, 5, 4]];
+        let idx = super::relative_position_index(2, 2);
+        assert_eq!(idx, expect.iter().flatten().copied().collect::<Vec<i64>>());
+        let big = super::relative_position_index(14, 14);
+        assert_eq!((big[0], big[197], big[1], *big.iter().max().unwrap()), (731, 730, 729, 731));
+    }
+}

@@ -1,0 +1,1 @@
+//! Benchmarks for beit-rs live in `benches/` (criterion); this library is empty.

@@ -1,0 +1,69 @@
+//! [`VarBuilder`]: creates parameters under dotted PyTorch/Hugging Face names.
+
+use super::{Init, Param};
+use crate::rng::Rng;
+use crate::{DType, Device, Result, Tensor};
+use std::sync::{Arc, Mutex};
+
+/// Creates named parameters on one device with one dtype, drawing initial values from a
+/// shared seeded [`Rng`] (so a model built twice from one seed is identical).
+///
+/// Each [`VarBuilder::pp`] pushes a name segment:
+/// `vb.pp("encoder").pp("layer.0").param("weight", ..)` is named `encoder.layer.0.weight`.
+#[derive(Clone, Debug)]
+pub struct VarBuilder {
+    prefix: String,
+    device: Device,
+    dtype: DType,
+    rng: Arc<Mutex<Rng>>,
+}
+
+impl VarBuilder {
+    /// A builder at the root of the name tree.
+    pub fn new(device: &Device, dtype: DType, seed: u64) -> Self {
+        VarBuilder { prefix: String::new(), device: device.clone(), dtype, rng: Arc::new(Mutex::new(Rng::new(seed))) }
+    }
+
+    /// A builder for the sub-module `segment` (which may itself contain dots, e.g. `layer.3`).
+    pub fn pp(&self, segment: impl std::fmt::Display) -> Self {
+        VarBuilder { prefix: self.name(&segment.to_string()), ..self.clone() }
+    }
+
+    /// The full name of `leaf` under this builder's prefix.
+    pub fn name(&self, leaf: &str) -> String {
+        match (self.prefix.is_empty(), leaf.is_empty()) {
+            (true, _) => leaf.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}.{leaf}", self.prefix),
+        }
+    }
+
+    /// The current prefix (empty at the root).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The device parameters are created on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype of float parameters.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// A trainable parameter `leaf` of `shape`, filled by `init`.
+    pub fn param(&self, leaf: &str, shape: &[usize], init: Init) -> Result<Param> {
+        let t = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            init.tensor(shape, self.dtype, &self.device, &mut rng)?
+        };
+        Param::new(self.name(leaf), t)
+    }
+
+    /// A non-trainable buffer `leaf` holding `value` (moved to this builder's device).
+    pub fn buffer(&self, leaf: &str, value: &Tensor) -> Result<Param> {
+        Ok(Param::buffer(self.name(leaf), value.to_device(&self.device)?))
+    }
+}

@@ -1,0 +1,81 @@
+//! [`Linear`]: `y = x·Wᵀ + b` with PyTorch's `[out, in]` weight layout.
+
+use super::{Init, Module, Param, VarBuilder};
+use crate::{Error, Result, Tensor};
+
+/// A fully connected layer: `weight [out, in]`, optional `bias [out]`, named `weight` and
+/// `bias` under its builder's prefix (as `torch.nn.Linear`).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Param,
+    bias: Option<Param>,
+}
+
+impl Linear {
+    /// A layer with PyTorch's default init (uniform in `±1/√in` for weight and bias).
+    pub fn new(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
+        let init = Init::pytorch_default(in_dim);
+        Self::with_init(vb, in_dim, out_dim, bias, init, init)
+    }
+
+    /// A layer with the given initialisers (BEiT: `Init::trunc_normal(0.02)`, `Init::Const(0.0)`).
+    pub fn with_init(
+        vb: &VarBuilder,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        weight_init: Init,
+        bias_init: Init,
+    ) -> Result<Self> {
+        let weight = vb.param("weight", &[out_dim, in_dim], weight_init)?;
+        let bias = if bias { Some(vb.param("bias", &[out_dim], bias_init)?) } else { None };
+        Ok(Linear { weight, bias })
+    }
+
+    /// A layer from existing parameters; the shapes must be `[out, in]` and `[out]`.
+    pub fn from_params(weight: Param, bias: Option<Param>) -> Result<Self> {
+        let ws = weight.shape();
+        if ws.len() != 2 {
+            let msg = format!("a Linear weight must be [out, in], got {ws:?}");
+            return Err(Error::Param { name: weight.name().to_string(), msg });
+        }
+        if let Some(b) = &bias {
+            if b.shape() != [ws[0]] || b.dtype() != weight.dtype() {
+                let msg = format!(
+                    "a Linear bias must be [{}] of {}, got {:?} of {}",
+                    ws[0],
+                    weight.dtype(),
+                    b.shape(),
+                    b.dtype()
+                );
+                return Err(Error::Param { name: b.name().to_string(), msg });
+            }
+        }
+        Ok(Linear { weight, bias })
+    }
+
+    /// The weight, `[out, in]`.
+    pub fn weight(&self) -> &Param {
+        &self.weight
+    }
+
+    /// The bias, `[out]`.
+    pub fn bias(&self) -> Option<&Param> {
+        self.bias.as_ref()
+    }
+
+    /// `x [..., in]` to `[..., out]`: one GEMM against the transposed view of the weight.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.tensor().t()?)?;
+        match &self.bias {
+            Some(b) => y.add(&b.tensor()),
+            None => Ok(y),
+        }
+    }
+}
+
+impl Module for Linear {
+    fn params(&self) -> Vec<Param> {
+        std::iter::once(self.weight.clone()).chain(self.bias.clone()).collect()
+    }
+}

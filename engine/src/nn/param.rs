@@ -1,0 +1,132 @@
+//! [`Param`]: a named, shared, updatable model tensor.
+
+use crate::{BackendStorage, DType, Device, Error, Layout, Result, Tensor};
+use std::sync::{Arc, RwLock};
+
+struct ParamInner {
+    name: String,
+    trainable: bool,
+    tensor: RwLock<Tensor>,
+}
+
+/// A named model tensor, shared between the layer that uses it and the optimiser that
+/// updates it. Cloning is cheap and clones see each other's updates.
+///
+/// A trainable parameter holds a requires-grad leaf: use [`Param::tensor`] in the forward
+/// pass and look its gradient up with `grads.get(&param.tensor())`. A buffer
+/// ([`Param::buffer`]) is saved and loaded with the model but never trained.
+#[derive(Clone)]
+pub struct Param(Arc<ParamInner>);
+
+impl std::fmt::Debug for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.tensor();
+        let kind = if self.is_trainable() { "Param" } else { "Buffer" };
+        write!(f, "{kind}({}: {:?}, {}, {})", self.name(), t.shape(), t.dtype(), t.device())
+    }
+}
+
+impl Param {
+    /// A trainable parameter named `name` (its full dotted name, e.g.
+    /// `encoder.layer.0.output.dense.weight`); `tensor` must have a float dtype.
+    pub fn new(name: impl Into<String>, tensor: Tensor) -> Result<Param> {
+        let name = name.into();
+        if !tensor.dtype().is_float() {
+            return Err(Error::Param {
+                name,
+                msg: format!("a trainable parameter needs a float dtype, got {}", tensor.dtype()),
+            });
+        }
+        let tensor = tensor.requires_grad(true)?;
+        Ok(Param(Arc::new(ParamInner { name, trainable: true, tensor: RwLock::new(tensor) })))
+    }
+
+    /// A non-trainable buffer (e.g. an index table) named `name`, of any dtype.
+    pub fn buffer(name: impl Into<String>, tensor: Tensor) -> Param {
+        let tensor = tensor.detach();
+        Param(Arc::new(ParamInner { name: name.into(), trainable: false, tensor: RwLock::new(tensor) }))
+    }
+
+    /// The full dotted name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Whether the optimiser may train it (false for buffers).
+    pub fn is_trainable(&self) -> bool {
+        self.0.trainable
+    }
+
+    /// The current value (a cheap handle; for trainable parameters, the requires-grad leaf
+    /// that gradients are keyed by).
+    pub fn tensor(&self) -> Tensor {
+        self.0.tensor.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> Vec<usize> {
+        self.tensor().shape().to_vec()
+    }
+
+    /// The dtype.
+    pub fn dtype(&self) -> DType {
+        self.tensor().dtype()
+    }
+
+    /// The device.
+    pub fn device(&self) -> Device {
+        self.tensor().device().clone()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.tensor().numel()
+    }
+
+    /// Replace the value by `value`, which must have the same shape, dtype and device; the
+    /// new value is a fresh leaf (earlier [`Param::tensor`] handles keep the old value).
+    pub fn set(&self, value: Tensor) -> Result<()> {
+        let mut guard = self.0.tensor.write().unwrap_or_else(|e| e.into_inner());
+        let cur = &*guard;
+        let msg = if value.shape() != cur.shape() {
+            format!("cannot set a value of shape {:?}, expected {:?}", value.shape(), cur.shape())
+        } else if value.dtype() != cur.dtype() {
+            format!("cannot set a value of dtype {}, expected {}", value.dtype(), cur.dtype())
+        } else if !value.device().same(cur.device()) {
+            format!("cannot set a value on device {}, expected {}", value.device(), cur.device())
+        } else {
+            *guard = if self.0.trainable { value.requires_grad(true)? } else { value.detach() };
+            return Ok(());
+        };
+        Err(Error::Param { name: self.name().to_string(), msg })
+    }
+
+    /// Run `f` on the value's buffer, exclusively. The buffer is updated in place when
+    /// nothing else shares it; otherwise a private copy is made first (the old value stays
+    /// intact for whoever holds it). The tensor's identity changes only in the latter case.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut dyn BackendStorage) -> Result<R>) -> Result<R> {
+        let mut guard = self.0.tensor.write().unwrap_or_else(|e| e.into_inner());
+        let leaf = self.0.trainable;
+        f(exclusive_storage(&mut guard, leaf)?)
+    }
+}
+
+/// The buffer of `t` for an in-place update, replacing `t` by a private contiguous copy
+/// (a requires-grad leaf again when `leaf`) if the buffer is shared.
+pub(crate) fn exclusive_storage(t: &mut Tensor, leaf: bool) -> Result<&mut dyn BackendStorage> {
+    if t.storage_mut().is_none() {
+        *t = {
+            let backend = t.device().backend();
+            let mut out = backend.full(t.dtype(), t.numel(), 0.0)?;
+            backend.copy_strided(t.view(), &mut *out, &Layout::contiguous(t.shape()))?;
+            let copy = Tensor::from_storage(out, t.shape(), t.device())?;
+            if leaf {
+                copy.requires_grad(true)?
+            } else {
+                copy
+            }
+        };
+    }
+    let backend = t.device().name();
+    t.storage_mut().ok_or_else(|| Error::Backend { backend, msg: "a freshly copied buffer is still shared".into() })
+}
