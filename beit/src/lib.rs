@@ -4,6 +4,7 @@
 pub use beit_engine as engine;
 
 mod config;
+pub mod data;
 mod device;
 pub mod masker;
 pub mod model;

@@ -1,11 +1,13 @@
-//! `beit demo`: trains [`beit::vit::Vit`] on built-in synthetic images (a bright square in
-//! one of four quadrants; the class is the quadrant) with AdamW, warmup + cosine and
-//! gradient clipping, then reports held-out accuracy.
+//! `beit demo`: trains [`beit::vit::Vit`] on the built-in handwritten digits (1500 training
+//! images upscaled to 32×32) with AdamW, warmup + cosine and gradient clipping, then reports
+//! accuracy on the 297 held-out digits. (It becomes BEiT pretraining + fine-tuning as the
+//! tokenizer and trainer land.)
 
 use beit::engine::nn::{Module, VarBuilder};
 use beit::engine::optim::{clip_grad_norm, AdamW, AdamWConfig, ParamGroup, Schedule};
 use beit::engine::rng::Rng;
-use beit::engine::{no_grad, DType, Device, Error, Result, Tensor};
+use beit::data::Digits;
+use beit::engine::{no_grad, DType, Device, Error, Result};
 use beit::vit::{Vit, VitConfig};
 use std::time::Instant;
 
@@ -33,30 +35,6 @@ pub struct DemoArgs {
 }
 
 const IMAGE: usize = 32;
-const CLASSES: usize = 4;
-
-/// A batch of synthetic images `[n, 3, 32, 32]` and their i64 labels.
-fn synthetic_batch(n: usize, rng: &mut Rng, device: &Device) -> Result<(Tensor, Tensor)> {
-    let side = IMAGE / 4;
-    let mut pixels = vec![0f32; n * 3 * IMAGE * IMAGE];
-    let mut labels = Vec::with_capacity(n);
-    for (i, img) in pixels.chunks_mut(3 * IMAGE * IMAGE).enumerate() {
-        let class = (i + rng.below(CLASSES)) % CLASSES;
-        labels.push(class as i64);
-        for v in img.iter_mut() {
-            *v = (rng.normal() * 0.5) as f32;
-        }
-        let top = (class / 2) * IMAGE / 2 + rng.below(IMAGE / 2 - side + 1);
-        let left = (class % 2) * IMAGE / 2 + rng.below(IMAGE / 2 - side + 1);
-        for c in 0..3 {
-            for y in top..top + side {
-                let row = c * IMAGE * IMAGE + y * IMAGE;
-                img[row + left..row + left + side].iter_mut().for_each(|v| *v += 1.5);
-            }
-        }
-    }
-    Ok((Tensor::from_vec(pixels, &[n, 3, IMAGE, IMAGE], device)?, Tensor::from_vec(labels, &[n], device)?))
-}
 
 /// Run the demo.
 pub fn run(args: &DemoArgs) -> Result<()> {
@@ -64,8 +42,18 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     if args.steps == 0 || args.batch == 0 {
         return Err(Error::invalid("demo", "--steps and --batch must be positive"));
     }
-    let config =
-        VitConfig { image_size: IMAGE, patch_size: 8, channels: 3, dim: 64, depth: 2, heads: 4, mlp_dim: 256, classes: CLASSES };
+    let digits = Digits::load()?;
+    let (train, test) = digits.split();
+    let config = VitConfig {
+        image_size: IMAGE,
+        patch_size: 8,
+        channels: 3,
+        dim: 64,
+        depth: 2,
+        heads: 4,
+        mlp_dim: 256,
+        classes: Digits::CLASSES,
+    };
     let model = Vit::new(&VarBuilder::new(&device, DType::F32, args.seed), config)?;
     let params = model.trainable_params();
     let (decay, no_decay): (Vec<_>, Vec<_>) = params.iter().cloned().partition(|p| p.shape().len() > 1);
@@ -81,11 +69,20 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         total_steps: args.steps,
     };
     schedule.validate()?;
-    println!("beit demo: {} parameters on {}, {} steps of {} images", model.num_params(), device, args.steps, args.batch);
+    println!(
+        "beit demo: a {}-parameter ViT on {} built-in digits ({} held out), {} steps of {} on {}",
+        model.num_params(),
+        train.len(),
+        test.len(),
+        args.steps,
+        args.batch,
+        device
+    );
     let mut rng = Rng::new(args.seed ^ 0x5EED);
     let start = Instant::now();
     for step in 0..args.steps {
-        let (images, labels) = synthetic_batch(args.batch, &mut rng, &device)?;
+        let picks: Vec<usize> = (0..args.batch).map(|_| train[rng.below(train.len())]).collect();
+        let (images, labels) = digits.batch(&picks, IMAGE, &device)?;
         let loss = model.forward(&images)?.cross_entropy(&labels, 0.0)?;
         let loss_value = loss.to_scalar()?;
         if !loss_value.is_finite() {
@@ -99,12 +96,12 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         }
     }
     let train_s = start.elapsed().as_secs_f64();
-    let accuracy = evaluate(&model, &mut rng, &device)?;
+    let accuracy = evaluate(&model, &digits, &test, &device)?;
     println!(
-        "trained in {train_s:.1} s ({:.0} images/s); held-out accuracy {:.1}% (chance {:.0}%)",
+        "trained in {train_s:.1} s ({:.0} images/s); accuracy on {} held-out digits {:.1}% (chance 10%)",
         (args.steps as usize * args.batch) as f64 / train_s,
+        test.len(),
         accuracy * 100.0,
-        100.0 / CLASSES as f64
     );
     if let Some(path) = &args.save {
         let sd = model.state_dict();
@@ -114,10 +111,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     Ok(())
 }
 
-/// Accuracy on 512 fresh images.
-fn evaluate(model: &Vit, rng: &mut Rng, device: &Device) -> Result<f64> {
+/// Accuracy on the held-out digits.
+fn evaluate(model: &Vit, digits: &Digits, test: &[usize], device: &Device) -> Result<f64> {
     let _guard = no_grad();
-    let (images, labels) = synthetic_batch(512, rng, device)?;
+    let (images, labels) = digits.batch(test, IMAGE, device)?;
     let predicted = model.forward(&images)?.argmax()?.to_vec::<i64>()?;
     let truth = labels.to_vec::<i64>()?;
     Ok(predicted.iter().zip(&truth).filter(|(p, t)| p == t).count() as f64 / truth.len() as f64)

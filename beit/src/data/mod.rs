@@ -1,0 +1,5 @@
+//! Datasets. The built-in one is the UCI handwritten digits ([`Digits`]).
+
+mod digits;
+
+pub use digits::Digits;
