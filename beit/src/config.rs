@@ -39,6 +39,7 @@ impl Architecture {
 #[serde(default)]
 pub struct BeitConfig {
     /// `model_type`; must be `beit` when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model_type: Option<String>,
     /// Model classes the checkpoint was saved from.
     pub architectures: Vec<String>,
@@ -85,6 +86,7 @@ pub struct BeitConfig {
     /// Class names by id (classification).
     pub id2label: BTreeMap<String, String>,
     /// Number of classes; defaults to the size of `id2label`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub num_labels: Option<usize>,
 }
 

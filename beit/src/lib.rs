@@ -8,6 +8,7 @@ pub mod data;
 mod device;
 pub mod masker;
 pub mod model;
+pub mod preprocess;
 pub mod vit;
 pub use config::{Architecture, BeitConfig};
 pub use device::open_device;

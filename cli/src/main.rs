@@ -1,6 +1,11 @@
 //! `beit`: the beit-rs command-line tool.
 
+mod bench;
+mod classify;
 mod demo;
+mod forward;
+mod info;
+mod init;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,12 +21,27 @@ struct Cli {
 enum Command {
     /// Train a small ViT on the built-in synthetic image set (the engine's end-to-end check).
     Demo(demo::DemoArgs),
+    /// Run a Hugging Face BEiT folder on tensors from a safetensors file; write its outputs.
+    Forward(forward::ForwardArgs),
+    /// Top-5 labels of images (Hugging Face preprocessing).
+    Classify(classify::ClassifyArgs),
+    /// Architecture, parameter count and configuration of a model folder.
+    Info(info::InfoArgs),
+    /// Forward latency and peak memory on random input.
+    Bench(bench::BenchArgs),
+    /// Write a freshly initialised model folder.
+    Init(init::InitArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Forward(args) => forward::run(&args),
+        Command::Classify(args) => classify::run(&args),
+        Command::Info(args) => info::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Init(args) => init::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -200,6 +200,11 @@ pub trait Backend: Send + Sync + Debug {
     /// Upload host data.
     #[allow(clippy::wrong_self_convention)]
     fn from_host(&self, data: &HostData) -> Result<StorageBox>;
+    /// Upload host data the caller gives up (backends that can adopt the buffer skip a copy).
+    #[allow(clippy::wrong_self_convention)]
+    fn from_host_owned(&self, data: HostData) -> Result<StorageBox> {
+        self.from_host(&data)
+    }
     /// Download a view, gathered into row-major order.
     fn to_host(&self, src: View) -> Result<HostData>;
     /// Copy a view into `dst` at `dst_layout` (same shape, same dtype).

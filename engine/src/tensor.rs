@@ -71,9 +71,19 @@ impl Tensor {
         Self::from_storage(device.backend().from_host(data)?, shape, device)
     }
 
+    /// Upload host data the caller no longer needs (no host-side copy where the backend can
+    /// take the buffer).
+    pub fn from_host_owned(data: HostData, shape: &[usize], device: &Device) -> Result<Tensor> {
+        let numel: usize = shape.iter().product();
+        if data.len() != numel {
+            return Err(Error::invalid("from_host", format!("{} values for shape {shape:?} ({numel})", data.len())));
+        }
+        Self::from_storage(device.backend().from_host_owned(data)?, shape, device)
+    }
+
     /// Upload a vector with the given shape.
     pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize], device: &Device) -> Result<Tensor> {
-        Self::from_host(&T::into_host(data), shape, device)
+        Self::from_host_owned(T::into_host(data), shape, device)
     }
 
     /// Upload a slice with the given shape.

@@ -54,6 +54,10 @@ impl Backend for CpuBackend {
         Ok(Box::new(CpuStorage::new(data.clone())))
     }
 
+    fn from_host_owned(&self, data: HostData) -> Result<StorageBox> {
+        Ok(Box::new(CpuStorage::new(data)))
+    }
+
     fn to_host(&self, src: View) -> Result<HostData> {
         elementwise::to_host(src)
     }

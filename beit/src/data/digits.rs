@@ -59,7 +59,7 @@ impl Digits {
     /// The fixed split: `(train, test)` indices, 1500 and 297 images, from a seeded shuffle.
     pub fn split(&self) -> (Vec<usize>, Vec<usize>) {
         let mut order: Vec<usize> = (0..self.len()).collect();
-        let mut rng = Rng::new(0xD161_75);
+        let mut rng = Rng::new(0x00D1_6175);
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i + 1));
         }

@@ -65,11 +65,27 @@ impl Mapped {
             Dtype::U8 => HostData::U8(bytes.to_vec()),
             _ => HostData::Bool(bytes.to_vec()),
         };
+        self.file.release(self.bytes.clone());
         let numel: usize = self.shape.iter().product();
         if data.len() != numel {
             return Err(self.error(format!("tensor `{name}`: {} values for shape {:?}", data.len(), self.shape)));
         }
-        Tensor::from_host(&data, &self.shape, &self.file.device)
+        Tensor::from_host_owned(data, &self.shape, &self.file.device)
+    }
+}
+
+impl MappedFile {
+    /// Drop the mapped pages of `range` from this process's resident memory once its
+    /// tensor has been copied out, so that loading a checkpoint peaks at about one copy of
+    /// the weights rather than two. The pages read back from the file if touched again.
+    fn release(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        // SAFETY: no borrow of the mapped bytes outlives `load`'s decode, and the mapping is
+        // read-only and file-backed, so the contents seen after the advice are unchanged.
+        // Failure only means the pages stay resident.
+        let _ = unsafe { self.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len()) };
+        #[cfg(not(unix))]
+        let _ = range;
     }
 }
 

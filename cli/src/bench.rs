@@ -1,0 +1,82 @@
+//! `beit bench`: forward latency of a model folder on random input.
+
+use beit::engine::rng::Rng;
+use beit::engine::{no_grad, DType, Error, Result, Tensor};
+use beit::masker::{BlockwiseMasker, Masker};
+use beit::Beit;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Options of `beit bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Hugging Face model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Images per forward.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Timed iterations (after 2 warm-up ones).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Device: cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print JSON (`median_ms`, `min_ms`, `peak_rss_mb`, ...).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Peak resident memory of this process in MB (Linux), from /proc/self/status.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+/// Run `beit bench`.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.batch == 0 || args.iters == 0 {
+        return Err(Error::invalid("bench", "--batch and --iters must be positive"));
+    }
+    let device = beit::open_device(&args.device)?;
+    let (model, _) = Beit::from_pretrained(&args.model, &device)?;
+    let c = model.config();
+    let mut rng = Rng::new(0);
+    let shape = [args.batch, c.num_channels, c.image_size, c.image_size];
+    let pixels = Tensor::randn(&shape, 1.0, DType::F32, &mut rng, &device)?;
+    let mask = match model {
+        Beit::MaskedImageModeling(_) => Some(BlockwiseMasker::beit(c.grid())?.sample_batch(args.batch, &mut rng, &device)?),
+        _ => None,
+    };
+    let _guard = no_grad();
+    let mut times = Vec::with_capacity(args.iters);
+    for i in 0..args.iters + 2 {
+        let start = Instant::now();
+        let out = model.forward(&pixels, mask.as_ref())?;
+        device.backend().synchronize()?;
+        drop(out);
+        if i >= 2 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let (median, min) = (times[times.len() / 2], times[0]);
+    let summary = serde_json::json!({
+        "model": args.model.display().to_string(),
+        "device": device.name(),
+        "batch": args.batch,
+        "iters": args.iters,
+        "median_ms": median,
+        "min_ms": min,
+        "images_per_s": args.batch as f64 * 1e3 / median,
+        "peak_rss_mb": peak_rss_mb(),
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!("batch {}: median {median:.1} ms, min {min:.1} ms, {:.1} images/s, peak RSS {} MB",
+            args.batch, args.batch as f64 * 1e3 / median, summary["peak_rss_mb"]);
+    }
+    Ok(())
+}
