@@ -6,6 +6,7 @@ mod demo;
 mod forward;
 mod info;
 mod init;
+mod mask;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a freshly initialised model folder.
     Init(init::InitArgs),
+    /// Draw a blockwise mask over an image, or print mask statistics.
+    Mask(mask::MaskArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Init(args) => init::run(&args),
+        Command::Mask(args) => mask::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

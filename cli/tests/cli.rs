@@ -143,3 +143,20 @@ fn bad_input_names_the_culprit() {
     assert!(err.contains("pixel_values"), "{err}");
     assert!(fails(&["bench", "--model", s(&src), "--device", "cuda:0"]).contains("cuda:0"));
 }
+
+#[test]
+fn mask_picture_and_statistics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (img, out) = (tmp.path().join("in.png"), tmp.path().join("mask.png"));
+    image::RgbImage::from_fn(50, 40, |x, y| image::Rgb([(x * 5) as u8, (y * 6) as u8, 200])).save(&img).unwrap();
+    let said = ok(&["mask", "--image", s(&img), "--out", s(&out), "--seed", "1"]);
+    assert!(said.contains("of 196 patches masked"), "{said}");
+    let picture = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(picture.dimensions(), (224, 224));
+    let grey = picture.pixels().filter(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]).count();
+    assert!(grey >= 64 * 256, "masked patches are grey: {grey} grey pixels");
+    let stats: serde_json::Value = serde_json::from_str(&ok(&["mask", "--stats", "--samples", "2000", "--seed", "5"])).unwrap();
+    let mean = stats["mean_masked"].as_f64().unwrap();
+    assert!((mean - 74.5).abs() < 0.4 && stats["max_masked"] == 75, "{stats}");
+    assert!(fails(&["mask"]).contains("--stats"));
+}
