@@ -1,5 +1,11 @@
-//! Datasets. The built-in one is the UCI handwritten digits ([`Digits`]).
+//! Data: the built-in digits ([`Digits`]), image folders, transforms, and a prefetching
+//! loader.
 
 mod digits;
+mod folder;
+mod loader;
+pub mod transforms;
 
 pub use digits::Digits;
+pub use folder::ImageFolder;
+pub use loader::{Batch, Loader, SampleTransform};

@@ -1,0 +1,157 @@
+//! Batches from an [`ImageFolder`]: shuffled per epoch from a seed, decoded and transformed
+//! in parallel on the rayon pool, prefetched on a background thread so the trainer does not
+//! wait. Each sample's randomness depends only on (seed, epoch, index): runs repeat exactly.
+//! Unreadable images are skipped with a warning naming the file, and counted.
+
+use super::ImageFolder;
+use crate::preprocess::load_image;
+use beit_engine::rng::{mix64, Rng};
+use image::RgbImage;
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+/// Turns one decoded image into one or more flat float views.
+pub trait SampleTransform: Send + Sync + 'static {
+    /// The views of `img` (each `[3, H, W]` row-major), drawing randomness from `rng`.
+    fn views(&self, img: &RgbImage, rng: &mut Rng) -> Vec<Vec<f32>>;
+}
+
+impl SampleTransform for super::transforms::TwoViewTransform {
+    fn views(&self, img: &RgbImage, rng: &mut Rng) -> Vec<Vec<f32>> {
+        let (m, t) = self.apply(img, rng);
+        vec![m, t]
+    }
+}
+
+/// One batch: per view, the concatenated samples; labels where the folder has classes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// `views[v]` holds `len` samples of view `v` back to back.
+    pub views: Vec<Vec<f32>>,
+    /// Class ids (labelled folders).
+    pub labels: Vec<i64>,
+    /// Samples in the batch (skipped files are not counted).
+    pub len: usize,
+    /// Epoch the batch belongs to.
+    pub epoch: u64,
+}
+
+/// A prefetching batch iterator; ends after `epochs` epochs.
+pub struct Loader {
+    rx: Receiver<Batch>,
+    skipped: Arc<AtomicUsize>,
+}
+
+impl Loader {
+    /// Start loading `folder` in batches of `batch` (the last, smaller batch of an epoch is
+    /// dropped), `prefetch` batches ahead.
+    pub fn new<T: SampleTransform>(folder: ImageFolder, transform: T, batch: usize, epochs: u64, seed: u64, prefetch: usize) -> Self {
+        let (tx, rx) = sync_channel(prefetch.max(1));
+        let skipped = Arc::new(AtomicUsize::new(0));
+        let counter = skipped.clone();
+        std::thread::spawn(move || {
+            for epoch in 0..epochs {
+                let mut order: Vec<usize> = (0..folder.len()).collect();
+                let mut rng = Rng::new(mix64(seed ^ epoch.wrapping_mul(0x9E37_79B9)));
+                for i in (1..order.len()).rev() {
+                    order.swap(i, rng.below(i + 1));
+                }
+                for chunk in order.chunks_exact(batch.max(1)) {
+                    let samples: Vec<_> = chunk
+                        .par_iter()
+                        .filter_map(|&i| {
+                            let (path, label) = &folder.items[i];
+                            match load_image(path) {
+                                Ok(img) => {
+                                    let mut r = Rng::new(mix64(seed ^ mix64(epoch) ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407)));
+                                    Some((transform.views(&img.to_rgb8(), &mut r), label.map(|l| l as i64)))
+                                }
+                                Err(e) => {
+                                    eprintln!("warning: skipping {e}");
+                                    counter.fetch_add(1, Ordering::Relaxed);
+                                    None
+                                }
+                            }
+                        })
+                        .collect();
+                    let len = samples.len();
+                    let n_views = samples.first().map_or(0, |s| s.0.len());
+                    let mut views = vec![Vec::new(); n_views];
+                    let mut labels = Vec::new();
+                    for (v, l) in samples {
+                        v.into_iter().zip(views.iter_mut()).for_each(|(src, dst)| dst.extend(src));
+                        labels.extend(l);
+                    }
+                    if tx.send(Batch { views, labels, len, epoch }).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Loader { rx, skipped }
+    }
+
+    /// Files skipped so far because they could not be decoded.
+    pub fn skipped(&self) -> usize {
+        self.skipped.load(Ordering::Relaxed)
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Batch;
+    fn next(&mut self) -> Option<Batch> {
+        self.rx.recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::transforms::TwoViewTransform;
+
+    fn write_images(dir: &std::path::Path, n: u32) {
+        for i in 0..n {
+            let img = RgbImage::from_fn(40 + i, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, (i * 20) as u8]));
+            img.save(dir.join(format!("img{i}.png"))).unwrap();
+        }
+    }
+
+    #[test]
+    fn deterministic_batches_skipping_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write_images(dir.path(), 7);
+        std::fs::write(dir.path().join("broken.png"), b"not a png").unwrap();
+        let folder = ImageFolder::flat(dir.path()).unwrap();
+        assert_eq!(folder.len(), 8);
+        let t = TwoViewTransform::beit(16);
+        let run = || {
+            let mut l = Loader::new(folder.clone(), t.clone(), 4, 2, 9, 2);
+            let batches: Vec<Batch> = l.by_ref().collect();
+            (batches, l.skipped())
+        };
+        let (a, skipped) = run();
+        let (b, _) = run();
+        assert_eq!(a, b, "same seed, same batches");
+        assert_eq!((a.len(), skipped), (4, 2), "2 epochs of 2 batches; the broken file skipped once per epoch");
+        assert_eq!(a.iter().map(|x| x.len).sum::<usize>(), 14);
+        assert_eq!(a[0].views[0].len(), a[0].len * 3 * 16 * 16);
+        assert_eq!(a[0].views[1].len(), a[0].len * 3 * 8 * 8);
+        assert_ne!(a[0].views[0], a[2].views[0], "epochs reshuffle");
+    }
+
+    #[test]
+    fn folders_need_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = ImageFolder::flat(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("no PNG or JPEG images"), "{err}");
+        for class in ["cat", "dog"] {
+            std::fs::create_dir(dir.path().join(class)).unwrap();
+            write_images(&dir.path().join(class), 2);
+        }
+        let f = ImageFolder::labelled(dir.path()).unwrap();
+        assert_eq!((f.classes.clone(), f.len(), f.items[3].1), (vec!["cat".to_string(), "dog".to_string()], 4, Some(1)));
+        assert!(ImageFolder::flat("/nonexistent/images").unwrap_err().to_string().contains("/nonexistent/images"));
+    }
+}
