@@ -151,6 +151,11 @@ impl ImageProcessor {
 
 /// Decode a PNG or JPEG file; errors name the file. Images above [`MAX_PIXELS`] are refused.
 pub fn load_image(path: impl AsRef<Path>) -> Result<DynamicImage> {
+    load_image_limited(path, MAX_PIXELS)
+}
+
+/// [`load_image`] with another pixel limit: larger images are refused before decoding.
+pub fn load_image_limited(path: impl AsRef<Path>, max_pixels: u64) -> Result<DynamicImage> {
     let path = path.as_ref();
     let file = path.display().to_string();
     let reader = image::ImageReader::open(path)
@@ -158,8 +163,8 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<DynamicImage> {
         .with_guessed_format()
         .map_err(|source| Error::Io { path: file.clone(), source })?;
     let (w, h) = reader.into_dimensions().map_err(|e| Error::Format { file: file.clone(), msg: e.to_string() })?;
-    if w as u64 * h as u64 > MAX_PIXELS {
-        return Err(Error::Format { file, msg: format!("{w}x{h} pixels is above the limit of {MAX_PIXELS}") });
+    if w as u64 * h as u64 > max_pixels {
+        return Err(Error::Format { file, msg: format!("{w}x{h} pixels is above the limit of {max_pixels}") });
     }
     image::open(path).map_err(|e| Error::Format { file, msg: format!("cannot decode image: {e}") })
 }

@@ -4,7 +4,7 @@
 //! Unreadable images are skipped with a warning naming the file, and counted.
 
 use super::ImageFolder;
-use crate::preprocess::load_image;
+use crate::preprocess::load_image_limited;
 use beit_engine::rng::{mix64, Rng};
 use image::RgbImage;
 use rayon::prelude::*;
@@ -38,6 +38,28 @@ pub struct Batch {
     pub epoch: u64,
 }
 
+/// How a [`Loader`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoaderConfig {
+    /// Samples per batch (an epoch's last, smaller batch is dropped).
+    pub batch: usize,
+    /// Passes over the folder.
+    pub epochs: u64,
+    /// Seed of the shuffles and the per-sample augmentations.
+    pub seed: u64,
+    /// Batches prepared ahead of the consumer.
+    pub prefetch: usize,
+    /// Images with more pixels are skipped (with a warning) instead of decoded.
+    pub max_pixels: u64,
+}
+
+impl LoaderConfig {
+    /// `batch` samples a batch, one epoch, seed 0, 2 batches ahead, the default pixel limit.
+    pub fn new(batch: usize) -> Self {
+        LoaderConfig { batch, epochs: 1, seed: 0, prefetch: 2, max_pixels: crate::preprocess::MAX_PIXELS }
+    }
+}
+
 /// A prefetching batch iterator; ends after `epochs` epochs.
 pub struct Loader {
     rx: Receiver<Batch>,
@@ -45,9 +67,9 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Start loading `folder` in batches of `batch` (the last, smaller batch of an epoch is
-    /// dropped), `prefetch` batches ahead.
-    pub fn new<T: SampleTransform>(folder: ImageFolder, transform: T, batch: usize, epochs: u64, seed: u64, prefetch: usize) -> Self {
+    /// Start loading `folder` on a background thread.
+    pub fn new<T: SampleTransform>(folder: ImageFolder, transform: T, config: LoaderConfig) -> Self {
+        let LoaderConfig { batch, epochs, seed, prefetch, max_pixels } = config;
         let (tx, rx) = sync_channel(prefetch.max(1));
         let skipped = Arc::new(AtomicUsize::new(0));
         let counter = skipped.clone();
@@ -63,7 +85,7 @@ impl Loader {
                         .par_iter()
                         .filter_map(|&i| {
                             let (path, label) = &folder.items[i];
-                            match load_image(path) {
+                            match load_image_limited(path, max_pixels) {
                                 Ok(img) => {
                                     let mut r = Rng::new(mix64(seed ^ mix64(epoch) ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407)));
                                     Some((transform.views(&img.to_rgb8(), &mut r), label.map(|l| l as i64)))
@@ -127,7 +149,8 @@ mod tests {
         assert_eq!(folder.len(), 8);
         let t = TwoViewTransform::beit(16);
         let run = || {
-            let mut l = Loader::new(folder.clone(), t.clone(), 4, 2, 9, 2);
+            let config = LoaderConfig { epochs: 2, seed: 9, ..LoaderConfig::new(4) };
+            let mut l = Loader::new(folder.clone(), t.clone(), config);
             let batches: Vec<Batch> = l.by_ref().collect();
             (batches, l.skipped())
         };
@@ -139,6 +162,9 @@ mod tests {
         assert_eq!(a[0].views[0].len(), a[0].len * 3 * 16 * 16);
         assert_eq!(a[0].views[1].len(), a[0].len * 3 * 8 * 8);
         assert_ne!(a[0].views[0], a[2].views[0], "epochs reshuffle");
+        // A pixel limit below the images' size skips them all, with a count.
+        let mut l = Loader::new(folder.clone(), t, LoaderConfig { max_pixels: 100, ..LoaderConfig::new(4) });
+        assert_eq!((l.by_ref().map(|b| b.len).sum::<usize>(), l.skipped()), (0, 8));
     }
 
     #[test]

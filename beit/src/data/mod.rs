@@ -8,4 +8,4 @@ pub mod transforms;
 
 pub use digits::Digits;
 pub use folder::ImageFolder;
-pub use loader::{Batch, Loader, SampleTransform};
+pub use loader::{Batch, Loader, LoaderConfig, SampleTransform};
