@@ -1,5 +1,6 @@
 //! Can data loading keep up with training? Images/s decoded and transformed into BEiT's
-//! 224 two-view batches (64 generated 500×375 JPEGs, the 2-core rayon pool), next to one MIM
+//! 224 two-view batches (64 generated 500×375 JPEGs, the 2-core rayon pool), the full-size
+//! DALL-E encoder (54M parameters, random weights) tokenizing 112×112 views, and one MIM
 //! training step of BEiT-Base at batch 8 (forward, backward, AdamW) on the CPU.
 
 use beit::data::transforms::TwoViewTransform;
@@ -9,6 +10,7 @@ use beit::engine::optim::{AdamW, AdamWConfig, ParamGroup};
 use beit::engine::rng::Rng;
 use beit::engine::{DType, Tensor};
 use beit::masker::{BlockwiseMasker, Masker};
+use beit::tokenizer::{DalleConfig, DalleEncoder, Tokenizer};
 use beit::{Beit, BeitConfig, Mode};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -33,6 +35,19 @@ fn loading(c: &mut Criterion) {
     g.bench_function("batch64", |b| {
         b.iter(|| Loader::new(folder.clone(), TwoViewTransform::beit(224), LoaderConfig::new(IMAGES)).next().expect("batch"))
     });
+    g.finish();
+}
+
+fn tokenize(c: &mut Criterion) {
+    let dev = beit_backend_cpu::cpu();
+    let enc = DalleEncoder::new(DalleConfig::default(), &dev, 0).expect("encoder");
+    let mut g = c.benchmark_group("dalle_encoder_112");
+    g.sample_size(10);
+    for batch in [1usize, 8] {
+        let x = Tensor::rand_uniform(&[batch, 3, 112, 112], 0.1, 0.9, DType::F32, &mut Rng::new(2), &dev).expect("pixels");
+        g.throughput(Throughput::Elements(batch as u64));
+        g.bench_function(format!("batch{batch}"), |b| b.iter(|| enc.tokenize(&x).expect("tokens")));
+    }
     g.finish();
 }
 
@@ -62,5 +77,5 @@ fn mim_step(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, loading, mim_step);
+criterion_group!(benches, loading, tokenize, mim_step);
 criterion_main!(benches);

@@ -1,0 +1,242 @@
+//! The DALL-E dVAE encoder (openai's `dall_e/encoder.py`): a 7×7 input conv, groups of
+//! residual blocks (identity path a 1×1 conv when the width changes; residual path ReLU +
+//! 3×3, ReLU + 3×3, ReLU + 3×3, ReLU + 1×1 at a quarter width, scaled by 1/n_layers²), 2×2
+//! max-pool between groups, then ReLU + 1×1 conv to the vocabulary.
+
+use super::Tokenizer;
+use beit_engine::io::load_safetensors;
+use beit_engine::nn::{load_params, Init, Module, Param, VarBuilder};
+use beit_engine::{DType, Device, Error, Result, Tensor};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Sizes of the encoder (`config.json` of a tokenizer folder).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DalleConfig {
+    /// Groups of blocks (widths n_hid·1, 2, 4, 8, ...).
+    pub group_count: usize,
+    /// Width of the first group.
+    pub n_hid: usize,
+    /// Residual blocks per group.
+    pub n_blk_per_group: usize,
+    /// Image channels.
+    pub input_channels: usize,
+    /// Number of tokens.
+    pub vocab_size: usize,
+}
+
+impl Default for DalleConfig {
+    fn default() -> Self {
+        DalleConfig { group_count: 4, n_hid: 256, n_blk_per_group: 2, input_channels: 3, vocab_size: 8192 }
+    }
+}
+
+/// A convolution with DALL-E's parameter names `w` and `b` and "same" padding.
+struct Conv {
+    w: Param,
+    b: Param,
+    pad: usize,
+}
+
+impl Conv {
+    fn new(vb: &VarBuilder, n_in: usize, n_out: usize, kw: usize) -> Result<Self> {
+        let std = 1.0 / ((n_in * kw * kw) as f64).sqrt();
+        Ok(Conv { w: vb.param("w", &[n_out, n_in, kw, kw], Init::Normal { std })?, b: vb.param("b", &[n_out], Init::Const(0.0))?, pad: (kw - 1) / 2 })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv2d(&self.w.tensor(), Some(&self.b.tensor()), (1, 1), (self.pad, self.pad))
+    }
+}
+
+struct Block {
+    id_path: Option<Conv>,
+    res: [Conv; 4],
+    post_gain: f64,
+}
+
+impl Block {
+    fn new(vb: &VarBuilder, n_in: usize, n_out: usize, n_layers: usize) -> Result<Self> {
+        let hid = n_out / 4;
+        let r = vb.pp("res_path");
+        Ok(Block {
+            id_path: (n_in != n_out).then(|| Conv::new(&vb.pp("id_path"), n_in, n_out, 1)).transpose()?,
+            res: [
+                Conv::new(&r.pp("conv_1"), n_in, hid, 3)?,
+                Conv::new(&r.pp("conv_2"), hid, hid, 3)?,
+                Conv::new(&r.pp("conv_3"), hid, hid, 3)?,
+                Conv::new(&r.pp("conv_4"), hid, n_out, 1)?,
+            ],
+            post_gain: 1.0 / (n_layers * n_layers) as f64,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for conv in &self.res {
+            h = conv.forward(&h.relu()?)?;
+        }
+        let id = match &self.id_path {
+            Some(c) => c.forward(x)?,
+            None => x.clone(),
+        };
+        id.add(&h.mul_scalar(self.post_gain)?)
+    }
+
+    fn params(&self) -> Vec<Param> {
+        self.id_path.iter().chain(&self.res).flat_map(|c| [c.w.clone(), c.b.clone()]).collect()
+    }
+}
+
+/// The DALL-E dVAE encoder as a [`Tokenizer`].
+pub struct DalleEncoder {
+    config: DalleConfig,
+    input: Conv,
+    groups: Vec<Vec<Block>>,
+    output: Conv,
+}
+
+impl DalleEncoder {
+    /// A randomly initialised encoder (the package's init: normal, std 1/√fan_in).
+    pub fn new(config: DalleConfig, device: &Device, seed: u64) -> Result<Self> {
+        let c = config;
+        if c.group_count == 0 || c.n_blk_per_group == 0 || c.n_hid == 0 || c.vocab_size == 0 || c.input_channels == 0 {
+            return Err(Error::invalid("dalle config", format!("all sizes must be positive: {c:?}")));
+        }
+        let vb = VarBuilder::new(device, DType::F32, seed).pp("blocks");
+        let n_layers = c.group_count * c.n_blk_per_group;
+        let width = |g: usize| c.n_hid << g;
+        let groups = (0..c.group_count)
+            .map(|g| {
+                (0..c.n_blk_per_group)
+                    .map(|i| {
+                        let n_in = if i == 0 { width(g.saturating_sub(1)) } else { width(g) };
+                        Block::new(&vb.pp(format!("group_{}.block_{}", g + 1, i + 1)), n_in, width(g), n_layers)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        Ok(DalleEncoder {
+            config,
+            input: Conv::new(&vb.pp("input"), c.input_channels, c.n_hid, 7)?,
+            groups,
+            output: Conv::new(&vb.pp("output.conv"), width(c.group_count - 1), c.vocab_size, 1)?,
+        })
+    }
+
+    /// Load a tokenizer folder: `config.json` (group_count, n_hid, n_blk_per_group,
+    /// input_channels, vocab_size) and `model.safetensors` with the package's parameter names.
+    pub fn from_folder(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let path = dir.join("config.json");
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: file.clone(), source })?;
+        let config: DalleConfig = serde_json::from_str(&text).map_err(|e| Error::Format { file, msg: e.to_string() })?;
+        let enc = Self::new(config, device, 0)?;
+        let sd = load_safetensors(dir.join("model.safetensors"), device)?;
+        let report = load_params(&enc.params(), &sd, false)?;
+        if let Some(name) = report.missing.first() {
+            return Err(Error::MissingTensor { file: sd.source().to_string(), name: name.clone() });
+        }
+        Ok(enc)
+    }
+
+    /// The sizes.
+    pub fn config(&self) -> &DalleConfig {
+        &self.config
+    }
+}
+
+impl Module for DalleEncoder {
+    fn params(&self) -> Vec<Param> {
+        let mut out = vec![self.input.w.clone(), self.input.b.clone()];
+        out.extend(self.groups.iter().flatten().flat_map(Block::params));
+        out.extend([self.output.w.clone(), self.output.b.clone()]);
+        out
+    }
+}
+
+impl Tokenizer for DalleEncoder {
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn input_size(&self) -> usize {
+        112
+    }
+
+    fn logits(&self, pixels: &Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        let down = 1usize << (c.group_count - 1);
+        let [_, ch, h, w] = *pixels.shape() else {
+            return Err(Error::invalid("tokenizer", format!("expects [B, {}, H, W] pixels, got {:?}", c.input_channels, pixels.shape())));
+        };
+        if ch != c.input_channels || h % down != 0 || w % down != 0 || h == 0 || w == 0 {
+            return Err(Error::invalid(
+                "tokenizer",
+                format!("expects [B, {}, H, W] with H and W multiples of {down} (e.g. 112), got {:?}", c.input_channels, pixels.shape()),
+            ));
+        }
+        let mut x = self.input.forward(pixels)?;
+        for (g, blocks) in self.groups.iter().enumerate() {
+            for b in blocks {
+                x = b.forward(&x)?;
+            }
+            if g + 1 < self.groups.len() {
+                x = x.max_pool2x2()?;
+            }
+        }
+        self.output.forward(&x.relu()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(case: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dalle").join(case)
+    }
+
+    #[test]
+    fn matches_the_dall_e_package_logits_and_ids() {
+        let dev = beit_backend_cpu::cpu();
+        for case in ["tiny_1blk", "small_2blk"] {
+            let enc = DalleEncoder::from_folder(fixture(case), &dev).unwrap();
+            let inputs = load_safetensors(fixture(case).join("inputs.safetensors"), &dev).unwrap();
+            let expected = load_safetensors(fixture(case).join("expected.safetensors"), &dev).unwrap();
+            let pixels = inputs.get("pixels").unwrap();
+            let logits = enc.logits(&pixels).unwrap();
+            let want = expected.get("logits").unwrap();
+            assert_eq!(logits.shape(), want.shape());
+            let (a, b) = (logits.to_vec_f64().unwrap(), want.to_vec_f64().unwrap());
+            let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+            assert!(err <= 2e-4, "{case}: max abs error {err:e}");
+            let ids = enc.tokenize(&pixels).unwrap().to_vec::<i64>().unwrap();
+            assert_eq!(ids, expected.get("token_ids").unwrap().to_vec::<i64>().unwrap(), "{case}");
+        }
+    }
+
+    #[test]
+    fn bad_weights_and_inputs_are_named() {
+        let dev = beit_backend_cpu::cpu();
+        let tmp = tempfile::tempdir().unwrap();
+        let src = fixture("tiny_1blk");
+        std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).unwrap();
+        let sd = load_safetensors(src.join("model.safetensors"), &dev).unwrap();
+        let mut kept = beit_engine::io::StateDict::new();
+        for (n, t) in sd.tensors().unwrap() {
+            if n != "blocks.group_2.block_1.id_path.w" {
+                kept.insert(n, t);
+            }
+        }
+        kept.save(tmp.path().join("model.safetensors"), None).unwrap();
+        let err = DalleEncoder::from_folder(tmp.path(), &dev).err().unwrap().to_string();
+        assert!(err.contains("blocks.group_2.block_1.id_path.w"), "{err}");
+        let enc = DalleEncoder::from_folder(&src, &dev).unwrap();
+        let err = enc.logits(&Tensor::zeros(&[1, 3, 30, 30], DType::F32, &dev).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("multiples of 8"), "{err}");
+    }
+}
