@@ -7,6 +7,7 @@ mod forward;
 mod info;
 mod init;
 mod mask;
+mod tokenize;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Init(init::InitArgs),
     /// Draw a blockwise mask over an image, or print mask statistics.
     Mask(mask::MaskArgs),
+    /// Token ids of a visual tokenizer (DALL-E dVAE encoder), from tensors or as a picture.
+    Tokenize(tokenize::TokenizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Init(args) => init::run(&args),
         Command::Mask(args) => mask::run(&args),
+        Command::Tokenize(args) => tokenize::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

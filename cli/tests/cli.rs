@@ -160,3 +160,22 @@ fn mask_picture_and_statistics() {
     assert!((mean - 74.5).abs() < 0.4 && stats["max_masked"] == 75, "{stats}");
     assert!(fails(&["mask"]).contains("--stats"));
 }
+
+#[test]
+fn tokenize_tensors_and_picture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dalle/tiny_1blk");
+    let out = tmp.path().join("tokens.safetensors");
+    ok(&["tokenize", "--tokenizer", s(&dir), "--input", s(&dir.join("inputs.safetensors")), "--output", s(&out)]);
+    let dev = beit::open_device("cpu").unwrap();
+    let got = beit::engine::io::load_safetensors(&out, &dev).unwrap().get("token_ids").unwrap();
+    let want = beit::engine::io::load_safetensors(dir.join("expected.safetensors"), &dev).unwrap().get("token_ids").unwrap();
+    assert_eq!(got.to_vec::<i64>().unwrap(), want.to_vec::<i64>().unwrap());
+    let (img, png) = (tmp.path().join("in.png"), tmp.path().join("map.png"));
+    image::RgbImage::from_fn(60, 50, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 30])).save(&img).unwrap();
+    let said = ok(&["tokenize", "--tokenizer", s(&dir), "--image", s(&img), "--out", s(&png)]);
+    assert!(said.contains("14x14 tokens"), "{said}");
+    assert_eq!(image::open(&png).unwrap().to_rgb8().dimensions(), (224, 112));
+    let err = fails(&["tokenize", "--tokenizer", s(&tmp.path().join("missing"))]);
+    assert!(err.contains("missing"), "{err}");
+}
