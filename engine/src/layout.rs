@@ -44,7 +44,10 @@ impl Layout {
         Layout { strides: contiguous_strides(shape), shape: shape.to_vec(), offset: 0 }
     }
 
-    /// A layout from explicit parts (no checks against a buffer).
+    /// A layout from explicit parts (no checks against a buffer), for backend code.
+    ///
+    /// # Panics
+    /// If `shape` and `strides` differ in length: a programming error, never user input.
     pub fn new(shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Self {
         assert_eq!(shape.len(), strides.len(), "layout: rank of shape and strides differ");
         Layout { shape, strides, offset }
