@@ -1,20 +1,34 @@
 //! Hugging Face's BEiT image preprocessing (`BeitImageProcessor`): resize, center crop,
 //! rescale, normalise, with the values of a folder's `preprocessor_config.json`.
 //!
-//! Resizing uses the `image` crate's separable filters (Catmull-Rom for bicubic, triangle
-//! for bilinear), which antialias like PIL but may differ from it in the last bits.
+//! ```no_run
+//! use beit::preprocess::{load_image, ImageProcessor};
+//! # fn main() -> beit::engine::Result<()> {
+//! let dev = beit::open_device("cpu")?;
+//! let processor = ImageProcessor::from_folder("beit-base-patch16-224")?;
+//! let pixels = processor.preprocess(&[load_image("cat.jpg")?], &dev)?; // [1, 3, 224, 224] f32
+//! # Ok(()) }
+//! ```
+//!
+//! Resizing uses the `image` crate's separable filters (Catmull-Rom for PIL's bicubic,
+//! triangle for bilinear, Lanczos3 for Lanczos). Like PIL they widen the kernel when
+//! downscaling (antialiasing) and round to 8 bits, but PIL's fixed-point arithmetic and
+//! torchvision's antialiased resize (Hugging Face's default backend) can differ from them by
+//! a level or so on some pixels, i.e. up to about 0.01 after normalisation.
 
 use beit_engine::{Device, Error, Result, Tensor};
 use image::imageops::FilterType;
-use image::DynamicImage;
-use serde::Deserialize;
+use image::{DynamicImage, ImageDecoder};
+use serde::{Deserialize, Deserializer};
 use std::path::Path;
 
 /// Images larger than this many pixels are refused instead of exhausting memory.
 pub const MAX_PIXELS: u64 = 100_000_000;
 
-/// A `{height, width}` or `{shortest_edge}` size, as in Hugging Face configs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+/// A `{height, width}` or `{shortest_edge}` size, as in Hugging Face configs. A plain
+/// integer `n` (older configs: `"size": 224`) reads as `{height: n, width: n}`, as
+/// Hugging Face's `get_size_dict` does for BEiT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Size {
     /// Exact height.
     pub height: Option<u32>,
@@ -24,19 +38,95 @@ pub struct Size {
     pub shortest_edge: Option<u32>,
 }
 
-/// The preprocessing settings (Hugging Face field names and `BeitImageProcessor` defaults).
+impl Size {
+    /// `{height: n, width: n}`.
+    pub fn square(n: u32) -> Self {
+        Size { height: Some(n), width: Some(n), shortest_edge: None }
+    }
+
+    /// `(height, width)` when both are given.
+    fn exact(&self) -> Option<(u32, u32)> {
+        Some((self.height?, self.width?))
+    }
+}
+
+/// What a size may look like in JSON.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Square(u32),
+    Dict {
+        height: Option<u32>,
+        width: Option<u32>,
+        shortest_edge: Option<u32>,
+        longest_edge: Option<u32>,
+        max_height: Option<u32>,
+        max_width: Option<u32>,
+    },
+}
+
+/// A size field; `null` keeps the default.
+fn size_field<'de, D: Deserializer<'de>>(d: D, default: Size) -> std::result::Result<Size, D::Error> {
+    use serde::de::Error as _;
+    Ok(match Option::<SizeRepr>::deserialize(d)? {
+        None => default,
+        Some(SizeRepr::Square(n)) => Size::square(n),
+        Some(SizeRepr::Dict { height, width, shortest_edge, longest_edge, max_height, max_width }) => {
+            if longest_edge.is_some() || max_height.is_some() || max_width.is_some() {
+                return Err(D::Error::custom(
+                    "longest_edge / max_height / max_width sizes are not supported (use {height, width} or {shortest_edge})",
+                ));
+            }
+            Size { height, width, shortest_edge }
+        }
+    })
+}
+
+fn resize_size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Size, D::Error> {
+    size_field(d, ImageProcessor::default().size)
+}
+
+fn crop_size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Size, D::Error> {
+    size_field(d, ImageProcessor::default().crop_size)
+}
+
+/// Per-channel values: a list, or one number for every channel; `null` keeps 0.5.
+fn channels<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        One(f64),
+        Each(Vec<f64>),
+    }
+    Ok(match Option::<Repr>::deserialize(d)? {
+        None => vec![0.5; 3],
+        Some(Repr::One(v)) => vec![v; 3],
+        Some(Repr::Each(v)) => v,
+    })
+}
+
+/// The preprocessing settings (Hugging Face field names; unknown fields are ignored).
+///
+/// The defaults are those of `BeitImageProcessor` in transformers 4.x: resize to exactly
+/// 256×256 (bicubic), center crop 224×224, rescale by 1/255, normalise with mean = std = 0.5.
+/// (transformers 5.x changed the class defaults to a 224×224 resize without crop; published
+/// checkpoints spell their values out in `preprocessor_config.json`, which wins either way.)
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ImageProcessor {
     /// Whether to resize.
     pub do_resize: bool,
-    /// Target size of the resize.
+    /// Target size of the resize: exact, or the shortest edge (aspect ratio kept, the long
+    /// side rounded down, as Hugging Face does).
+    #[serde(deserialize_with = "resize_size")]
     pub size: Size,
-    /// PIL resampling id: 0 nearest, 2 bilinear, 3 bicubic (others map to bicubic).
+    /// PIL resampling id: 0 nearest, 1 Lanczos, 2 bilinear, 3 bicubic, 4 box and 5 Hamming
+    /// (both approximated by bilinear).
     pub resample: u32,
-    /// Whether to center-crop.
+    /// Whether to center-crop (zero-padding images smaller than the crop, as Hugging Face does).
     pub do_center_crop: bool,
-    /// Crop size.
+    /// Crop size (`height` and `width`).
+    #[serde(deserialize_with = "crop_size")]
     pub crop_size: Size,
     /// Whether to multiply by `rescale_factor`.
     pub do_rescale: bool,
@@ -44,21 +134,22 @@ pub struct ImageProcessor {
     pub rescale_factor: f64,
     /// Whether to normalise.
     pub do_normalize: bool,
-    /// Per-channel mean.
+    /// Per-channel mean (one number stands for all three channels).
+    #[serde(deserialize_with = "channels")]
     pub image_mean: Vec<f64>,
-    /// Per-channel std.
+    /// Per-channel std (one number stands for all three channels).
+    #[serde(deserialize_with = "channels")]
     pub image_std: Vec<f64>,
 }
 
 impl Default for ImageProcessor {
     fn default() -> Self {
-        let s = |n| Size { height: Some(n), width: Some(n), shortest_edge: None };
         ImageProcessor {
             do_resize: true,
-            size: s(256),
+            size: Size::square(256),
             resample: 3,
             do_center_crop: true,
-            crop_size: s(224),
+            crop_size: Size::square(224),
             do_rescale: true,
             rescale_factor: 1.0 / 255.0,
             do_normalize: true,
@@ -70,53 +161,120 @@ impl Default for ImageProcessor {
 
 impl ImageProcessor {
     /// Settings from `dir/preprocessor_config.json`, or the defaults when there is none.
+    /// A config that does not parse or does not make sense is an error naming the file.
     pub fn from_folder(dir: impl AsRef<Path>) -> Result<Self> {
         let path = dir.as_ref().join("preprocessor_config.json");
-        if !path.exists() {
+        if !path.is_file() {
             return Ok(Self::default());
         }
         let file = path.display().to_string();
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: file.clone(), source })?;
+        Self::from_json(&text).map_err(|e| match e {
+            Error::Invalid { msg, .. } => Error::Format { file, msg },
+            other => other,
+        })
+    }
+
+    /// Parse and check preprocessor config JSON.
+    pub fn from_json(text: &str) -> Result<Self> {
         let p: ImageProcessor =
-            serde_json::from_str(&text).map_err(|e| Error::Format { file: file.clone(), msg: e.to_string() })?;
-        if p.image_mean.len() != 3 || p.image_std.len() != 3 || p.image_std.contains(&0.0) {
-            return Err(Error::Format { file, msg: "image_mean and image_std need 3 values, std non-zero".into() });
-        }
+            serde_json::from_str(text).map_err(|e| Error::invalid("preprocessor_config.json", e.to_string()))?;
+        p.validate()?;
         Ok(p)
+    }
+
+    /// Check the settings; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::invalid("preprocessor_config.json", msg));
+        if self.do_resize {
+            match (self.size.exact(), self.size.shortest_edge) {
+                (Some((h, w)), _) if h > 0 && w > 0 => {}
+                (None, Some(e)) if e > 0 => {}
+                _ => return bad(format!("`size` needs positive height and width, or shortest_edge: {:?}", self.size)),
+            }
+            if self.resample > 5 {
+                return bad(format!("`resample` {} is not a PIL resampling filter (0-5)", self.resample));
+            }
+        }
+        if self.do_center_crop && !matches!(self.crop_size.exact(), Some((h, w)) if h > 0 && w > 0) {
+            return bad(format!("`crop_size` needs positive height and width: {:?}", self.crop_size));
+        }
+        if self.do_rescale && !self.rescale_factor.is_finite() {
+            return bad(format!("`rescale_factor` {} is not finite", self.rescale_factor));
+        }
+        if self.do_normalize {
+            if self.image_mean.len() != 3 || self.image_std.len() != 3 {
+                return bad("`image_mean` and `image_std` need 3 values (RGB)".into());
+            }
+            if self.image_mean.iter().chain(&self.image_std).any(|v| !v.is_finite()) || self.image_std.contains(&0.0) {
+                return bad("`image_mean` and `image_std` must be finite, the std non-zero".into());
+            }
+        }
+        Ok(())
     }
 
     fn filter(&self) -> FilterType {
         match self.resample {
             0 => FilterType::Nearest,
-            2 => FilterType::Triangle,
-            _ => FilterType::CatmullRom,
+            1 => FilterType::Lanczos3,
+            3 => FilterType::CatmullRom,
+            _ => FilterType::Triangle,
         }
     }
 
-    /// One image to `[3, H, W]` f32 values, row-major.
+    /// The `(height, width)` that [`ImageProcessor::preprocess`] produces, when the settings
+    /// fix it (a crop, or an exact resize); `None` when it depends on the image.
+    pub fn output_size(&self) -> Option<(u32, u32)> {
+        if self.do_center_crop {
+            self.crop_size.exact()
+        } else if self.do_resize {
+            self.size.exact()
+        } else {
+            None
+        }
+    }
+
+    /// The size of the resize of a `w`×`h` image, as `(width, height)`.
+    fn resized(&self, w: u32, h: u32) -> Result<(u32, u32)> {
+        let size = match (self.size.exact(), self.size.shortest_edge) {
+            (Some((nh, nw)), _) => (nw, nh),
+            (None, Some(e)) => {
+                // Hugging Face: the short side becomes `e`, the long one int(e * long / short).
+                let (short, long) = (w.min(h) as u64, w.max(h) as u64);
+                let long = (e as u64 * long / short.max(1)).min(u32::MAX as u64) as u32;
+                if w <= h { (e, long) } else { (long, e) }
+            }
+            _ => return Err(Error::invalid("preprocess", "size needs height and width or shortest_edge")),
+        };
+        Ok((size.0.max(1), size.1.max(1)))
+    }
+
+    /// One image to `[3, H, W]` f32 values, channel-major, with its `(H, W)`.
     fn pixels(&self, img: &DynamicImage) -> Result<(Vec<f32>, u32, u32)> {
+        self.validate()?;
         let mut img = img.to_rgb8();
         if self.do_resize {
             let (w, h) = img.dimensions();
-            let (nw, nh) = match (self.size.height, self.size.width, self.size.shortest_edge) {
-                (Some(h), Some(w), _) => (w, h),
-                (_, _, Some(e)) if w <= h => (e, (h as u64 * e as u64 / w as u64) as u32),
-                (_, _, Some(e)) => ((w as u64 * e as u64 / h as u64) as u32, e),
-                _ => return Err(Error::invalid("preprocess", "size needs height and width or shortest_edge")),
-            };
-            img = image::imageops::resize(&img, nw.max(1), nh.max(1), self.filter());
+            let (nw, nh) = self.resized(w, h)?;
+            // PIL returns a copy when the size is unchanged.
+            if (nw, nh) != (w, h) {
+                img = image::imageops::resize(&img, nw, nh, self.filter());
+            }
         }
         if self.do_center_crop {
-            let (ch, cw) = (self.crop_size.height.unwrap_or(224), self.crop_size.width.unwrap_or(224));
+            let (ch, cw) = self.crop_size.exact().unwrap_or((224, 224));
             let (w, h) = img.dimensions();
-            // Zero-pad when the image is smaller than the crop, as Hugging Face does.
-            let mut out = image::RgbImage::new(cw, ch);
-            let (ox, oy) = (w as i64 - cw as i64, h as i64 - ch as i64);
-            image::imageops::overlay(&mut out, &img, -ox.div_euclid(2), -oy.div_euclid(2));
-            img = out;
+            if (w, h) != (cw, ch) {
+                // Offsets as Hugging Face's center_crop: floor((size - crop) / 2) when cropping,
+                // ceil((crop - size) / 2) of zero padding when the image is smaller.
+                let mut out = image::RgbImage::new(cw, ch);
+                let (ox, oy) = (w as i64 - cw as i64, h as i64 - ch as i64);
+                image::imageops::replace(&mut out, &img, -ox.div_euclid(2), -oy.div_euclid(2));
+                img = out;
+            }
         }
         let (w, h) = img.dimensions();
-        let plane = (w * h) as usize;
+        let plane = w as usize * h as usize;
         let mut data = vec![0f32; 3 * plane];
         for (i, p) in img.pixels().enumerate() {
             for c in 0..3 {
@@ -133,14 +291,20 @@ impl ImageProcessor {
         Ok((data, h, w))
     }
 
-    /// A batch `[B, 3, H, W]` f32 (all images end up the same size after the crop or resize).
+    /// A batch `[B, 3, H, W]` f32 on `device`: each image converted to RGB, resized,
+    /// center-cropped, rescaled and normalised. All images must end up the same size (a
+    /// crop or an exact resize sees to that).
     pub fn preprocess(&self, images: &[DynamicImage], device: &Device) -> Result<Tensor> {
         let mut data = Vec::new();
         let mut dims = None;
         for img in images {
             let (d, h, w) = self.pixels(img)?;
-            if *dims.get_or_insert((h, w)) != (h, w) {
-                return Err(Error::invalid("preprocess", "images of different sizes after resizing: set a crop size"));
+            let first = *dims.get_or_insert((h, w));
+            if first != (h, w) {
+                return Err(Error::invalid(
+                    "preprocess",
+                    format!("images of different sizes after preprocessing ({first:?} and {:?}): set a crop size", (h, w)),
+                ));
             }
             data.extend(d);
         }
@@ -149,7 +313,9 @@ impl ImageProcessor {
     }
 }
 
-/// Decode a PNG or JPEG file; errors name the file. Images above [`MAX_PIXELS`] are refused.
+/// Decode a PNG or JPEG file (format from its contents, not its name), turned upright by
+/// its EXIF orientation as Hugging Face's `load_image` does; errors name the file. Images
+/// above [`MAX_PIXELS`] are refused.
 pub fn load_image(path: impl AsRef<Path>) -> Result<DynamicImage> {
     load_image_limited(path, MAX_PIXELS)
 }
@@ -158,20 +324,29 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<DynamicImage> {
 pub fn load_image_limited(path: impl AsRef<Path>, max_pixels: u64) -> Result<DynamicImage> {
     let path = path.as_ref();
     let file = path.display().to_string();
-    let reader = image::ImageReader::open(path)
+    let format = |msg: String| Error::Format { file: file.clone(), msg };
+    let mut decoder = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
         .map_err(|source| Error::Io { path: file.clone(), source })?
-        .with_guessed_format()
-        .map_err(|source| Error::Io { path: file.clone(), source })?;
-    let (w, h) = reader.into_dimensions().map_err(|e| Error::Format { file: file.clone(), msg: e.to_string() })?;
+        .into_decoder()
+        .map_err(|e| format(format!("cannot decode image: {e}")))?;
+    let (w, h) = decoder.dimensions();
     if w as u64 * h as u64 > max_pixels {
-        return Err(Error::Format { file, msg: format!("{w}x{h} pixels is above the limit of {max_pixels}") });
+        return Err(format(format!("{w}x{h} pixels is above the limit of {max_pixels}")));
     }
-    image::open(path).map_err(|e| Error::Format { file, msg: format!("cannot decode image: {e}") })
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format(format!("cannot decode image: {e}")))?;
+    img.apply_orientation(orientation);
+    Ok(img)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cpu() -> Device {
+        beit_backend_cpu::cpu()
+    }
 
     #[test]
     fn resize_crop_normalise_and_errors() {
@@ -180,8 +355,9 @@ mod tests {
                       "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "unknown": 1}"#;
         std::fs::write(dir.path().join("preprocessor_config.json"), cfg).unwrap();
         let p = ImageProcessor::from_folder(dir.path()).unwrap();
+        assert_eq!(p.output_size(), Some((4, 4)));
         let white = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(16, 12, image::Rgb([255, 0, 128])));
-        let x = p.preprocess(&[white.clone(), white], &beit_backend_cpu::cpu()).unwrap();
+        let x = p.preprocess(&[white.clone(), white], &cpu()).unwrap();
         assert_eq!(x.shape(), &[2, 3, 4, 4]);
         let v = x.to_vec::<f32>().unwrap();
         assert!((v[0] - 1.0).abs() < 1e-6 && (v[16] + 1.0).abs() < 1e-6 && (v[32] - 0.00392).abs() < 1e-3);
@@ -189,6 +365,52 @@ mod tests {
         std::fs::write(&bad, b"not an image").unwrap();
         let err = load_image(&bad).unwrap_err().to_string();
         assert!(err.contains("bad.png"), "{err}");
+        assert!(load_image(dir.path().join("missing.png")).unwrap_err().to_string().contains("missing.png"));
         assert!(ImageProcessor::from_folder("/nonexistent").unwrap() == ImageProcessor::default());
+        std::fs::write(dir.path().join("preprocessor_config.json"), r#"{"image_std": [0, 1, 1]}"#).unwrap();
+        let err = ImageProcessor::from_folder(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("preprocessor_config.json") && err.contains("image_std"), "{err}");
+    }
+
+    #[test]
+    fn legacy_and_partial_configs() {
+        // microsoft/beit-base-patch16-224's file: integer sizes, bilinear, no crop.
+        let p = ImageProcessor::from_json(
+            r#"{"crop_size": 224, "do_center_crop": false, "do_normalize": true, "do_resize": true,
+                "feature_extractor_type": "BeitFeatureExtractor", "image_mean": [0.5, 0.5, 0.5],
+                "image_std": [0.5, 0.5, 0.5], "reduce_labels": false, "resample": 2, "size": 224}"#,
+        )
+        .unwrap();
+        assert_eq!((p.size, p.crop_size, p.filter()), (Size::square(224), Size::square(224), FilterType::Triangle));
+        assert_eq!(p.output_size(), Some((224, 224)));
+        let p = ImageProcessor::from_json(r#"{"image_mean": 0.25, "crop_size": null}"#).unwrap();
+        assert_eq!((p.image_mean, p.crop_size), (vec![0.25; 3], Size::square(224)));
+        assert!(ImageProcessor::from_json(r#"{"size": {"longest_edge": 3}}"#).is_err());
+        assert!(ImageProcessor::from_json(r#"{"resample": 9}"#).is_err());
+        assert!(ImageProcessor::from_json(r#"{"crop_size": {"height": 5}}"#).is_err());
+        assert!(ImageProcessor::from_json(r#"{"do_center_crop": false, "crop_size": {"height": 5}}"#).is_ok());
+    }
+
+    #[test]
+    fn shortest_edge_and_padding() {
+        let p = ImageProcessor::from_json(
+            r#"{"size": {"shortest_edge": 6}, "do_center_crop": false, "do_normalize": false, "do_rescale": false,
+                "resample": 0}"#,
+        )
+        .unwrap();
+        assert_eq!(p.output_size(), None);
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(20, 9, image::Rgb([7, 8, 9])));
+        assert_eq!(p.preprocess(std::slice::from_ref(&img), &cpu()).unwrap().shape(), &[1, 3, 6, 13]);
+        let tall = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(9, 20, image::Rgb([7, 8, 9])));
+        assert!(p.preprocess(&[img, tall], &cpu()).unwrap_err().to_string().contains("different sizes"));
+        // A 3x2 image center-cropped to 6x4 sits at (ceil(3/2), ceil(2/2)) = (2, 1) in zeros.
+        let p = ImageProcessor::from_json(
+            r#"{"do_resize": false, "crop_size": {"height": 4, "width": 6}, "do_normalize": false, "do_rescale": false}"#,
+        )
+        .unwrap();
+        let small = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(3, 2, image::Rgb([9, 9, 9])));
+        let v = p.preprocess(&[small], &cpu()).unwrap().to_vec::<f32>().unwrap();
+        let red: Vec<usize> = (0..24).filter(|&i| v[i] != 0.0).collect();
+        assert_eq!(red, vec![8, 9, 10, 14, 15, 16]);
     }
 }

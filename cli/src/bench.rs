@@ -1,4 +1,6 @@
-//! `beit bench`: forward latency of a model folder on random input.
+//! `beit bench`: forward latency of a model folder on random input of its size (with a
+//! blockwise mask of about 40% of the patches for MIM models), under no_grad: 2 warm-up
+//! iterations, then the median and min of `--iters` timed ones, and the peak RSS.
 
 use beit::engine::rng::Rng;
 use beit::engine::{no_grad, DType, Error, Result, Tensor};
@@ -22,12 +24,14 @@ pub struct BenchArgs {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Print JSON (`median_ms`, `min_ms`, `peak_rss_mb`, ...).
+    /// Print one line of JSON: `median_ms`, `min_ms`, `batch`, `iters`, `images_per_s`,
+    /// `peak_rss_mb` (Linux only), ...
     #[arg(long)]
     json: bool,
 }
 
-/// Peak resident memory of this process in MB (Linux), from /proc/self/status.
+/// Peak resident memory of this process in MB (Linux: VmHWM of /proc/self/status; `None`
+/// elsewhere, and the JSON then has no `peak_rss_mb`).
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -61,22 +65,33 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     times.sort_by(f64::total_cmp);
-    let (median, min) = (times[times.len() / 2], times[0]);
-    let summary = serde_json::json!({
+    let n = times.len();
+    let median = if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 };
+    let min = times[0];
+    let images_per_s = args.batch as f64 * 1e3 / median;
+    let mut summary = serde_json::json!({
         "model": args.model.display().to_string(),
+        "architecture": format!("{:?}", c.architecture()?),
         "device": device.name(),
         "batch": args.batch,
         "iters": args.iters,
+        "image_size": c.image_size,
         "median_ms": median,
         "min_ms": min,
-        "images_per_s": args.batch as f64 * 1e3 / median,
-        "peak_rss_mb": peak_rss_mb(),
+        "images_per_s": images_per_s,
     });
+    let peak = peak_rss_mb();
+    if let Some(mb) = peak {
+        summary["peak_rss_mb"] = mb.into();
+    }
     if args.json {
         println!("{summary}");
     } else {
-        println!("batch {}: median {median:.1} ms, min {min:.1} ms, {:.1} images/s, peak RSS {} MB",
-            args.batch, args.batch as f64 * 1e3 / median, summary["peak_rss_mb"]);
+        let peak = peak.map(|mb| format!(", peak RSS {mb:.0} MB")).unwrap_or_default();
+        println!(
+            "batch {}, {} iterations: median {median:.1} ms, min {min:.1} ms, {images_per_s:.1} images/s{peak}",
+            args.batch, args.iters
+        );
     }
     Ok(())
 }

@@ -1,58 +1,110 @@
-//! `beit classify`: top-5 labels of images with Hugging Face's BEiT preprocessing.
+//! `beit classify`: top-5 labels of images, with Hugging Face's BEiT preprocessing
+//! ([`beit::preprocess::ImageProcessor`], from the folder's `preprocessor_config.json`).
 
-use beit::engine::{no_grad, Error, Result};
+use beit::engine::{no_grad, Error, Result, Tensor};
 use beit::preprocess::{load_image, ImageProcessor};
-use beit::Beit;
+use beit::{Architecture, Beit, BeitConfig};
 use std::path::PathBuf;
 
 /// Options of `beit classify`.
 #[derive(clap::Args, Debug)]
 pub struct ClassifyArgs {
-    /// Hugging Face BeitForImageClassification folder.
+    /// Hugging Face BeitForImageClassification folder (config.json, model.safetensors and,
+    /// optionally, preprocessor_config.json).
     #[arg(long)]
     model: PathBuf,
     /// PNG or JPEG images.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// Print JSON.
+    /// Print JSON: `[{"image", "top5": [{"label", "id", "probability"}, ...]}, ...]`.
     #[arg(long)]
     json: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
 
+/// How many labels to print per image.
+const TOP: usize = 5;
+
 /// Run `beit classify`.
 pub fn run(args: &ClassifyArgs) -> Result<()> {
+    if args.batch == 0 {
+        return Err(Error::invalid("classify", "--batch must be positive"));
+    }
     let device = beit::open_device(&args.device)?;
-    let (model, _) = Beit::from_pretrained(&args.model, &device)?;
-    if !matches!(model, Beit::ImageClassification(_)) {
-        return Err(Error::invalid("classify", format!("{} is not a classification model", args.model.display())));
+    // Cheap checks first: the config's head and the preprocessing's output size.
+    let config_file = args.model.join("config.json");
+    let config = BeitConfig::from_file(&config_file)?;
+    if config.architecture()? != Architecture::BeitForImageClassification {
+        return Err(Error::Format {
+            file: config_file.display().to_string(),
+            msg: format!("{:?} has no classification head (expected BeitForImageClassification)", config.architecture()?),
+        });
     }
     let processor = ImageProcessor::from_folder(&args.model)?;
-    let images = args.images.iter().map(load_image).collect::<Result<Vec<_>>>()?;
-    let pixels = processor.preprocess(&images, &device)?;
-    let _guard = no_grad();
-    let (_, _, logits) = model.forward(&pixels, None)?;
-    let probs = logits.ok_or_else(|| Error::invalid("classify", "model gave no logits"))?.softmax_last()?;
-    let k = probs.dim(-1)?.min(5);
-    let (values, indices) = probs.topk(k)?;
-    let (values, indices) = (values.to_vec::<f32>()?, indices.to_vec::<i64>()?);
+    let want = (config.image_size, config.image_size);
+    let preprocessor_file = args.model.join("preprocessor_config.json");
+    let size_error = |got: (usize, usize)| {
+        let (file, what) = if preprocessor_file.is_file() {
+            (preprocessor_file.display().to_string(), "preprocessing")
+        } else {
+            (args.model.display().to_string(), "the default preprocessing (there is no preprocessor_config.json)")
+        };
+        let msg = format!(
+            "{what} gives {}x{} images but the model takes {}x{} (config.image_size)",
+            got.0, got.1, want.0, want.1
+        );
+        Error::Format { file, msg }
+    };
+    if let Some((h, w)) = processor.output_size() {
+        if (h as usize, w as usize) != want {
+            return Err(size_error((h as usize, w as usize)));
+        }
+    }
+    let (model, _) = Beit::from_pretrained(&args.model, &device)?;
+    let config = model.config();
+
     let mut results = Vec::new();
-    for (i, path) in args.images.iter().enumerate() {
-        let top: Vec<_> = (0..k)
-            .map(|j| {
-                let id = indices[i * k + j] as usize;
-                serde_json::json!({"label": model.config().label(id), "id": id, "probability": values[i * k + j]})
-            })
-            .collect();
-        if !args.json {
-            println!("{}", path.display());
-            for t in &top {
-                println!("  {:>7.3}%  {}", t["probability"].as_f64().unwrap_or(0.0) * 100.0, t["label"].as_str().unwrap_or(""));
+    for chunk in args.images.chunks(args.batch) {
+        let mut pixels = Vec::with_capacity(chunk.len());
+        for path in chunk {
+            let x = processor.preprocess(&[load_image(path)?], &device)?;
+            if (x.shape()[2], x.shape()[3]) != want {
+                return Err(size_error((x.shape()[2], x.shape()[3])));
+            }
+            pixels.push(x);
+        }
+        let pixels = Tensor::cat(&pixels.iter().collect::<Vec<_>>(), 0)?;
+        let _guard = no_grad();
+        let (_, _, logits) = model.forward(&pixels, None)?;
+        let probs = logits.ok_or_else(|| Error::invalid("classify", "the model gave no logits"))?.softmax_last()?;
+        let k = probs.dim(-1)?.min(TOP);
+        let (values, indices) = probs.topk(k)?;
+        let (values, indices) = (values.to_vec::<f32>()?, indices.to_vec::<i64>()?);
+        for (i, path) in chunk.iter().enumerate() {
+            let top: Vec<_> = (0..k)
+                .map(|j| {
+                    let id = indices[i * k + j] as usize;
+                    (id, config.label(id), values[i * k + j])
+                })
+                .collect();
+            if args.json {
+                let top: Vec<_> = top
+                    .iter()
+                    .map(|(id, label, p)| serde_json::json!({"label": label, "id": id, "probability": p}))
+                    .collect();
+                results.push(serde_json::json!({"image": path.display().to_string(), "top5": top}));
+            } else {
+                println!("{}", path.display());
+                for (_, label, p) in &top {
+                    println!("  {:>7.3}%  {label}", p * 100.0);
+                }
             }
         }
-        results.push(serde_json::json!({"image": path.display().to_string(), "top5": top}));
     }
     if args.json {
         println!("{:#}", serde_json::Value::Array(results));
