@@ -1,6 +1,7 @@
 //! Elementwise kernels: fill, transfer, cast, unary and binary maths, comparison, select,
 //! and the GELU gradient.
 
+use crate::pool;
 use crate::scalar::{Num, Real, Scalar};
 use crate::storage::{any_dispatch, boxed, float_dispatch, same_dtype, same_shape, slice_mut, Src};
 use crate::strided::{copy_into, map1, map2, map3};
@@ -10,9 +11,9 @@ use num_traits::AsPrimitive;
 /// `len` copies of `value` cast to `dtype` (bool: `value != 0`).
 pub(crate) fn full(dtype: DType, len: usize, value: f64) -> Result<StorageBox> {
     if dtype == DType::Bool {
-        return Ok(boxed(dtype, vec![u8::from(value != 0.0); len]));
+        return Ok(boxed(dtype, pool::filled(len, u8::from(value != 0.0))));
     }
-    Ok(any_dispatch!(dtype, T => boxed::<T>(dtype, vec![value.as_(); len])))
+    Ok(any_dispatch!(dtype, T => boxed::<T>(dtype, pool::filled(len, value.as_()))))
 }
 
 /// A view gathered into row-major host data.

@@ -1,7 +1,8 @@
 //! beit-backend-cpu: the CPU implementation of [`beit_engine::Backend`].
 //!
-//! Buffers are plain vectors ([`CpuStorage`]); kernels read arbitrary strided views and
-//! write fresh row-major buffers, in parallel on rayon's global pool. Matmul runs on
+//! Buffers are plain vectors ([`CpuStorage`]), recycled through a bounded pool when dropped;
+//! kernels read arbitrary strided views and write fresh row-major buffers, in parallel on
+//! rayon's global pool. Matmul runs on
 //! `matrixmultiply`'s gemm, one single-threaded call per rayon task.
 #![warn(missing_docs)]
 
@@ -14,6 +15,7 @@ mod loss;
 mod matmul;
 mod norm;
 mod optim;
+mod pool;
 mod random;
 mod reduce;
 mod rows;

@@ -1,6 +1,7 @@
 //! LayerNorm over the last dim and its gradient: one pass per row, rows in parallel.
 
 use crate::fastmath::simd;
+use crate::pool;
 use crate::scalar::{sum2, sum_by, Real};
 use crate::storage::{boxed, float_dispatch, rows_of, same_dtype, same_shape, Src};
 use crate::strided::rows_per_task;
@@ -56,7 +57,7 @@ pub(crate) fn layer_norm(
 fn forward<T: Real>(xs: &[T], d: usize, w: Option<&[T]>, b: Option<&[T]>, eps: T) -> (Vec<T>, Vec<T>, Vec<T>) {
     let rows = xs.len() / d;
     let (mut mean, mut rstd) = (vec![T::zero(); rows], vec![T::zero(); rows]);
-    let mut y = vec![T::zero(); xs.len()];
+    let mut y = pool::reuse(xs.len());
     y.par_chunks_mut(d)
         .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
         .enumerate()
@@ -164,7 +165,7 @@ fn backward<T: Real>(s: &Saved<T>) -> (Vec<T>, ParamGrads) {
     let d = s.d;
     let zero_sums = || s.w.map(|_| (vec![0.0; d], vec![0.0; d]));
     let task = rows_per_task(d);
-    let mut dx = vec![T::zero(); s.x.len()];
+    let mut dx = pool::reuse(s.x.len());
     let sums = dx
         .par_chunks_mut(task * d)
         .enumerate()

@@ -1,5 +1,6 @@
 //! Softmax over the last dim and its gradient: one pass per row, rows in parallel.
 
+use crate::pool;
 use crate::scalar::{max_of, sum2, sum_by, Real};
 use crate::storage::{boxed, float_dispatch, rows_of, same_dtype, same_shape, Src};
 use crate::strided::par_rows;
@@ -17,7 +18,7 @@ pub(crate) fn softmax_last(src: View) -> Result<StorageBox> {
 }
 
 fn softmax_t<T: Real>(x: &[T], d: usize) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
+    let mut y = pool::reuse(x.len());
     par_rows(
         &mut y,
         d,
@@ -46,7 +47,7 @@ pub(crate) fn softmax_last_backward(y: View, dy: View) -> Result<StorageBox> {
     let dtype = y.dtype();
     float_dispatch!(OP, dtype, T => {
         let (y, dy) = (Src::<T>::new(OP, y)?.contiguous(), Src::<T>::new(OP, dy)?.contiguous());
-        let mut dx = vec![T::default(); y.len()];
+        let mut dx = pool::reuse(y.len());
         par_rows(&mut dx, d, #[inline(always)] |r, dx| {
             let (y, dy) = (&y[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
             let dot = sum2(y, dy, |a, b| a * b);

@@ -1,7 +1,7 @@
 //! [`CpuStorage`], typed access to it, and the checks every kernel shares.
 
 use crate::scalar::Scalar;
-use crate::strided;
+use crate::{pool, strided};
 use beit_engine::{BackendStorage, DType, Error, HostData, Layout, Result, StorageBox, View};
 use std::any::Any;
 use std::borrow::Cow;
@@ -22,8 +22,15 @@ impl CpuStorage {
     }
 
     /// The elements, by value.
-    pub fn into_data(self) -> HostData {
-        self.0
+    pub fn into_data(mut self) -> HostData {
+        std::mem::replace(&mut self.0, HostData::U8(Vec::new()))
+    }
+}
+
+impl Drop for CpuStorage {
+    /// Hands the buffer to the pool for reuse by later kernel outputs.
+    fn drop(&mut self) {
+        pool::recycle(std::mem::replace(&mut self.0, HostData::U8(Vec::new())));
     }
 }
 

@@ -2,6 +2,8 @@
 //! elements are visited as runs along the innermost merged dim, split across threads.
 
 use crate::fastmath::simd;
+use crate::pool;
+use crate::scalar::Scalar;
 use crate::storage::Src;
 use beit_engine::Layout;
 use rayon::prelude::*;
@@ -102,9 +104,9 @@ impl<const N: usize> Walk<N> {
 
     /// A fresh row-major vector of the walk's length, filled run by run:
     /// `f(out_run, offsets)`, in parallel for large walks.
-    pub fn fill<O: Copy + Default + Send>(&self, f: impl Fn(&mut [O], [usize; N]) + Sync) -> Vec<O> {
+    pub fn fill<O: Scalar>(&self, f: impl Fn(&mut [O], [usize; N]) + Sync) -> Vec<O> {
         let n = self.len();
-        let mut out = vec![O::default(); n];
+        let mut out = pool::reuse(n);
         if n <= PAR_CHUNK {
             self.runs(0, n, |pos, offs, len| f(&mut out[pos..pos + len], offs));
         } else {
@@ -118,7 +120,7 @@ impl<const N: usize> Walk<N> {
 }
 
 /// `f` applied to every element of a view, in row-major order.
-pub(crate) fn map1<A: Copy + Sync, O: Copy + Default + Send>(a: Src<A>, f: impl Fn(A) -> O + Sync) -> Vec<O> {
+pub(crate) fn map1<A: Copy + Sync, O: Scalar>(a: Src<A>, f: impl Fn(A) -> O + Sync) -> Vec<O> {
     let walk = Walk::new(a.layout.shape(), [a.layout]);
     let [sa] = walk.inner_strides();
     walk.fill(|out, [oa]| {
@@ -141,7 +143,7 @@ pub(crate) fn map1<A: Copy + Sync, O: Copy + Default + Send>(a: Src<A>, f: impl 
 }
 
 /// `f` applied elementwise to two views of one shape.
-pub(crate) fn map2<A: Copy + Sync, B: Copy + Sync, O: Copy + Default + Send>(
+pub(crate) fn map2<A: Copy + Sync, B: Copy + Sync, O: Scalar>(
     a: Src<A>,
     b: Src<B>,
     f: impl Fn(A, B) -> O + Sync,
@@ -187,7 +189,7 @@ pub(crate) fn map2<A: Copy + Sync, B: Copy + Sync, O: Copy + Default + Send>(
 }
 
 /// `f` applied elementwise to three views of one shape.
-pub(crate) fn map3<A: Copy + Sync, B: Copy + Sync, C: Copy + Sync, O: Copy + Default + Send>(
+pub(crate) fn map3<A: Copy + Sync, B: Copy + Sync, C: Copy + Sync, O: Scalar>(
     a: Src<A>,
     b: Src<B>,
     c: Src<C>,
