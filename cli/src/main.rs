@@ -8,6 +8,7 @@ mod info;
 mod init;
 mod mask;
 mod tokenize;
+mod tokenizer;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ enum Command {
     Mask(mask::MaskArgs),
     /// Token ids of a visual tokenizer (DALL-E dVAE encoder), from tensors or as a picture.
     Tokenize(tokenize::TokenizeArgs),
+    /// Train a visual tokenizer (dVAE) on the built-in digits or an image folder.
+    #[command(subcommand)]
+    Tokenizer(tokenizer::TokenizerCommand),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Init(args) => init::run(&args),
         Command::Mask(args) => mask::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
+        Command::Tokenizer(cmd) => tokenizer::run(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,14 +5,14 @@ use beit::engine::io::{load_safetensors, StateDict};
 use beit::engine::rng::mix64;
 use beit::engine::{no_grad, DType, Error, Result, Tensor};
 use beit::preprocess::load_image;
-use beit::tokenizer::{map_pixels, DalleEncoder, Tokenizer};
+use beit::tokenizer::{map_pixels, open_tokenizer};
 use image::imageops::FilterType;
 use std::path::PathBuf;
 
 /// Options of `beit tokenize`.
 #[derive(clap::Args, Debug)]
 pub struct TokenizeArgs {
-    /// Tokenizer folder (config.json + model.safetensors, e.g. from convert_dalle_encoder.py).
+    /// Tokenizer folder (config.json + model.safetensors): DALL-E (convert_dalle_encoder.py) or a dVAE from `beit tokenizer train`.
     #[arg(long)]
     tokenizer: PathBuf,
     /// Safetensors with `pixels` f32 [B, 3, H, W], already mapped ...
@@ -35,7 +35,7 @@ pub struct TokenizeArgs {
 /// Run `beit tokenize`.
 pub fn run(args: &TokenizeArgs) -> Result<()> {
     let device = beit::open_device(&args.device)?;
-    let tok = DalleEncoder::from_folder(&args.tokenizer, &device)?;
+    let tok = open_tokenizer(&args.tokenizer, &device)?;
     let _guard = no_grad();
     if let (Some(input), Some(output)) = (&args.input, &args.output) {
         let pixels = load_safetensors(input, &device)?.get("pixels")?;

@@ -320,3 +320,37 @@ fn tokenize_tensors_and_picture() {
     let err = fails(&["tokenize", "--tokenizer", s(&tmp.path().join("missing"))]);
     assert!(err.contains("missing"), "{err}");
 }
+
+#[test]
+fn tokenizer_train_on_digits_and_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("dvae");
+    let png = tmp.path().join("recon.png");
+    let said = ok(&["tokenizer", "train", "--out", s(&out), "--steps", "3", "--batch", "8", "--hidden", "8", "--vocab", "32", "--picture", s(&png), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(said.trim()).unwrap();
+    assert_eq!((report["images"].as_u64(), report["vocab_size"].as_u64()), (Some(297), Some(32)), "{report}");
+    assert!(report["codes_used"].as_u64().unwrap() >= 1 && report["recon_mse"].as_f64().unwrap() > 0.0, "{report}");
+    // 16 held-out digits scaled ×4: two rows of 64-pixel tiles.
+    assert_eq!(image::open(&png).unwrap().to_rgb8().dimensions(), (16 * 66, 134));
+    // The saved folder is a tokenizer `beit tokenize` reads.
+    let (img, map) = (tmp.path().join("in.png"), tmp.path().join("map.png"));
+    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, 90])).save(&img).unwrap();
+    let said = ok(&["tokenize", "--tokenizer", s(&out), "--image", s(&img), "--out", s(&map)]);
+    assert!(said.contains("8x8 tokens"), "{said}");
+    // An image folder: every 10th image is held out.
+    let images = tmp.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for i in 0..12u32 {
+        image::RgbImage::from_fn(20 + i, 24, |x, y| image::Rgb([(x * 9) as u8, (y * 7) as u8, (i * 20) as u8])).save(images.join(format!("{i}.png"))).unwrap();
+    }
+    let said = ok(&["tokenizer", "train", "--data", s(&images), "--out", s(&out), "--steps", "2", "--batch", "4", "--hidden", "8", "--size", "8", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(said.trim()).unwrap();
+    assert_eq!(report["images"].as_u64(), Some(2), "{report}");
+    // Bad input is named.
+    let err = fails(&["tokenizer", "train", "--data", s(&tmp.path().join("nowhere")), "--out", s(&out)]);
+    assert!(err.contains("nowhere"), "{err}");
+    let err = fails(&["tokenizer", "train", "--out", s(&out), "--size", "15"]);
+    assert!(err.contains("image_size 15"), "{err}");
+    let err = fails(&["tokenizer", "train", "--out", s(&out), "--steps", "0"]);
+    assert!(err.contains("steps"), "{err}");
+}

@@ -71,6 +71,19 @@ impl Digits {
     /// scaled to [0, 1] and normalised with mean = std = 0.5: `[B, 3, size, size]` f32, and
     /// their labels as i64 `[B]`. An index out of range is an error.
     pub fn batch(&self, indices: &[usize], size: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+        let images = self.pixels(indices, size, device, |v| (v - 0.5) / 0.5)?;
+        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i] as i64).collect();
+        Ok((images, Tensor::from_vec(labels, &[indices.len()], device)?))
+    }
+
+    /// The tokenizer view of images `indices`: upscaled (bilinear) to `size`×`size`, 3
+    /// channels, [0, 1] pixels DALL-E-mapped ([`crate::tokenizer::map_pixels`]).
+    pub fn tokenizer_batch(&self, indices: &[usize], size: usize, device: &Device) -> Result<Tensor> {
+        let eps = crate::tokenizer::LOGIT_LAPLACE_EPS;
+        self.pixels(indices, size, device, |v| v * (1.0 - 2.0 * eps) + eps)
+    }
+
+    fn pixels(&self, indices: &[usize], size: usize, device: &Device, f: impl Fn(f64) -> f64) -> Result<Tensor> {
         if let Some(&i) = indices.iter().find(|&&i| i >= self.len()) {
             return Err(Error::invalid("digits", format!("image {i} of {}", self.len())));
         }
@@ -80,14 +93,10 @@ impl Digits {
             let img: Vec<f64> = self.pixels[i * SIDE * SIDE..][..SIDE * SIDE].iter().map(|&p| p as f64 / 16.0).collect();
             let up = resize_grid(&img, (SIDE, SIDE, 1), (size, size), Interp::Bilinear);
             for _ in 0..3 {
-                data.extend(up.iter().map(|&v| ((v - 0.5) / 0.5) as f32));
+                data.extend(up.iter().map(|&v| f(v) as f32));
             }
         }
-        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i] as i64).collect();
-        Ok((
-            Tensor::from_vec(data, &[indices.len(), 3, size, size], device)?,
-            Tensor::from_vec(labels, &[indices.len()], device)?,
-        ))
+        Tensor::from_vec(data, &[indices.len(), 3, size, size], device)
     }
 }
 
@@ -112,5 +121,7 @@ mod tests {
         assert!(v.iter().all(|&p| (-1.0..=1.0).contains(&p)));
         assert_eq!(v[..1024], v[1024..2048], "channels replicate the grey image");
         assert!(d.batch(&[1797], 32, &beit_backend_cpu::cpu()).is_err());
+        let t = d.tokenizer_batch(&[0, 5], 32, &beit_backend_cpu::cpu()).unwrap().to_vec::<f32>().unwrap();
+        assert!(t.iter().zip(&v).all(|(t, x)| (t - ((x * 0.5 + 0.5) * 0.8 + 0.1)).abs() < 1e-6), "the mapped [0, 1] view");
     }
 }

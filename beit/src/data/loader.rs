@@ -25,6 +25,12 @@ impl SampleTransform for super::transforms::TwoViewTransform {
     }
 }
 
+impl SampleTransform for super::transforms::TokenizerView {
+    fn views(&self, img: &RgbImage, rng: &mut Rng) -> Vec<Vec<f32>> {
+        vec![self.apply(img, rng)]
+    }
+}
+
 /// One batch: per view, the concatenated samples; labels where the folder has classes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {

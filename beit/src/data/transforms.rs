@@ -176,6 +176,37 @@ impl TwoViewTransform {
     }
 }
 
+/// A tokenizer's own training sample: a random resized crop (35–100% of the area) with a
+/// horizontal flip, or for evaluation the resize + center crop; Lanczos to `size`, then the
+/// DALL-E map. `[3, size, size]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenizerView {
+    /// Output side.
+    pub size: u32,
+    /// Random crop and flip (training) or center crop (evaluation).
+    pub train: bool,
+}
+
+impl TokenizerView {
+    /// The view of `img`.
+    pub fn apply(&self, img: &RgbImage, rng: &mut Rng) -> Vec<f32> {
+        let img = if self.train {
+            let b = random_crop_box(img.width(), img.height(), (0.35, 1.0), (3.0 / 4.0, 4.0 / 3.0), rng);
+            let mut out = crop_resize(img, b, self.size, FilterType::Lanczos3);
+            if rng.uniform() < 0.5 {
+                imageops::flip_horizontal_in_place(&mut out);
+            }
+            out
+        } else {
+            let side = img.width().min(img.height());
+            crop_resize(img, CropBox { x: (img.width() - side) / 2, y: (img.height() - side) / 2, w: side, h: side }, self.size, FilterType::Lanczos3)
+        };
+        let mut x = to_chw(&img, None);
+        dalle_map(&mut x);
+        x
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,7 @@
 //! max-pool between groups, then ReLU + 1×1 conv to the vocabulary.
 
 use super::Tokenizer;
-use beit_engine::io::load_safetensors;
-use beit_engine::nn::{load_params, Init, Module, Param, VarBuilder};
+use beit_engine::nn::{Init, Module, Param, VarBuilder};
 use beit_engine::{DType, Device, Error, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -129,16 +128,8 @@ impl DalleEncoder {
     /// input_channels, vocab_size) and `model.safetensors` with the package's parameter names.
     pub fn from_folder(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
-        let path = dir.join("config.json");
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: file.clone(), source })?;
-        let config: DalleConfig = serde_json::from_str(&text).map_err(|e| Error::Format { file, msg: e.to_string() })?;
-        let enc = Self::new(config, device, 0)?;
-        let sd = load_safetensors(dir.join("model.safetensors"), device)?;
-        let report = load_params(&enc.params(), &sd, false)?;
-        if let Some(name) = report.missing.first() {
-            return Err(Error::MissingTensor { file: sd.source().to_string(), name: name.clone() });
-        }
+        let enc = Self::new(super::read_config(dir)?, device, 0)?;
+        super::load_weights(&enc, dir, device)?;
         Ok(enc)
     }
 
@@ -194,6 +185,7 @@ impl Tokenizer for DalleEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use beit_engine::io::load_safetensors;
     use std::path::PathBuf;
 
     fn fixture(case: &str) -> PathBuf {

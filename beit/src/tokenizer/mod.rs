@@ -2,10 +2,17 @@
 //! pretraining targets.
 
 mod dalle;
+mod dvae;
+mod dvae_train;
 
 pub use dalle::{DalleConfig, DalleEncoder};
+pub use dvae::{Dvae, DvaeConfig, DvaeLoss, LossWeights, DVAE_MODEL_TYPE};
+pub use dvae_train::{codebook_usage, evaluate_dvae, DvaeEval, DvaeStep, DvaeTrainConfig, DvaeTrainer};
 
-use beit_engine::{Result, Tensor};
+use beit_engine::io::load_safetensors;
+use beit_engine::nn::{load_params, Module};
+use beit_engine::{Device, Error, Result, Tensor};
+use std::path::Path;
 
 /// ε of the DALL-E logit-Laplace pixel map.
 pub const LOGIT_LAPLACE_EPS: f64 = 0.1;
@@ -34,5 +41,36 @@ pub trait Tokenizer {
     fn tokenize(&self, pixels: &Tensor) -> Result<Tensor> {
         let _guard = beit_engine::no_grad();
         self.logits(pixels)?.permute(&[0, 2, 3, 1])?.contiguous()?.argmax()
+    }
+}
+
+/// Read and parse `config.json` of the tokenizer folder `dir`; errors name the file.
+fn read_config<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T> {
+    let path = dir.join("config.json");
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: file.clone(), source })?;
+    serde_json::from_str(&text).map_err(|e| Error::Format { file, msg: e.to_string() })
+}
+
+/// Load `model.safetensors` of `dir` into `module`; a missing or wrongly shaped weight is an
+/// error naming it.
+fn load_weights(module: &impl Module, dir: &Path, device: &Device) -> Result<()> {
+    let sd = load_safetensors(dir.join("model.safetensors"), device)?;
+    let report = load_params(&module.params(), &sd, false)?;
+    match report.missing.first() {
+        Some(name) => Err(Error::MissingTensor { file: sd.source().to_string(), name: name.clone() }),
+        None => Ok(()),
+    }
+}
+
+/// Open a tokenizer folder of either kind: a trained [`Dvae`] (`"model_type": "beit-dvae"`
+/// in its `config.json`) or a [`DalleEncoder`] (DALL-E's config fields).
+pub fn open_tokenizer(dir: impl AsRef<Path>, device: &Device) -> Result<Box<dyn Tokenizer>> {
+    let dir = dir.as_ref();
+    let value: serde_json::Value = read_config(dir)?;
+    if value.get("model_type").and_then(|v| v.as_str()) == Some(DVAE_MODEL_TYPE) {
+        Ok(Box::new(Dvae::from_folder(dir, device)?))
+    } else {
+        Ok(Box::new(DalleEncoder::from_folder(dir, device)?))
     }
 }
