@@ -3,11 +3,17 @@
 mod bench;
 mod classify;
 mod demo;
+mod eval;
+mod export;
+mod finetune;
 mod forward;
 mod info;
 mod init;
 mod mask;
+mod pretrain;
+mod progress;
 mod tokenize;
+mod train_args;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +43,14 @@ enum Command {
     Mask(mask::MaskArgs),
     /// Token ids of a visual tokenizer (DALL-E dVAE encoder), from tensors or as a picture.
     Tokenize(tokenize::TokenizeArgs),
+    /// Masked image modeling pretraining (BEiT's recipe), with checkpoints and resume.
+    Pretrain(Box<pretrain::PretrainArgs>),
+    /// Fine-tune a pretrained model for image classification.
+    Finetune(Box<finetune::FinetuneArgs>),
+    /// Top-1/top-5 accuracy and confusion matrix of a classifier.
+    Eval(eval::EvalArgs),
+    /// Write a training checkpoint's model as a Hugging Face folder.
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +64,10 @@ fn main() -> ExitCode {
         Command::Init(args) => init::run(&args),
         Command::Mask(args) => mask::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
+        Command::Pretrain(args) => pretrain::run(&args),
+        Command::Finetune(args) => finetune::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Export(args) => export::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
