@@ -10,6 +10,7 @@ pub mod masker;
 pub mod model;
 pub mod preprocess;
 pub mod tokenizer;
+pub mod train;
 pub mod vit;
 pub use config::{Architecture, BeitConfig};
 pub use device::open_device;

@@ -3,12 +3,18 @@
 mod bench;
 mod classify;
 mod demo;
+mod eval;
+mod export;
+mod finetune;
 mod forward;
 mod info;
 mod init;
 mod mask;
+mod pretrain;
+mod progress;
 mod tokenize;
 mod tokenizer;
+mod train_args;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,6 +47,14 @@ enum Command {
     /// Train a visual tokenizer (dVAE) on the built-in digits or an image folder.
     #[command(subcommand)]
     Tokenizer(tokenizer::TokenizerCommand),
+    /// Masked image modeling pretraining (BEiT's recipe), with checkpoints and resume.
+    Pretrain(Box<pretrain::PretrainArgs>),
+    /// Fine-tune a pretrained model for image classification.
+    Finetune(Box<finetune::FinetuneArgs>),
+    /// Top-1/top-5 accuracy and confusion matrix of a classifier.
+    Eval(eval::EvalArgs),
+    /// Write a training checkpoint's model as a Hugging Face folder.
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +69,10 @@ fn main() -> ExitCode {
         Command::Mask(args) => mask::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::Tokenizer(cmd) => tokenizer::run(&cmd),
+        Command::Pretrain(args) => pretrain::run(&args),
+        Command::Finetune(args) => finetune::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Export(args) => export::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

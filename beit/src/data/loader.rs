@@ -57,13 +57,25 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// Images with more pixels are skipped (with a warning) instead of decoded.
     pub max_pixels: u64,
+    /// Batches to pass over, undecoded, at the start (resuming a run mid-way).
+    pub skip: u64,
 }
 
 impl LoaderConfig {
     /// `batch` samples a batch, one epoch, seed 0, 2 batches ahead, the default pixel limit.
     pub fn new(batch: usize) -> Self {
-        LoaderConfig { batch, epochs: 1, seed: 0, prefetch: 2, max_pixels: crate::preprocess::MAX_PIXELS }
+        LoaderConfig { batch, epochs: 1, seed: 0, prefetch: 2, max_pixels: crate::preprocess::MAX_PIXELS, skip: 0 }
     }
+}
+
+/// The shuffled order of `n` samples in `epoch` of a run seeded `seed`.
+pub(crate) fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = Rng::new(mix64(seed ^ epoch.wrapping_mul(0x9E37_79B9)));
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    order
 }
 
 /// A prefetching batch iterator; ends after `epochs` epochs.
@@ -75,18 +87,19 @@ pub struct Loader {
 impl Loader {
     /// Start loading `folder` on a background thread.
     pub fn new<T: SampleTransform>(folder: ImageFolder, transform: T, config: LoaderConfig) -> Self {
-        let LoaderConfig { batch, epochs, seed, prefetch, max_pixels } = config;
+        let LoaderConfig { batch, epochs, seed, prefetch, max_pixels, skip } = config;
         let (tx, rx) = sync_channel(prefetch.max(1));
         let skipped = Arc::new(AtomicUsize::new(0));
         let counter = skipped.clone();
         std::thread::spawn(move || {
+            let mut position = 0u64;
             for epoch in 0..epochs {
-                let mut order: Vec<usize> = (0..folder.len()).collect();
-                let mut rng = Rng::new(mix64(seed ^ epoch.wrapping_mul(0x9E37_79B9)));
-                for i in (1..order.len()).rev() {
-                    order.swap(i, rng.below(i + 1));
-                }
+                let order = epoch_order(folder.len(), seed, epoch);
                 for chunk in order.chunks_exact(batch.max(1)) {
+                    position += 1;
+                    if position <= skip {
+                        continue;
+                    }
                     let samples: Vec<_> = chunk
                         .par_iter()
                         .filter_map(|&i| {
@@ -168,6 +181,9 @@ mod tests {
         assert_eq!(a[0].views[0].len(), a[0].len * 3 * 16 * 16);
         assert_eq!(a[0].views[1].len(), a[0].len * 3 * 8 * 8);
         assert_ne!(a[0].views[0], a[2].views[0], "epochs reshuffle");
+        // Skipping batches resumes at the same place.
+        let config = LoaderConfig { epochs: 2, seed: 9, skip: 3, ..LoaderConfig::new(4) };
+        assert_eq!(Loader::new(folder.clone(), t.clone(), config).collect::<Vec<_>>(), a[3..]);
         // A pixel limit below the images' size skips them all, with a count.
         let mut l = Loader::new(folder.clone(), t, LoaderConfig { max_pixels: 100, ..LoaderConfig::new(4) });
         assert_eq!((l.by_ref().map(|b| b.len).sum::<usize>(), l.skipped()), (0, 8));

@@ -9,3 +9,4 @@ pub mod transforms;
 pub use digits::Digits;
 pub use folder::ImageFolder;
 pub use loader::{Batch, Loader, LoaderConfig, SampleTransform};
+pub(crate) use loader::epoch_order;

@@ -1,0 +1,169 @@
+//! Fine-tuning for classification: a classifier built from a pretrained encoder (mean
+//! pooling, per-layer relative position bias copied from the shared table), layer-wise
+//! learning-rate decay, label smoothing; and evaluation with top-1/top-5 and a confusion
+//! matrix.
+
+use super::data::{Batches, ClassifyData, ClassifyTransform};
+use super::groups::param_groups;
+use super::runner::Runner;
+use super::{EvalMetrics, FinetuneConfig, Observer, RunControl, Summary, TrainState};
+use crate::model::{BeitForImageClassification, Mode};
+use crate::{Beit, BeitConfig};
+use beit_engine::io::StateDict;
+use beit_engine::nn::{load_params, Module};
+use beit_engine::rng::mix64;
+use beit_engine::{Device, Error, Result, Tensor};
+
+const SHARED_TABLE: &str = "beit.encoder.relative_position_bias.relative_position_bias_table";
+
+/// A classifier for `classes` initialised from a pretrained encoder: `weights` are the
+/// pretrained model's tensors (Hugging Face names, with or without `beit.`; the MIM head's
+/// are ignored) and `pretrained` its config. The classifier uses mean pooling and one
+/// relative position bias per layer, each a copy of the shared table when the pretrained
+/// model has one (as unilm and Hugging Face convert checkpoints); `drop_path` is its
+/// stochastic depth. The head and the pooler's LayerNorm are freshly initialised from `seed`.
+pub fn classifier_from_pretrained(
+    weights: StateDict,
+    pretrained: &BeitConfig,
+    classes: &[String],
+    drop_path: f64,
+    seed: u64,
+    device: &Device,
+) -> Result<BeitForImageClassification> {
+    if classes.is_empty() {
+        return Err(Error::invalid("fine-tuning", "no classes"));
+    }
+    let uses_relpos = pretrained.use_relative_position_bias || pretrained.use_shared_relative_position_bias;
+    let config = BeitConfig {
+        architectures: vec!["BeitForImageClassification".into()],
+        use_mask_token: false,
+        use_mean_pooling: true,
+        use_relative_position_bias: uses_relpos,
+        use_shared_relative_position_bias: false,
+        drop_path_rate: drop_path,
+        num_labels: Some(classes.len()),
+        id2label: classes.iter().enumerate().map(|(i, c)| (i.to_string(), c.clone())).collect(),
+        ..pretrained.clone()
+    };
+    let Beit::ImageClassification(model) = Beit::new(&config, device, seed)? else {
+        unreachable!("the config names BeitForImageClassification")
+    };
+    let source = weights.source().to_string();
+    let prefixed = weights.names().any(|n| n.starts_with("beit."));
+    let mut sd = weights.map_names(|n| Some(if prefixed || !n.starts_with("embeddings.") && !n.starts_with("encoder.") { n.to_string() } else { format!("beit.{n}") }))?;
+    if sd.contains(SHARED_TABLE) {
+        let table = sd.get(SHARED_TABLE)?;
+        for p in model.params() {
+            if p.name().starts_with("beit.encoder.layer.") && p.name().ends_with("relative_position_bias_table") {
+                sd.insert(p.name(), table.clone());
+            }
+        }
+    }
+    let report = load_params(&model.params(), &sd, false)?;
+    let fresh = |n: &str| n.starts_with("classifier.") || n.starts_with("beit.pooler.") || n.ends_with("relative_position_index");
+    if let Some(name) = report.missing.iter().find(|n| !fresh(n)) {
+        return Err(Error::MissingTensor { file: source, name: name.clone() });
+    }
+    Ok(model)
+}
+
+/// Fine-tune `model` on `train` with `cfg`, evaluating on `eval` after every epoch.
+pub fn finetune(
+    model: &BeitForImageClassification,
+    train: &ClassifyData,
+    eval: Option<&ClassifyData>,
+    cfg: &FinetuneConfig,
+    control: &RunControl,
+    obs: &mut dyn Observer,
+) -> Result<Summary> {
+    let c = model.beit.config().clone();
+    let tc = &cfg.train;
+    if train.classes().len() != c.num_labels() {
+        return Err(Error::invalid("fine-tuning data", format!("{} classes for a head of {}", train.classes().len(), c.num_labels())));
+    }
+    if !(0.0..1.0).contains(&cfg.label_smoothing) || !(cfg.layer_decay > 0.0 && cfg.layer_decay <= 1.0) {
+        return Err(Error::invalid("finetune config", "`label_smoothing` must be in [0, 1) and `layer_decay` in (0, 1]"));
+    }
+    let groups = param_groups(model.trainable_params(), c.num_hidden_layers, cfg.layer_decay, tc.weight_decay);
+    let runner = Runner::new("finetune", tc, c.clone(), model.params(), groups, (train.len() / tc.batch_size) as u64, control)?;
+    let device = model.params()[0].device();
+    let mut batches = match train {
+        ClassifyData::Memory { images, labels, .. } => Batches::memory(vec![images], Some(labels), tc.batch_size, tc.seed),
+        ClassifyData::Folder { folder, size } => {
+            let t = ClassifyTransform { size: *size, train: true };
+            Batches::folder(folder, t, vec![*size as usize], tc.batch_size, tc.seed, tc.epochs, runner.start_step(), &device)
+        }
+    };
+    let step_loss = |state: &TrainState| -> Result<(Tensor, usize)> {
+        let b = batches.next(state)?;
+        let labels = Tensor::from_vec(b.labels.clone(), &[b.labels.len()], &device)?;
+        let seed = mix64(tc.seed ^ mix64(state.step.wrapping_add(0xF17E)));
+        let (logits, _) = model.forward(&b.views[0], None, Mode::train(seed))?;
+        Ok((logits.cross_entropy(&labels, cfg.label_smoothing)?, b.labels.len()))
+    };
+    let after_epoch = |epoch: u64| -> Result<Option<EvalMetrics>> {
+        let Some(data) = eval else { return Ok(None) };
+        Ok(Some(EvalMetrics { epoch: Some(epoch), ..evaluate(model, data, tc.batch_size)? }))
+    };
+    runner.run(obs, step_loss, after_epoch)
+}
+
+/// Accuracy of `model` on `data` in batches of `batch`: loss, top-1, top-5, confusion.
+pub fn evaluate(model: &BeitForImageClassification, data: &ClassifyData, batch: usize) -> Result<EvalMetrics> {
+    let _guard = beit_engine::no_grad();
+    let classes = model.beit.config().num_labels();
+    if data.classes().len() != classes {
+        return Err(Error::invalid("evaluation data", format!("{} classes for a head of {classes}", data.classes().len())));
+    }
+    let device = model.params()[0].device();
+    let batch = batch.max(1);
+    let mut m = EvalMetrics { confusion: vec![vec![0; classes]; classes], ..EvalMetrics::default() };
+    let (mut loss_sum, mut top1, mut top5) = (0.0, 0u64, 0u64);
+    let mut score = |images: &Tensor, labels: &[i64]| -> Result<()> {
+        let (logits, _) = model.forward(images, None, Mode::eval())?;
+        let targets = Tensor::from_vec(labels.to_vec(), &[labels.len()], &device)?;
+        loss_sum += logits.cross_entropy(&targets, 0.0)?.to_scalar()? * labels.len() as f64;
+        let k = classes.min(5);
+        let (_, idx) = logits.topk(k)?;
+        let idx: Vec<i64> = idx.to_vec()?;
+        for (row, &y) in idx.chunks(k).zip(labels) {
+            top1 += u64::from(row[0] == y);
+            top5 += u64::from(row.contains(&y));
+            m.confusion[y as usize][row[0] as usize] += 1;
+        }
+        m.samples += labels.len();
+        Ok(())
+    };
+    match data {
+        ClassifyData::Memory { images, labels, .. } => {
+            for start in (0..labels.len()).step_by(batch) {
+                let n = batch.min(labels.len() - start);
+                score(&images.narrow(0, start, n)?, &labels[start..start + n])?;
+            }
+        }
+        ClassifyData::Folder { folder, size } => {
+            let mut batches = Batches::folder(folder, ClassifyTransform { size: *size, train: false }, vec![*size as usize], 1, 0, 1, 0, &device);
+            let mut state = TrainState { kind: "eval".into(), step: 0, epoch: 0, batch_in_epoch: 0, seed: 0, bad_streak: 0 };
+            let (mut images, mut labels) = (Vec::new(), Vec::new());
+            for i in 0..folder.len() {
+                state.step = i as u64;
+                let Ok(b) = batches.next(&state) else { continue };
+                images.push(b.views[0].clone());
+                labels.extend(b.labels);
+                if images.len() == batch {
+                    score(&Tensor::cat(&images.iter().collect::<Vec<_>>(), 0)?, &labels)?;
+                    (images, labels) = (Vec::new(), Vec::new());
+                }
+            }
+            if !images.is_empty() {
+                score(&Tensor::cat(&images.iter().collect::<Vec<_>>(), 0)?, &labels)?;
+            }
+        }
+    }
+    if m.samples == 0 {
+        return Err(Error::invalid("evaluation data", "no image could be evaluated"));
+    }
+    let n = m.samples as f64;
+    (m.loss, m.top1, m.top5) = (loss_sum / n, top1 as f64 / n, top5 as f64 / n);
+    Ok(m)
+}

@@ -1,0 +1,141 @@
+//! Training: MIM pretraining ([`pretrain`]), fine-tuning for classification
+//! ([`finetune`]) and evaluation ([`evaluate`]), with checkpoints that resume exactly,
+//! metrics as JSON Lines, a PNG curve, and an [`Observer`] for progress.
+//!
+//! Every random draw derives from the run's seed and a counter (step, epoch, sample
+//! index): a checkpoint's step is the whole state of the run's randomness.
+
+mod checkpoint;
+mod config;
+mod data;
+mod finetune;
+mod groups;
+mod plot;
+mod pretrain;
+mod runner;
+
+pub use checkpoint::{checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint, Checkpoint, TrainState};
+pub use config::{apply_overrides, load_config, FinetuneConfig, PretrainConfig, TrainConfig};
+pub use data::{ClassifyData, ClassifyTransform, PretrainData};
+pub use finetune::{classifier_from_pretrained, evaluate, finetune};
+pub use groups::{layer_id, no_weight_decay, param_groups};
+pub use plot::plot_curves;
+pub use pretrain::{pretrain, pretrain_model_config};
+
+use beit_engine::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// What one optimiser step did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// The step (0-based).
+    pub step: u64,
+    /// Its epoch.
+    pub epoch: u64,
+    /// The loss (non-finite when skipped; written as `null`).
+    #[serde(deserialize_with = "null_as_nan")]
+    pub loss: f64,
+    /// The learning rate (before per-group scales).
+    pub lr: f64,
+    /// Global gradient norm before clipping (`None` when skipped before backward).
+    pub grad_norm: Option<f64>,
+    /// Throughput of the step.
+    pub samples_per_sec: f64,
+    /// The step had a non-finite loss or gradient and changed nothing.
+    pub skipped: bool,
+}
+
+/// Classification quality on a data set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    /// Epoch after which it was measured (`None`: standalone evaluation).
+    pub epoch: Option<u64>,
+    /// Mean cross-entropy (no smoothing).
+    pub loss: f64,
+    /// Top-1 accuracy in [0, 1].
+    pub top1: f64,
+    /// Top-5 accuracy in [0, 1] (top-k with k = classes when fewer than 5).
+    pub top5: f64,
+    /// Samples evaluated.
+    pub samples: usize,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+/// Receives a run's progress (progress bars, the demo's printout).
+pub trait Observer {
+    /// The run starts at `first_step` of `total_steps`.
+    fn start(&mut self, _first_step: u64, _total_steps: u64) {}
+    /// A step finished.
+    fn step(&mut self, _metrics: &StepMetrics, _total_steps: u64) {}
+    /// An evaluation finished.
+    fn eval(&mut self, _metrics: &EvalMetrics) {}
+    /// Something went wrong but the run continues (a skipped step).
+    fn warn(&mut self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+    /// A checkpoint was written.
+    fn checkpoint(&mut self, _path: &Path) {}
+    /// The run ended.
+    fn finish(&mut self) {}
+}
+
+/// An observer that prints warnings only.
+pub struct Quiet;
+
+impl Observer for Quiet {}
+
+/// How a run is driven from outside: resume, interruption, a partial run.
+#[derive(Default)]
+pub struct RunControl {
+    /// Continue from this checkpoint (same config and seed).
+    pub resume: Option<Checkpoint>,
+    /// Raised (e.g. by Ctrl-C): save a checkpoint and return before the next step.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Stop (with a checkpoint) when this step is reached.
+    pub stop_at_step: Option<u64>,
+}
+
+/// The outcome of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Steps done in total (including those before a resume).
+    pub steps: u64,
+    /// The last finite loss of this invocation.
+    pub final_loss: Option<f64>,
+    /// Steps skipped for non-finite values in this invocation.
+    pub skipped: u64,
+    /// Stopped by [`RunControl::stop`].
+    pub interrupted: bool,
+    /// The last checkpoint written.
+    pub checkpoint: Option<PathBuf>,
+    /// This invocation's steps.
+    pub history: Vec<StepMetrics>,
+    /// This invocation's evaluations.
+    pub evals: Vec<EvalMetrics>,
+}
+
+/// JSON has no NaN: serde_json writes it as `null`; read that back as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// Read a metrics JSON Lines file back: its steps and evaluations.
+pub fn read_metrics(path: &Path) -> Result<(Vec<StepMetrics>, Vec<EvalMetrics>)> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: file.clone(), source })?;
+    let (mut steps, mut evals) = (Vec::new(), Vec::new());
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = |e: serde_json::Error| Error::Format { file: file.clone(), msg: format!("line {}: {e}", i + 1) };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(bad)?;
+        if v.get("step").is_some() {
+            steps.push(serde_json::from_value(v).map_err(bad)?);
+        } else {
+            evals.push(serde_json::from_value(v).map_err(bad)?);
+        }
+    }
+    Ok((steps, evals))
+}

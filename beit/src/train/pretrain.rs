@@ -1,0 +1,118 @@
+//! MIM pretraining: tokenizer view → visual tokens (no gradient), blockwise masks, the
+//! encoder with mask tokens, `lm_head` on the masked positions, cross-entropy.
+
+use super::data::{Batches, PretrainData};
+use super::groups::param_groups;
+use super::runner::Runner;
+use super::{Observer, PretrainConfig, RunControl, Summary};
+use crate::masker::{BlockwiseMasker, Masker};
+use crate::model::{BeitForMaskedImageModeling, Mode};
+use crate::tokenizer::Tokenizer;
+use crate::BeitConfig;
+use beit_engine::nn::Module;
+use beit_engine::rng::{mix64, Rng};
+use beit_engine::{DType, Error, Result, Tensor};
+
+/// `base` set up for pretraining with `cfg`: the MIM head, a mask token, one shared
+/// relative position bias, `cfg`'s layer scale and drop path.
+pub fn pretrain_model_config(base: &BeitConfig, cfg: &PretrainConfig) -> BeitConfig {
+    BeitConfig {
+        architectures: vec!["BeitForMaskedImageModeling".into()],
+        use_mask_token: true,
+        use_shared_relative_position_bias: true,
+        use_relative_position_bias: false,
+        layer_scale_init_value: cfg.layer_scale,
+        drop_path_rate: cfg.train.drop_path,
+        ..base.clone()
+    }
+}
+
+/// The seed of step `step`'s drop path; sample `i`'s mask uses [`sample_seed`].
+fn step_seed(seed: u64, step: u64) -> u64 {
+    mix64(seed ^ mix64(step.wrapping_add(0x5EED)))
+}
+
+fn sample_seed(seed: u64, step: u64, i: usize) -> u64 {
+    mix64(step_seed(seed, step) ^ mix64(i as u64 + 1))
+}
+
+/// Visual tokens `[B, N]` of a tokenizer view, checked against the model's `patches`.
+fn tokens(tokenizer: &dyn Tokenizer, view: &Tensor, patches: usize) -> Result<Tensor> {
+    let t = tokenizer.tokenize(view)?;
+    let per_image = t.numel() / t.shape()[0].max(1);
+    if per_image != patches {
+        return Err(Error::invalid(
+            "tokenizer",
+            format!("{:?} token ids for a model with {patches} patches per image: the tokenizer view must match the patch grid", &t.shape()[1..]),
+        ));
+    }
+    t.reshape(&[t.shape()[0], patches])
+}
+
+/// Pretrain `model` on `data` with targets from `tokenizer`. Returns when the run ends,
+/// is interrupted, or reaches `control.stop_at_step`; a checkpoint is written then (and
+/// every `checkpoint_every` steps) when `checkpoint_dir` is set.
+pub fn pretrain(
+    model: &BeitForMaskedImageModeling,
+    tokenizer: &dyn Tokenizer,
+    data: &PretrainData,
+    cfg: &PretrainConfig,
+    control: &RunControl,
+    obs: &mut dyn Observer,
+) -> Result<Summary> {
+    let c = model.beit.config().clone();
+    let grid = c.grid();
+    let patches = grid.0 * grid.1;
+    if !(cfg.mask_ratio > 0.0 && cfg.mask_ratio <= 1.0) {
+        return Err(Error::invalid("pretrain config", format!("`mask_ratio` {} not in (0, 1]", cfg.mask_ratio)));
+    }
+    let target = ((patches as f64 * cfg.mask_ratio).round() as usize).clamp(1, patches);
+    let masker = BlockwiseMasker::new(grid, target, cfg.mask_min_patches.min(target), None, 0.3)?;
+    let tc = &cfg.train;
+    let groups = param_groups(model.trainable_params(), c.num_hidden_layers, 1.0, tc.weight_decay);
+    let runner = Runner::new("pretrain", tc, c.clone(), model.params(), groups, (data.len() / tc.batch_size) as u64, control)?;
+    let device = model.params()[0].device();
+    // In memory, the targets do not change between epochs: tokenize once (ids as f32 so
+    // that they batch like the images; exact below 2^24).
+    let memory_tokens = match data {
+        PretrainData::Memory { tokenizer_view, .. } => {
+            let n = tokenizer_view.shape()[0];
+            let chunks = (0..n).step_by(tc.batch_size).map(|s| tokens(tokenizer, &tokenizer_view.narrow(0, s, tc.batch_size.min(n - s))?, patches));
+            let chunks = chunks.collect::<Result<Vec<_>>>()?;
+            Some(Tensor::cat(&chunks.iter().collect::<Vec<_>>(), 0)?.to_dtype(DType::F32)?)
+        }
+        PretrainData::Folder { transform, .. } => {
+            if transform.size as usize != c.image_size {
+                return Err(Error::invalid("pretrain data", format!("model view of {} px for a model of {} px", transform.size, c.image_size)));
+            }
+            None
+        }
+    };
+    let mut batches = match (data, &memory_tokens) {
+        (PretrainData::Memory { images, .. }, Some(t)) => Batches::memory(vec![images, t], None, tc.batch_size, tc.seed),
+        (PretrainData::Folder { folder, transform }, _) => {
+            let sizes = vec![transform.size as usize, transform.tokenizer_size as usize];
+            Batches::folder(folder, transform.clone(), sizes, tc.batch_size, tc.seed, tc.epochs, runner.start_step(), &device)
+        }
+        (PretrainData::Memory { .. }, None) => unreachable!("memory data always has tokens"),
+    };
+    let step_loss = |state: &super::TrainState| -> Result<(Tensor, usize)> {
+        let batch = batches.next(state)?;
+        let b = batch.views[0].shape()[0];
+        let ids: Vec<i64> = if memory_tokens.is_some() {
+            batch.views[1].to_dtype(DType::I64)?.to_vec()?
+        } else {
+            tokens(tokenizer, &batch.views[1], patches)?.to_vec()?
+        };
+        let mut cells = Vec::with_capacity(b * patches);
+        for i in 0..b {
+            cells.extend(masker.sample(&mut Rng::new(sample_seed(tc.seed, state.step, i))).cells.into_iter().map(u8::from));
+        }
+        let labels: Vec<i64> = ids.iter().zip(&cells).filter(|(_, &m)| m != 0).map(|(&id, _)| id).collect();
+        let labels = Tensor::from_vec(labels.clone(), &[labels.len()], &device)?;
+        let mask = Tensor::from_vec(cells, &[b, patches], &device)?;
+        let loss = model.loss(&batch.views[0], &mask, &labels, Mode::train(step_seed(tc.seed, state.step)))?;
+        Ok((loss, b))
+    };
+    runner.run(obs, step_loss, |_| Ok(None))
+}

@@ -1,0 +1,112 @@
+//! Options shared by `beit pretrain` and `beit finetune`: the recipe (a config file, then
+//! named flags and `--set key=value` on top), resume, interruption and progress display.
+
+use crate::progress::Progress;
+use beit::engine::{Device, Result};
+use beit::train::{apply_overrides, load_checkpoint, load_config, Checkpoint, RunControl};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Recipe and run options.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Recipe file (.json or .toml); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Passes over the data.
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Samples per step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Learning rate per 256 samples (peak = base_lr · batch / 256).
+    #[arg(long)]
+    base_lr: Option<f64>,
+    /// Linear warmup in epochs.
+    #[arg(long)]
+    warmup_epochs: Option<f64>,
+    /// Seed of every random draw.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Folder of checkpoints.
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Checkpoint every N steps (0: at the end and on Ctrl-C only).
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Append metrics to this JSON Lines file.
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+    /// Draw the loss (and accuracy) curve into this PNG at the end.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Any other recipe setting, as KEY=VALUE (repeatable; e.g. --set weight_decay=0.1).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Continue from a checkpoint file, or the newest in a folder.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Stop (with a checkpoint) at this step.
+    #[arg(long)]
+    stop_at_step: Option<u64>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Device: cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl TrainArgs {
+    /// The recipe: defaults, then the file, then the flags.
+    pub fn recipe<T: Serialize + DeserializeOwned + Default>(&self) -> Result<T> {
+        let base: T = match &self.config {
+            Some(path) => load_config(path)?,
+            None => T::default(),
+        };
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut named = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                pairs.push((key.to_string(), v));
+            }
+        };
+        named("epochs", self.epochs.map(|v| v.to_string()));
+        named("batch_size", self.batch_size.map(|v| v.to_string()));
+        named("base_lr", self.base_lr.map(|v| v.to_string()));
+        named("warmup_epochs", self.warmup_epochs.map(|v| v.to_string()));
+        named("seed", self.seed.map(|v| v.to_string()));
+        named("checkpoint_every", self.checkpoint_every.map(|v| v.to_string()));
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default());
+        named("checkpoint_dir", path(&self.checkpoint_dir));
+        named("metrics", path(&self.metrics));
+        named("plot", path(&self.plot));
+        for kv in &self.set {
+            let (k, v) = kv.split_once('=').ok_or_else(|| beit::engine::Error::invalid("--set", format!("`{kv}` is not KEY=VALUE")))?;
+            pairs.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        apply_overrides(&base, &pairs)
+    }
+
+    /// The checkpoint to resume from, if any.
+    pub fn checkpoint(&self, device: &Device) -> Result<Option<Checkpoint>> {
+        self.resume.as_ref().map(|p| load_checkpoint(p, device)).transpose()
+    }
+
+    /// Run control with a Ctrl-C handler that asks the run to checkpoint and stop.
+    pub fn control(&self, resume: Option<Checkpoint>) -> RunControl {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+            eprintln!("warning: cannot catch Ctrl-C ({e}); an interrupted run will not checkpoint");
+        }
+        RunControl { resume, stop: Some(stop), stop_at_step: self.stop_at_step }
+    }
+
+    /// The progress display.
+    pub fn progress(&self) -> Progress {
+        Progress::new(self.quiet)
+    }
+}
