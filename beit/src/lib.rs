@@ -11,7 +11,6 @@ pub mod model;
 pub mod preprocess;
 pub mod tokenizer;
 pub mod train;
-pub mod vit;
 pub use config::{Architecture, BeitConfig};
 pub use device::open_device;
 pub use model::{Beit, BeitForImageClassification, BeitForMaskedImageModeling, BeitModel, Mode};

@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a small ViT on the built-in synthetic image set (the engine's end-to-end check).
+    /// The main job: tokenizer, MIM pretraining and fine-tuning vs scratch on the built-in digits.
     Demo(demo::DemoArgs),
     /// Run a Hugging Face BEiT folder on tensors from a safetensors file; write its outputs.
     Forward(forward::ForwardArgs),

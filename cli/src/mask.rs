@@ -2,7 +2,7 @@
 
 use beit::engine::rng::Rng;
 use beit::engine::{Error, Result};
-use beit::masker::{BlockwiseMasker, Masker, RandomMasker};
+use beit::masker::{BlockwiseMasker, Mask, Masker, RandomMasker};
 use beit::preprocess::load_image;
 use std::path::PathBuf;
 
@@ -62,18 +62,7 @@ pub fn run(args: &MaskArgs) -> Result<()> {
         let mask = masker.sample(&mut rng);
         let (s, p) = (side * args.patch_size, args.patch_size);
         let mut img = image::imageops::resize(&load_image(image)?.to_rgb8(), s as u32, s as u32, image::imageops::FilterType::CatmullRom);
-        for (i, _) in mask.cells.iter().enumerate().filter(|(_, &m)| m) {
-            let (top, left) = ((i / side) * p, (i % side) * p);
-            for y in top..top + p {
-                for x in left..left + p {
-                    let px = img.get_pixel_mut(x as u32, y as u32);
-                    let grey = (px.0.iter().map(|&v| v as u32).sum::<u32>() / 3 / 3 + 96) as u8;
-                    // Keep a thin dark border so the patch grid shows.
-                    let edge = y == top || x == left;
-                    px.0 = if edge { [60, 60, 60] } else { [grey, grey, grey] };
-                }
-            }
-        }
+        draw_mask(&mut img, &mask, side, p);
         img.save(out).map_err(|e| Error::Format { file: out.display().to_string(), msg: e.to_string() })?;
         println!("{} of {} patches masked in {} blocks; wrote {}", mask.count(), side * side, mask.blocks, out.display());
     }
@@ -99,4 +88,20 @@ pub fn run(args: &MaskArgs) -> Result<()> {
         return Err(Error::invalid("mask", "give --image X --out Y, or --stats"));
     }
     Ok(())
+}
+
+/// Grey out the masked patches of `img` (a `side`×`side` grid of `patch`-pixel cells), each
+/// with a thin dark border so the grid shows.
+pub fn draw_mask(img: &mut image::RgbImage, mask: &Mask, side: usize, patch: usize) {
+    for (i, _) in mask.cells.iter().enumerate().filter(|(_, &m)| m) {
+        let (top, left) = ((i / side) * patch, (i % side) * patch);
+        for y in top..top + patch {
+            for x in left..left + patch {
+                let px = img.get_pixel_mut(x as u32, y as u32);
+                let grey = (px.0.iter().map(|&v| v as u32).sum::<u32>() / 3 / 3 + 96) as u8;
+                let edge = y == top || x == left;
+                px.0 = if edge { [60, 60, 60] } else { [grey, grey, grey] };
+            }
+        }
+    }
 }

@@ -231,7 +231,7 @@ fn print_eval(e: &DvaeEval, seconds: f64, out: &Path) {
 }
 
 /// Up to 16 images of `batch` (top row) above their reconstructions from argmax tokens.
-fn draw_reconstructions(model: &Dvae, batch: &Tensor, path: &Path) -> Result<()> {
+pub fn draw_reconstructions(model: &Dvae, batch: &Tensor, path: &Path) -> Result<()> {
     let _guard = no_grad();
     let n = batch.shape()[0].min(16);
     let batch = batch.narrow(0, 0, n)?;

@@ -69,6 +69,11 @@ pub struct Layer {
 }
 
 impl Layer {
+    /// A freshly initialised block `index` (0-based) with BEiT's init, e.g. for benchmarks.
+    pub fn fresh(vb: &VarBuilder, c: &BeitConfig, index: usize) -> Result<Self> {
+        Self::new(vb, c, index, &Inits::beit(c.initializer_range))
+    }
+
     /// Block `index` (0-based) under `vb` (`encoder.layer.{index}`).
     pub(crate) fn new(vb: &VarBuilder, c: &BeitConfig, index: usize, init: &Inits) -> Result<Self> {
         let (d, f, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
