@@ -9,6 +9,7 @@ mod device;
 pub mod masker;
 pub mod model;
 pub mod preprocess;
+pub mod segmentation;
 pub mod tokenizer;
 pub mod vit;
 pub use config::{Architecture, BeitConfig, SegHead};
