@@ -7,6 +7,7 @@ mod forward;
 mod info;
 mod init;
 mod mask;
+mod segment;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Init(init::InitArgs),
     /// Draw a blockwise mask over an image, or print mask statistics.
     Mask(mask::MaskArgs),
+    /// Per-pixel classes of an image as a colour overlay with a legend (segmentation model).
+    Segment(segment::SegmentArgs),
     /// Token ids of a visual tokenizer (DALL-E dVAE encoder), from tensors or as a picture.
     Tokenize(tokenize::TokenizeArgs),
 }
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Init(args) => init::run(&args),
         Command::Mask(args) => mask::run(&args),
+        Command::Segment(args) => segment::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
     };
     match result {
