@@ -71,3 +71,37 @@ fn save_and_reload_round_trip() {
     }
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// Fine-tuning start: the encoder of a BEiT checkpoint (here the encoder of a segmentation
+/// fixture saved as a plain `BeitModel`-style folder, keys without `beit.`) at another
+/// input size: shared table copied per layer and resized, heads fresh.
+#[test]
+fn encoder_from_a_pretrained_checkpoint() {
+    let dev = beit::open_device("cpu").unwrap();
+    let (src, _) = BeitForSemanticSegmentation::from_pretrained(case_dir("uper_shared"), &dev).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sd = beit::engine::io::StateDict::new();
+    for (name, t) in src.beit.state_dict().tensors().unwrap() {
+        sd.insert(name.strip_prefix("beit.").unwrap(), t);
+    }
+    sd.save(tmp.path().join("model.safetensors"), None).unwrap();
+    let mut config = src.config().clone();
+    config.use_shared_relative_position_bias = false;
+    config.use_relative_position_bias = true;
+    config.image_size = 96;
+    let (model, report) = BeitForSemanticSegmentation::from_pretrained_encoder(tmp.path(), &config, &dev, 0).unwrap();
+    assert!(report.missing.is_empty() && report.unexpected.is_empty(), "{report:?}");
+    let got = model.state_dict();
+    let table = |sd: &beit::engine::io::StateDict, k: &str| sd.get(k).unwrap();
+    let shared = table(&src.state_dict(), "beit.encoder.relative_position_bias.relative_position_bias_table");
+    let resized = beit::model::resize_rel_pos_table(&shared, (12, 12), "t").unwrap();
+    for i in 0..config.num_hidden_layers {
+        let k = format!("beit.encoder.layer.{i}.attention.attention.relative_position_bias.relative_position_bias_table");
+        assert_eq!(table(&got, &k).to_vec_f64().unwrap(), resized.to_vec_f64().unwrap(), "{k}");
+    }
+    let k = "beit.encoder.layer.2.intermediate.dense.weight";
+    assert_eq!(table(&got, k).to_vec_f64().unwrap(), table(&src.state_dict(), k).to_vec_f64().unwrap());
+    let pixels = beit::engine::Tensor::zeros(&[2, 3, 96, 96], beit::engine::DType::F32, &dev).unwrap();
+    let out = model.forward(&pixels, Mode::eval()).unwrap();
+    assert_eq!(out.logits.shape(), [2, 3, 48, 48]);
+}

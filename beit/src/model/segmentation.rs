@@ -118,6 +118,37 @@ impl BeitForSemanticSegmentation {
         Ok((model, report))
     }
 
+    /// A model for `config` whose encoder starts from the BEiT checkpoint in `dir` (a
+    /// pretraining, classification or plain encoder folder, keys with or without `beit.`),
+    /// the heads freshly initialised: BEiT's fine-tuning recipe. Position tables are resized
+    /// to `config`'s grid, and a shared relative position bias table is copied into every
+    /// layer when `config` wants per-layer tables. A missing block tensor is an error; the
+    /// report lists the other missing tensors (e.g. a final LayerNorm the segmentation
+    /// features do not use) and the unused ones (the checkpoint's head).
+    pub fn from_pretrained_encoder(dir: impl AsRef<Path>, config: &BeitConfig, device: &Device, seed: u64) -> Result<(Self, LoadReport)> {
+        let model = Self::new(config, device, seed)?;
+        let weights = dir.as_ref().join("model.safetensors");
+        let file = weights.display().to_string();
+        let sd = load_safetensors(&weights, device)?;
+        let mut sd = if sd.names().any(|n| n.starts_with("beit.")) { sd } else { sd.add_prefix("beit")? };
+        let shared = "beit.encoder.relative_position_bias.relative_position_bias_table";
+        if sd.contains(shared) && config.use_relative_position_bias && !config.use_shared_relative_position_bias {
+            let table = sd.get(shared)?;
+            for i in 0..config.num_hidden_layers {
+                let name = format!("beit.encoder.layer.{i}.attention.attention.relative_position_bias.relative_position_bias_table");
+                sd.insert(name, table.clone());
+            }
+        }
+        let encoder = model.beit.params();
+        resize_positions(&encoder, config.grid(), &mut sd)?;
+        let mut report = load_params(&encoder, &sd, false)?;
+        if let Some(name) = report.missing.iter().find(|n| n.starts_with("beit.encoder.") || n.starts_with("beit.embeddings.")) {
+            return Err(Error::MissingTensor { file, name: name.clone() });
+        }
+        report.unexpected.retain(|n| !n.ends_with("relative_position_index") && n != shared);
+        Ok((model, report))
+    }
+
     /// Write `config.json` and `model.safetensors` into `dir`, loadable by Hugging Face
     /// (a SETR-PUP model only by beit-rs).
     pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
