@@ -87,7 +87,7 @@ fn per_plane(x: &Array, (oh, ow): (usize, usize), value: impl Fn(&[f64], usize, 
 /// ceil((i+1)·H/oh)` and columns likewise.
 pub fn adaptive_avg_pool2d(x: &Array, size: (usize, usize)) -> Array {
     let (h, w) = (x.shape[2], x.shape[3]);
-    let window = |i: usize, n: usize, o: usize| (i * n / o, ((i + 1) * n + o - 1) / o);
+    let window = |i: usize, n: usize, o: usize| (i * n / o, ((i + 1) * n).div_ceil(o));
     per_plane(x, size, |plane, i, j| {
         let ((y0, y1), (x0, x1)) = (window(i, h, size.0), window(j, w, size.1));
         let sum: f64 = (y0..y1).flat_map(|y| (x0..x1).map(move |z| (y, z))).map(|(y, z)| plane[y * w + z]).sum();

@@ -43,7 +43,7 @@ impl Module for Fpn {
 }
 
 enum DecodeHead {
-    Uper(UperHead),
+    Uper(Box<UperHead>),
     SetrPup(SetrPupHead),
 }
 
@@ -86,7 +86,7 @@ impl BeitForSemanticSegmentation {
             beit: BeitModel::new(&vb.pp("beit"), c, false, init)?,
             fpn: uper.then(|| Fpn::new(&vb, c.hidden_size)).transpose()?,
             decode_head: if uper {
-                DecodeHead::Uper(UperHead::new(&vb.pp("decode_head"), c)?)
+                DecodeHead::Uper(Box::new(UperHead::new(&vb.pp("decode_head"), c)?))
             } else {
                 DecodeHead::SetrPup(SetrPupHead::new(&vb.pp("decode_head"), c)?)
             },
