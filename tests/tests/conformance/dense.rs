@@ -3,9 +3,9 @@
 //! adaptive average pooling and bilinear resizing, against direct loops.
 
 use beit_conformance::reference_dense as r;
-use beit_conformance::{assert_close, conformance, op_cases, Array, Gen, Input, OpCase, Tol};
+use beit_conformance::{assert_close, assert_err, conformance, op_cases, Array, Gen, Input, OpCase, Tol};
 use beit_engine::nn::{BatchNorm2d, Module, VarBuilder};
-use beit_engine::DType;
+use beit_engine::{DType, Tensor};
 
 /// `conv_transpose2d(x, w, b)` for `x [2, c, h, w]`, `w [c, o, kh, kw]`, optional bias `[o]`.
 fn conv_transpose(seed: u64, x: [usize; 4], w: [usize; 4], stride: (usize, usize), padding: (usize, usize), bias: bool) -> OpCase {
@@ -103,6 +103,21 @@ conformance! {
         let want = r::batch_norm(&x, &want_mean, &want_var, &ones, &zeros, 1e-5);
         assert_close("eval output", &Array::from_tensor(&eval)?, &want, 1e-10);
         assert_eq!(bn.trainable_params().len(), 2);
+        Ok(())
+    }
+
+    /// Bad shapes are errors naming the op and the shapes.
+    fn dense_ops_reject_bad_input(dev: &Device) -> Result<()> {
+        let t = |shape: &[usize]| Tensor::zeros(shape, DType::F32, dev);
+        let x = t(&[2, 3, 4, 4])?;
+        assert_err(x.conv_transpose2d(&t(&[4, 5, 2, 2])?, None, (2, 2), (0, 0)), &["conv_transpose2d", "[2, 3, 4, 4]", "[4, 5, 2, 2]"]);
+        assert_err(x.conv_transpose2d(&t(&[3, 5, 2])?, None, (2, 2), (0, 0)), &["conv_transpose2d", "[C, O, kh, kw]"]);
+        assert_err(x.conv_transpose2d(&t(&[3, 5, 2, 2])?, None, (2, 2), (4, 4)), &["padding"]);
+        assert_err(t(&[2, 9, 12])?.fold2d((3, 4, 4), (2, 2), (2, 2), (0, 0)), &["fold2d", "[2, 4, 12]"]);
+        assert_err(t(&[1, 3, 1, 1])?.batch_norm_train(None, None, 1e-5), &["batch_norm", "more than one value"]);
+        assert_err(x.batch_norm_eval(&t(&[4])?, &t(&[3])?, None, None, 1e-5), &["batch_norm", "[4]"]);
+        assert_err(t(&[3, 4, 4])?.adaptive_avg_pool2d((2, 2)), &["adaptive_avg_pool2d", "NCHW"]);
+        assert_err(x.upsample_bilinear2d((0, 3)), &["upsample_bilinear2d", "0x3"]);
         Ok(())
     }
 }
