@@ -15,6 +15,9 @@ pub enum Architecture {
     BeitForMaskedImageModeling,
     /// Encoder + pooler + `classifier`.
     BeitForImageClassification,
+    /// Encoder + feature pyramid + UperNet (or SETR-PUP) decode head + auxiliary FCN head;
+    /// built by [`crate::BeitForSemanticSegmentation`].
+    BeitForSemanticSegmentation,
 }
 
 impl Architecture {
@@ -23,11 +26,12 @@ impl Architecture {
             "BeitModel" => Ok(Architecture::BeitModel),
             "BeitForMaskedImageModeling" => Ok(Architecture::BeitForMaskedImageModeling),
             "BeitForImageClassification" => Ok(Architecture::BeitForImageClassification),
+            "BeitForSemanticSegmentation" => Ok(Architecture::BeitForSemanticSegmentation),
             other => Err(Error::invalid(
                 "config.architectures",
                 format!(
                     "unsupported architecture `{other}` (supported: BeitModel, BeitForMaskedImageModeling, \
-                     BeitForImageClassification)"
+                     BeitForImageClassification, BeitForSemanticSegmentation)"
                 ),
             )),
         }
@@ -88,6 +92,46 @@ pub struct BeitConfig {
     /// Number of classes; defaults to the size of `id2label`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub num_labels: Option<usize>,
+    /// Segmentation: the four encoder outputs feeding the feature pyramid, as Hugging Face
+    /// reads them: entry `i` takes `hidden_states[i − 1]` (0 = embeddings, so `0` itself
+    /// wraps to the last block, as Python's index −1). Older configs call it
+    /// `segmentation_indices`.
+    #[serde(alias = "segmentation_indices", skip_serializing_if = "Option::is_none")]
+    pub out_indices: Option<Vec<usize>>,
+    /// Segmentation: adaptive pooling sizes of the PSP module.
+    pub pool_scales: Vec<usize>,
+    /// Segmentation: whether the auxiliary FCN head is built (and weighs in the loss).
+    pub use_auxiliary_head: bool,
+    /// Segmentation: weight of the auxiliary head's loss.
+    pub auxiliary_loss_weight: f64,
+    /// Segmentation: width of the auxiliary FCN head (and of the SETR-PUP head).
+    pub auxiliary_channels: usize,
+    /// Segmentation: number of 3x3 conv blocks of the auxiliary head.
+    pub auxiliary_num_convs: usize,
+    /// Segmentation: whether the auxiliary head concatenates its input before classifying.
+    pub auxiliary_concat_input: bool,
+    /// Segmentation: label value the loss and the metrics skip.
+    pub semantic_loss_ignore_index: i64,
+    /// Segmentation decode head (a beit-rs extension; Hugging Face knows only UperNet).
+    #[serde(skip_serializing_if = "SegHead::is_uper")]
+    pub seg_head: SegHead,
+}
+
+/// Which decode head a segmentation model has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegHead {
+    /// Hugging Face's UperNet head on a four-level feature pyramid.
+    #[default]
+    Uper,
+    /// SETR's progressive upsampling head on the last selected feature (BEiT paper, Table 3).
+    SetrPup,
+}
+
+impl SegHead {
+    fn is_uper(&self) -> bool {
+        *self == SegHead::Uper
+    }
 }
 
 impl Default for BeitConfig {
@@ -117,6 +161,15 @@ impl Default for BeitConfig {
             use_mean_pooling: true,
             id2label: BTreeMap::new(),
             num_labels: None,
+            out_indices: None,
+            pool_scales: vec![1, 2, 3, 6],
+            use_auxiliary_head: true,
+            auxiliary_loss_weight: 0.4,
+            auxiliary_channels: 256,
+            auxiliary_num_convs: 1,
+            auxiliary_concat_input: false,
+            semantic_loss_ignore_index: 255,
+            seg_head: SegHead::Uper,
         }
     }
 }
@@ -224,7 +277,38 @@ impl BeitConfig {
                 return Err(field("config.num_labels", format!("{n} but id2label has {}", self.id2label.len())));
             }
         }
-        self.architecture().map(|_| ())
+        if self.architecture()? == Architecture::BeitForSemanticSegmentation {
+            self.validate_segmentation()?;
+        }
+        Ok(())
+    }
+
+    fn validate_segmentation(&self) -> Result<()> {
+        let layers = self.num_hidden_layers;
+        match self.out_indices.as_deref() {
+            Some(idx) if idx.len() == 4 && idx.iter().all(|&i| i <= layers) => {}
+            other => {
+                return Err(field(
+                    "config.out_indices",
+                    format!("segmentation needs 4 encoder outputs in 0..={layers}, got {other:?}"),
+                ))
+            }
+        }
+        if self.pool_scales.is_empty() || self.pool_scales.contains(&0) {
+            return Err(field("config.pool_scales", format!("{:?} must be non-empty and positive", self.pool_scales)));
+        }
+        if self.use_auxiliary_head || self.seg_head == SegHead::SetrPup {
+            if self.auxiliary_channels == 0 {
+                return Err(field("config.auxiliary_channels", "must be positive"));
+            }
+            if !self.auxiliary_loss_weight.is_finite() {
+                return Err(field("config.auxiliary_loss_weight", "must be finite"));
+            }
+        }
+        if self.num_labels() < 2 {
+            return Err(field("config.num_labels", "segmentation needs at least 2 classes"));
+        }
+        Ok(())
     }
 
     /// The head to build: the first entry of `architectures` (BeitModel when empty).
@@ -265,7 +349,13 @@ mod tests {
         let err = |j: &str| BeitConfig::from_json(j).unwrap_err().to_string();
         assert!(err(r#"{"hidden_size": 100}"#).contains("config.num_attention_heads"));
         assert!(err(r#"{"model_type": "vit"}"#).contains("not a BEiT config"));
-        assert!(err(r#"{"architectures": ["BeitForSemanticSegmentation"]}"#).contains("unsupported architecture"));
+        assert!(err(r#"{"architectures": ["BeitBackbone"]}"#).contains("unsupported architecture"));
+        let seg = |extra: &str| format!(r#"{{"architectures": ["BeitForSemanticSegmentation"], "num_hidden_layers": 4{extra}}}"#);
+        assert!(err(&seg("")).contains("config.out_indices"));
+        assert!(err(&seg(r#", "out_indices": [1, 2, 3, 5]"#)).contains("0..=4"));
+        assert!(err(&seg(r#", "out_indices": [1, 2, 3, 4], "pool_scales": [1, 0]"#)).contains("config.pool_scales"));
+        let c = BeitConfig::from_json(&seg(r#", "segmentation_indices": [0, 1, 2, 3], "seg_head": "setr_pup""#)).unwrap();
+        assert_eq!((c.out_indices, c.seg_head, c.semantic_loss_ignore_index), (Some(vec![0, 1, 2, 3]), SegHead::SetrPup, 255));
         assert!(err(r#"{"patch_size": 15}"#).contains("config.patch_size"));
         assert!(err(r#"{"hidden_act": "relu"}"#).contains("config.hidden_act"));
         assert!(err(r#"{"hidden_size": "big"}"#).contains("hidden_size"));

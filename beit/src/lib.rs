@@ -9,11 +9,12 @@ mod device;
 pub mod masker;
 pub mod model;
 pub mod preprocess;
+pub mod segmentation;
 pub mod tokenizer;
 pub mod train;
-pub use config::{Architecture, BeitConfig};
+pub use config::{Architecture, BeitConfig, SegHead};
 pub use device::open_device;
-pub use model::{Beit, BeitForImageClassification, BeitForMaskedImageModeling, BeitModel, Mode};
+pub use model::{Beit, BeitForImageClassification, BeitForMaskedImageModeling, BeitForSemanticSegmentation, BeitModel, Mode};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]

@@ -12,6 +12,7 @@ mod init;
 mod mask;
 mod pretrain;
 mod progress;
+mod segment;
 mod tokenize;
 mod tokenizer;
 mod train_args;
@@ -42,6 +43,8 @@ enum Command {
     Init(init::InitArgs),
     /// Draw a blockwise mask over an image, or print mask statistics.
     Mask(mask::MaskArgs),
+    /// Per-pixel classes of an image as a colour overlay with a legend (segmentation model).
+    Segment(segment::SegmentArgs),
     /// Token ids of a visual tokenizer (DALL-E dVAE encoder), from tensors or as a picture.
     Tokenize(tokenize::TokenizeArgs),
     /// Train a visual tokenizer (dVAE) on the built-in digits or an image folder.
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Init(args) => init::run(&args),
         Command::Mask(args) => mask::run(&args),
+        Command::Segment(args) => segment::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::Tokenizer(cmd) => tokenizer::run(&cmd),
         Command::Pretrain(args) => pretrain::run(&args),

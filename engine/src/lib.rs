@@ -18,7 +18,7 @@ pub mod optim;
 pub mod rng;
 pub mod tensor;
 
-pub use ops::IGNORE_INDEX;
+pub use ops::{interp_taps, BatchStats, Interp, IGNORE_INDEX};
 pub use autograd::{no_grad, Gradients, NoGradGuard};
 pub use backend::{AdamWStep, Backend, BackendStorage, BinaryOp, CmpOp, ConvGeom, ReduceOp, StorageBox, UnaryOp, View};
 pub use device::{Device, DeviceSpec};

@@ -17,6 +17,7 @@ pub mod erf;
 pub mod gradcheck;
 pub mod random;
 pub mod reference;
+pub mod reference_dense;
 
 pub use array::Array;
 pub use backends::{cpu, float_dtypes, supports_f64};

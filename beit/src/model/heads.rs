@@ -136,6 +136,12 @@ impl Beit {
             Architecture::BeitForImageClassification => {
                 Beit::ImageClassification(BeitForImageClassification::new(&vb, config, init)?)
             }
+            Architecture::BeitForSemanticSegmentation => {
+                return Err(Error::invalid(
+                    "config.architectures",
+                    "a BeitForSemanticSegmentation model: build or load it with beit::BeitForSemanticSegmentation",
+                ))
+            }
         })
     }
 

@@ -1,5 +1,5 @@
 //! The BEiT model as composable layers: embeddings, relative position bias, blocks, the
-//! encoder with its pooler, and the MIM and classification heads.
+//! encoder with its pooler, and the MIM, classification and segmentation heads.
 
 mod embeddings;
 mod encoder;
@@ -8,12 +8,16 @@ mod layer;
 mod pretrained;
 mod relpos;
 mod resize;
+mod seg_heads;
+mod segmentation;
 
 pub use embeddings::Embeddings;
 pub use encoder::{BeitModel, BeitOutput};
 pub use heads::{Beit, BeitForImageClassification, BeitForMaskedImageModeling};
 pub use layer::Layer;
 pub use relpos::{relative_position_index, RelativePositionBias};
+pub use seg_heads::{ConvModule, FcnHead, SetrPupHead, UperHead};
+pub use segmentation::{pixel_cross_entropy, BeitForSemanticSegmentation, SegOutput};
 pub use resize::{resize_grid, resize_pos_embed, resize_rel_pos_table, Interp};
 
 use beit_engine::nn::Init;

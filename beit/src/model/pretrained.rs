@@ -4,7 +4,7 @@
 use super::{heads::Beit, resize_pos_embed, resize_rel_pos_table, Inits};
 use crate::BeitConfig;
 use beit_engine::io::{load_safetensors, StateDict};
-use beit_engine::nn::{load_params, LoadReport, Module};
+use beit_engine::nn::{load_params, LoadReport, Module, Param};
 use beit_engine::{DType, Device, Error, Result};
 use std::path::Path;
 
@@ -43,7 +43,7 @@ impl Beit {
             (false, true) => sd.map_names(|n| Some(n.strip_prefix("beit.").unwrap_or(n).to_string()))?,
             _ => sd,
         };
-        self.resize_positions(&mut sd)?;
+        resize_positions(&self.params(), self.config().grid(), &mut sd)?;
         let mut report = load_params(&self.params(), &sd, false)?;
         if let Some(name) = report.missing.first() {
             return Err(Error::MissingTensor { file: source, name: name.clone() });
@@ -52,38 +52,43 @@ impl Beit {
         Ok(report)
     }
 
-    /// Interpolate position tables whose size differs from this model's patch grid.
-    fn resize_positions(&self, sd: &mut StateDict) -> Result<()> {
-        let grid = self.config().grid();
-        for p in self.params() {
-            let name = p.name();
-            let Some(shape) = sd.shape(name) else { continue };
-            if shape == p.shape().as_slice() {
-                continue;
-            }
-            let resized = if name.ends_with("relative_position_bias_table") {
-                resize_rel_pos_table(&sd.get(name)?, grid, name)?
-            } else if name.ends_with("embeddings.position_embeddings") {
-                resize_pos_embed(&sd.get(name)?, grid, name)?
-            } else {
-                continue;
-            };
-            sd.insert(name, resized);
-        }
-        Ok(())
-    }
-
     /// Write `config.json` and `model.safetensors` into `dir` (created if needed), loadable
     /// by Hugging Face's `from_pretrained`.
     pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
-        let dir = dir.as_ref();
-        let io = |source| Error::Io { path: dir.display().to_string(), source };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut config = serde_json::to_value(self.config()).map_err(|e| Error::invalid("save_pretrained", e.to_string()))?;
-        config["model_type"] = "beit".into();
-        let text = serde_json::to_string_pretty(&config).map_err(|e| Error::invalid("save_pretrained", e.to_string()))?;
-        std::fs::write(dir.join("config.json"), text).map_err(io)?;
-        let meta = [("format".to_string(), "pt".to_string())].into_iter().collect();
-        self.state_dict().save(dir.join("model.safetensors"), Some(&meta))
+        save_folder(dir.as_ref(), self.config(), &self.state_dict())
     }
+}
+
+/// Interpolate the position tables of `sd` whose size differs from `params`' (a model
+/// at patch `grid`): relative position bias tables and absolute position embeddings.
+pub(crate) fn resize_positions(params: &[Param], grid: (usize, usize), sd: &mut StateDict) -> Result<()> {
+    for p in params {
+        let name = p.name();
+        let Some(shape) = sd.shape(name) else { continue };
+        if shape == p.shape().as_slice() {
+            continue;
+        }
+        let resized = if name.ends_with("relative_position_bias_table") {
+            resize_rel_pos_table(&sd.get(name)?, grid, name)?
+        } else if name.ends_with("embeddings.position_embeddings") {
+            resize_pos_embed(&sd.get(name)?, grid, name)?
+        } else {
+            continue;
+        };
+        sd.insert(name, resized);
+    }
+    Ok(())
+}
+
+/// Write `config` (with `model_type`) as `config.json` and `sd` as `model.safetensors`
+/// into `dir` (created if needed).
+pub(crate) fn save_folder(dir: &Path, config: &BeitConfig, sd: &StateDict) -> Result<()> {
+    let io = |source| Error::Io { path: dir.display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut config = serde_json::to_value(config).map_err(|e| Error::invalid("save_pretrained", e.to_string()))?;
+    config["model_type"] = "beit".into();
+    let text = serde_json::to_string_pretty(&config).map_err(|e| Error::invalid("save_pretrained", e.to_string()))?;
+    std::fs::write(dir.join("config.json"), text).map_err(io)?;
+    let meta = [("format".to_string(), "pt".to_string())].into_iter().collect();
+    sd.save(dir.join("model.safetensors"), Some(&meta))
 }

@@ -2,48 +2,16 @@
 //! and absolute position embeddings (bicubic) to another patch grid, as Hugging Face does
 //! with `interpolate_pos_encoding=True` (PyTorch `interpolate`, `align_corners=False`).
 
-use beit_engine::{Error, Result, Tensor};
-
-/// Interpolation kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Interp {
-    /// Linear, two taps.
-    Bilinear,
-    /// Cubic convolution (A = −0.75, PyTorch's), four taps, edges clamped.
-    Bicubic,
-}
-
-/// Taps `(index, weight)` for output position `o` along an axis of `n_in` → `n_out`.
-fn taps(o: usize, n_in: usize, n_out: usize, mode: Interp) -> Vec<(usize, f64)> {
-    let scale = n_in as f64 / n_out as f64;
-    let src = (o as f64 + 0.5) * scale - 0.5;
-    let clamp = |i: isize| i.clamp(0, n_in as isize - 1) as usize;
-    match mode {
-        Interp::Bilinear => {
-            let src = src.max(0.0);
-            let i0 = src.floor() as isize;
-            let t = src - i0 as f64;
-            vec![(clamp(i0), 1.0 - t), (clamp(i0 + 1), t)]
-        }
-        Interp::Bicubic => {
-            const A: f64 = -0.75;
-            let near = |x: f64| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
-            let far = |x: f64| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
-            let i0 = src.floor() as isize;
-            let t = src - i0 as f64;
-            let w = [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)];
-            (0..4).map(|k| (clamp(i0 - 1 + k as isize), w[k])).collect()
-        }
-    }
-}
+pub use beit_engine::Interp;
+use beit_engine::{interp_taps, Error, Result, Tensor};
 
 /// Resize a channels-last grid `[h, w, c]` to `[oh, ow, c]`.
 pub fn resize_grid(data: &[f64], (h, w, c): (usize, usize, usize), (oh, ow): (usize, usize), mode: Interp) -> Vec<f64> {
     let mut out = vec![0.0; oh * ow * c];
     for oy in 0..oh {
-        let ty = taps(oy, h, oh, mode);
+        let ty = interp_taps(oy, h, oh, mode);
         for ox in 0..ow {
-            let tx = taps(ox, w, ow, mode);
+            let tx = interp_taps(ox, w, ow, mode);
             let dst = &mut out[(oy * ow + ox) * c..][..c];
             for &(y, wy) in &ty {
                 for &(x, wx) in &tx {

@@ -8,6 +8,7 @@ mod autograd;
 mod binary;
 mod cast;
 mod conv;
+mod dense;
 mod dropout;
 mod errors;
 mod fused;

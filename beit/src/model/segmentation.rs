@@ -1,0 +1,249 @@
+//! `BeitForSemanticSegmentation` (Hugging Face layout): four encoder outputs reshaped to
+//! maps, a feature pyramid (4x, 2x, 1x, ½x), the UperNet decode head (or SETR-PUP) and the
+//! auxiliary FCN head; loading and saving Hugging Face folders; the loss.
+
+use super::pretrained::{resize_positions, save_folder};
+use super::seg_heads::{FcnHead, SetrPupHead, UperHead};
+use super::{BeitModel, Inits, Mode};
+use crate::{Architecture, BeitConfig, SegHead};
+use beit_engine::io::load_safetensors;
+use beit_engine::nn::{load_params, BatchNorm2d, ConvTranspose2d, LoadReport, Module, Param, VarBuilder};
+use beit_engine::{CmpOp, DType, Device, Error, Result, Tensor, IGNORE_INDEX};
+use std::path::Path;
+
+/// The feature pyramid on the four patch-grid maps: `fpn1` = ConvT 2x2/2 → BatchNorm →
+/// GELU → ConvT 2x2/2 (4x), `fpn2` = ConvT 2x2/2 (2x), identity, 2x2 max pooling (½x).
+struct Fpn {
+    up1: ConvTranspose2d,
+    bn: BatchNorm2d,
+    up2: ConvTranspose2d,
+    fpn2: ConvTranspose2d,
+}
+
+impl Fpn {
+    fn new(vb: &VarBuilder, d: usize) -> Result<Self> {
+        Ok(Fpn {
+            up1: ConvTranspose2d::new(&vb.pp("fpn1.0"), d, d, 2, 2)?,
+            bn: BatchNorm2d::new(&vb.pp("fpn1.1"), d)?,
+            up2: ConvTranspose2d::new(&vb.pp("fpn1.3"), d, d, 2, 2)?,
+            fpn2: ConvTranspose2d::new(&vb.pp("fpn2.0"), d, d, 2, 2)?,
+        })
+    }
+
+    fn forward(&self, maps: &[Tensor], train: bool) -> Result<Vec<Tensor>> {
+        let up = self.up2.forward(&self.bn.forward(&self.up1.forward(&maps[0])?, train)?.gelu()?)?;
+        Ok(vec![up, self.fpn2.forward(&maps[1])?, maps[2].clone(), maps[3].max_pool2x2()?])
+    }
+}
+
+impl Module for Fpn {
+    fn params(&self) -> Vec<Param> {
+        [self.up1.params(), self.bn.params(), self.up2.params(), self.fpn2.params()].concat()
+    }
+}
+
+enum DecodeHead {
+    Uper(Box<UperHead>),
+    SetrPup(SetrPupHead),
+}
+
+/// What [`BeitForSemanticSegmentation::forward`] returns.
+pub struct SegOutput {
+    /// `[B, classes, h, w]`: at ¼ of the input with patch 16 (UperNet), full size (SETR-PUP).
+    pub logits: Tensor,
+    /// `[B, classes, H/p, W/p]` from the auxiliary head, when the model has one.
+    pub auxiliary_logits: Option<Tensor>,
+}
+
+/// BEiT for semantic segmentation, with Hugging Face's parameter names (`beit.*`, `fpn1.*`,
+/// `fpn2.*`, `decode_head.*`, `auxiliary_head.*`; BatchNorm running statistics included).
+pub struct BeitForSemanticSegmentation {
+    /// The encoder (no pooler), under `beit.`.
+    pub beit: BeitModel,
+    fpn: Option<Fpn>,
+    decode_head: DecodeHead,
+    auxiliary_head: Option<FcnHead>,
+}
+
+impl BeitForSemanticSegmentation {
+    /// A model for `config` (architecture `BeitForSemanticSegmentation`): the encoder with
+    /// BEiT's init, the heads with PyTorch's defaults, for training from scratch.
+    pub fn new(config: &BeitConfig, device: &Device, seed: u64) -> Result<Self> {
+        Self::build(config, device, DType::F32, seed, &Inits::beit(config.initializer_range))
+    }
+
+    fn build(c: &BeitConfig, device: &Device, dtype: DType, seed: u64, init: &Inits) -> Result<Self> {
+        c.validate()?;
+        if c.architecture()? != Architecture::BeitForSemanticSegmentation {
+            return Err(Error::invalid(
+                "config.architectures",
+                format!("{:?} is not BeitForSemanticSegmentation", c.architectures),
+            ));
+        }
+        let vb = VarBuilder::new(device, dtype, seed);
+        let uper = c.seg_head == SegHead::Uper;
+        Ok(BeitForSemanticSegmentation {
+            beit: BeitModel::new(&vb.pp("beit"), c, false, init)?,
+            fpn: uper.then(|| Fpn::new(&vb, c.hidden_size)).transpose()?,
+            decode_head: if uper {
+                DecodeHead::Uper(Box::new(UperHead::new(&vb.pp("decode_head"), c)?))
+            } else {
+                DecodeHead::SetrPup(SetrPupHead::new(&vb.pp("decode_head"), c)?)
+            },
+            auxiliary_head: c.use_auxiliary_head.then(|| FcnHead::new(&vb.pp("auxiliary_head"), c)).transpose()?,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BeitConfig {
+        self.beit.config()
+    }
+
+    /// Load a Hugging Face folder (`config.json` + `model.safetensors`). Position tables
+    /// are resized when the checkpoint's grid differs; a missing or misshapen tensor is an
+    /// error naming it; unused tensors are reported.
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
+        let dir = dir.as_ref();
+        let config = BeitConfig::from_file(dir.join("config.json"))?;
+        let weights = dir.join("model.safetensors");
+        let mut sd = load_safetensors(&weights, device)?;
+        let model = Self::build(&config, device, DType::F32, 0, &Inits::for_loading())?;
+        let params = model.params();
+        resize_positions(&params, config.grid(), &mut sd)?;
+        let mut report = load_params(&params, &sd, false)?;
+        if let Some(name) = report.missing.first() {
+            return Err(Error::MissingTensor { file: weights.display().to_string(), name: name.clone() });
+        }
+        report.unexpected.retain(|n| !n.ends_with("relative_position_index"));
+        Ok((model, report))
+    }
+
+    /// A model for `config` whose encoder starts from the BEiT checkpoint in `dir` (a
+    /// pretraining, classification or plain encoder folder, keys with or without `beit.`),
+    /// the heads freshly initialised: BEiT's fine-tuning recipe. Position tables are resized
+    /// to `config`'s grid, and a shared relative position bias table is copied into every
+    /// layer when `config` wants per-layer tables. A missing block tensor is an error; the
+    /// report lists the other missing tensors (e.g. a final LayerNorm the segmentation
+    /// features do not use) and the unused ones (the checkpoint's head).
+    pub fn from_pretrained_encoder(dir: impl AsRef<Path>, config: &BeitConfig, device: &Device, seed: u64) -> Result<(Self, LoadReport)> {
+        let model = Self::new(config, device, seed)?;
+        let weights = dir.as_ref().join("model.safetensors");
+        let file = weights.display().to_string();
+        let sd = load_safetensors(&weights, device)?;
+        let mut sd = if sd.names().any(|n| n.starts_with("beit.")) { sd } else { sd.add_prefix("beit")? };
+        let shared = "beit.encoder.relative_position_bias.relative_position_bias_table";
+        if sd.contains(shared) && config.use_relative_position_bias && !config.use_shared_relative_position_bias {
+            let table = sd.get(shared)?;
+            for i in 0..config.num_hidden_layers {
+                let name = format!("beit.encoder.layer.{i}.attention.attention.relative_position_bias.relative_position_bias_table");
+                sd.insert(name, table.clone());
+            }
+        }
+        let encoder = model.beit.params();
+        resize_positions(&encoder, config.grid(), &mut sd)?;
+        let mut report = load_params(&encoder, &sd, false)?;
+        if let Some(name) = report.missing.iter().find(|n| n.starts_with("beit.encoder.") || n.starts_with("beit.embeddings.")) {
+            return Err(Error::MissingTensor { file, name: name.clone() });
+        }
+        report.unexpected.retain(|n| !n.ends_with("relative_position_index") && n != shared);
+        Ok((model, report))
+    }
+
+    /// Write `config.json` and `model.safetensors` into `dir`, loadable by Hugging Face
+    /// (a SETR-PUP model only by beit-rs).
+    pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
+        save_folder(dir.as_ref(), self.config(), &self.state_dict())
+    }
+
+    /// The four encoder outputs named by `out_indices` as `[B, D, H/p, W/p]` maps.
+    fn feature_maps(&self, pixels: &Tensor, mode: Mode) -> Result<Vec<Tensor>> {
+        let c = self.config();
+        let [b, _, h, w] = *pixels.shape() else {
+            return Err(Error::invalid("pixel_values", format!("expects [B, C, H, W], got {:?}", pixels.shape())));
+        };
+        let (gh, gw) = (h / c.patch_size, w / c.patch_size);
+        let hidden = self.beit.forward(pixels, None, mode, true)?.hidden_states;
+        let indices = c.out_indices.as_deref().unwrap_or_default();
+        indices
+            .iter()
+            .map(|&i| {
+                // Hugging Face reads hidden_states[i - 1]; Python's index -1 for i = 0.
+                let x = &hidden[(i + hidden.len() - 1) % hidden.len()];
+                let tokens = x.narrow(1, 1, gh * gw)?;
+                tokens.transpose(1, 2)?.reshape(&[b, c.hidden_size, gh, gw])
+            })
+            .collect()
+    }
+
+    /// Logits (and auxiliary logits) for `pixels [B, C, H, W]`. `mode.train` switches
+    /// BatchNorm to batch statistics (updating the running ones) and enables drop path.
+    pub fn forward(&self, pixels: &Tensor, mode: Mode) -> Result<SegOutput> {
+        let maps = self.feature_maps(pixels, mode)?;
+        let features = match &self.fpn {
+            Some(fpn) => fpn.forward(&maps, mode.train)?,
+            None => maps,
+        };
+        let logits = match &self.decode_head {
+            DecodeHead::Uper(h) => h.forward(&features, mode.train)?,
+            DecodeHead::SetrPup(h) => h.forward(&features, mode.train)?,
+        };
+        let auxiliary_logits = self.auxiliary_head.as_ref().map(|h| h.forward(&features, mode.train)).transpose()?;
+        Ok(SegOutput { logits, auxiliary_logits })
+    }
+
+    /// Hugging Face's loss: both logits upsampled bilinearly to the size of `labels [B, H, W]`
+    /// (integer class ids), cross-entropy skipping `semantic_loss_ignore_index`, main +
+    /// `auxiliary_loss_weight` · auxiliary.
+    pub fn loss(&self, out: &SegOutput, labels: &Tensor) -> Result<Tensor> {
+        let ignore = self.config().semantic_loss_ignore_index;
+        let main = pixel_cross_entropy(&out.logits, labels, ignore)?;
+        match &out.auxiliary_logits {
+            Some(aux) => {
+                let weight = self.config().auxiliary_loss_weight;
+                main.add(&pixel_cross_entropy(aux, labels, ignore)?.mul_scalar(weight)?)
+            }
+            None => Ok(main),
+        }
+    }
+
+    /// Class ids `[B, H, W]` (i64) at the input's resolution: logits upsampled bilinearly
+    /// to `(H, W)`, argmax over classes (Hugging Face's post-processing).
+    pub fn predict(&self, pixels: &Tensor) -> Result<Tensor> {
+        let _guard = beit_engine::no_grad();
+        let (h, w) = (pixels.shape()[2], pixels.shape()[3]);
+        let logits = self.forward(pixels, Mode::eval())?.logits;
+        logits.upsample_bilinear2d((h, w))?.permute(&[0, 2, 3, 1])?.argmax()
+    }
+}
+
+/// Mean cross-entropy of `logits [B, C, h, w]`, upsampled to `labels [B, H, W]`, over the
+/// pixels whose label is not `ignore`.
+pub fn pixel_cross_entropy(logits: &Tensor, labels: &Tensor, ignore: i64) -> Result<Tensor> {
+    let [b, c, _, _] = *logits.shape() else {
+        return Err(Error::invalid("segmentation loss", format!("logits must be [B, C, h, w], got {:?}", logits.shape())));
+    };
+    let [lb, h, w] = *labels.shape() else {
+        return Err(Error::invalid("labels", format!("must be [B, H, W], got {:?}", labels.shape())));
+    };
+    if lb != b {
+        return Err(Error::ShapeMismatch { op: "segmentation loss", lhs: logits.shape().to_vec(), rhs: labels.shape().to_vec() });
+    }
+    let rows = logits.upsample_bilinear2d((h, w))?.permute(&[0, 2, 3, 1])?.reshape(&[b * h * w, c])?;
+    let targets = labels.to_dtype(DType::I64)?.reshape(&[b * h * w])?;
+    let skip = targets.compare(&Tensor::full(ignore as f64, &[], DType::I64, targets.device())?, CmpOp::Eq)?;
+    let targets = skip.where_cond(&Tensor::full(IGNORE_INDEX as f64, &[], DType::I64, targets.device())?, &targets)?;
+    rows.cross_entropy(&targets, 0.0)
+}
+
+impl Module for BeitForSemanticSegmentation {
+    fn params(&self) -> Vec<Param> {
+        let mut out = self.beit.params();
+        out.extend(self.fpn.iter().flat_map(Module::params));
+        out.extend(match &self.decode_head {
+            DecodeHead::Uper(h) => h.params(),
+            DecodeHead::SetrPup(h) => h.params(),
+        });
+        out.extend(self.auxiliary_head.iter().flat_map(Module::params));
+        out
+    }
+}

@@ -1,0 +1,106 @@
+//! Segmentation forward latency on the CPU: BEiT-Base/16 + UperNet + auxiliary FCN head
+//! (Hugging Face's ADE20K layout: out_indices [3, 5, 7, 11], 150 classes) at 512x512,
+//! fp32, inference mode. Median of `--iters` timed forwards after one warm-up, the median
+//! time of the encoder alone, and the process's peak RSS.
+//!
+//! ```text
+//! cargo run --release -p beit-benches --bin seg_forward -- [--iters 3] [--size 512] [--batch 1]
+//!     [--model DIR | --save DIR]
+//! ```
+//! Without `--model`, the weights are random (BEiT init; heads PyTorch's default); `--save`
+//! writes them as a Hugging Face folder first, so that `benches/pytorch/seg_forward.py` can
+//! time PyTorch on the same model. Threads: rayon's default (all cores) or
+//! `RAYON_NUM_THREADS`.
+
+use beit::engine::rng::Rng;
+use beit::engine::{no_grad, DType, Result, Tensor};
+use beit::{BeitConfig, BeitForSemanticSegmentation, Mode};
+use std::time::Instant;
+
+struct Args {
+    iters: usize,
+    size: usize,
+    batch: usize,
+    model: Option<String>,
+    save: Option<String>,
+}
+
+fn parse() -> Args {
+    let mut a = Args { iters: 3, size: 512, batch: 1, model: None, save: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--iters" => a.iters = value().parse().expect("--iters: a number"),
+            "--size" => a.size = value().parse().expect("--size: a number"),
+            "--batch" => a.batch = value().parse().expect("--batch: a number"),
+            "--model" => a.model = Some(value()),
+            "--save" => a.save = Some(value()),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    a
+}
+
+/// BEiT-Base with Hugging Face's ADE20K segmentation settings at `size`.
+fn ade_base(size: usize) -> BeitConfig {
+    BeitConfig {
+        architectures: vec!["BeitForSemanticSegmentation".into()],
+        image_size: size,
+        use_relative_position_bias: true,
+        use_mean_pooling: true,
+        layer_scale_init_value: 0.1,
+        out_indices: Some(vec![3, 5, 7, 11]),
+        num_labels: Some(150),
+        ..BeitConfig::default()
+    }
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn main() -> Result<()> {
+    let args = parse();
+    let dev = beit::open_device("cpu")?;
+    let model = match &args.model {
+        Some(dir) => BeitForSemanticSegmentation::from_pretrained(dir, &dev)?.0,
+        None => BeitForSemanticSegmentation::new(&ade_base(args.size), &dev, 0)?,
+    };
+    if let Some(dir) = &args.save {
+        model.save_pretrained(dir)?;
+    }
+    let size = model.config().image_size;
+    let pixels = Tensor::randn(&[args.batch, 3, size, size], 1.0, DType::F32, &mut Rng::new(1), &dev)?;
+    let _guard = no_grad();
+    let (mut times, mut encoder) = (Vec::new(), Vec::new());
+    for i in 0..=args.iters {
+        let start = Instant::now();
+        let out = model.forward(&pixels, Mode::eval())?;
+        out.logits.to_vec::<f32>()?;
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+            // The encoder alone (keeping its hidden states, as the segmentation forward does).
+            let start = Instant::now();
+            model.beit.forward(&pixels, None, Mode::eval(), true)?.last_hidden_state.to_vec::<f32>()?;
+            encoder.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    encoder.sort_by(f64::total_cmp);
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    println!(
+        "seg_forward size {size} batch {} threads {threads}: median {:.0} ms over {} (min {:.0}, max {:.0}), \
+         of which the encoder {:.0} ms; peak RSS {:.0} MiB",
+        args.batch,
+        times[times.len() / 2],
+        times.len(),
+        times[0],
+        times[times.len() - 1],
+        encoder[encoder.len() / 2],
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
