@@ -1,7 +1,8 @@
 //! `beit demo`, the main job on the built-in digits: train a dVAE tokenizer, pretrain a small
 //! BEiT by masked image modeling on all images without labels, fine-tune it on a small
 //! labelled share, train the same model from scratch on the same share, and compare their
-//! accuracy on the held-out digits. Writes curves, a mask picture and reconstructions.
+//! accuracy on the held-out digits. Writes the tokenizer, the pretrained model (a Hugging
+//! Face folder), curves, a mask picture and reconstructions.
 
 use crate::mask::draw_mask;
 use crate::progress::Progress;
@@ -107,10 +108,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         ..PretrainConfig::default()
     };
     let config = pretrain_model_config(&small_config(args), &pre_cfg);
-    let mim = match Beit::new(&config, &device, args.seed)? {
-        Beit::MaskedImageModeling(m) => m,
-        _ => unreachable!("pretrain_model_config asks for the MIM head"),
-    };
+    let pretrained_model = Beit::new(&config, &device, args.seed)?;
+    let Beit::MaskedImageModeling(mim) = &pretrained_model else { unreachable!("pretrain_model_config asks for the MIM head") };
     say(format!(
         "[2/4] MIM pretraining: a {}-parameter BEiT ({} layers, {} wide, {PATCH}×{PATCH} patches of {IMAGE}×{IMAGE}) on all {} digits, no labels, {} epochs",
         mim.num_params(),
@@ -122,8 +121,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     draw_mask_picture(&digits, &pre_cfg, &out.join("mask.png"), args.seed, &device)?;
     let t = Instant::now();
     let data = PretrainData::digits(&digits, &all, IMAGE, TOKENIZER_IMAGE, &device)?;
-    let pre = pretrain(&mim, &tokenizer, &data, &pre_cfg, &RunControl::default(), &mut Progress::new(args.json))?;
+    let pre = pretrain(mim, &tokenizer, &data, &pre_cfg, &RunControl::default(), &mut Progress::new(args.json))?;
     let pre_seconds = t.elapsed().as_secs_f64();
+    pretrained_model.save_pretrained(out.join("pretrained"))?;
     say(format!("      final MIM loss {:.3} after {} steps, {:.0} s", pre.final_loss.unwrap_or(f64::NAN), pre.steps, pre_seconds));
 
     let classes: Vec<String> = (0..Digits::CLASSES).map(|c| c.to_string()).collect();
