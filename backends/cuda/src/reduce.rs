@@ -1,0 +1,53 @@
+//! Sum / max / min over a set of dims (kernels/reduce.cu).
+
+use crate::alloc::CudaStorage;
+use crate::driver::{args, row_threads, Grid};
+use crate::geometry::walk_dims;
+use crate::gpu::{suffix, CudaBackend};
+use beit_engine::{DType, Error, ReduceOp, Result, View};
+
+impl CudaBackend {
+    /// Reduce over `dims` (sorted, unique); the output keeps them with size 1.
+    pub(crate) fn reduce_impl(&self, op: ReduceOp, src: View, dims: &[usize]) -> Result<CudaStorage> {
+        const OP: &str = "reduce";
+        let shape = src.shape();
+        let rank = shape.len();
+        if dims.windows(2).any(|w| w[0] >= w[1]) || dims.last().is_some_and(|&d| d >= rank) {
+            return Err(Error::invalid(OP, format!("dims {dims:?} must be sorted, unique and below the rank {rank}")));
+        }
+        let dtype = src.dtype();
+        if !matches!(dtype, DType::F32 | DType::F64 | DType::I64) {
+            return Err(Error::DType { op: OP, dtype, expected: None });
+        }
+        let s = self.buffer(OP, src)?;
+        let kept: Vec<usize> = (0..rank).filter(|d| !dims.contains(d)).collect();
+        let outputs: usize = kept.iter().map(|&d| shape[d]).product();
+        let count: usize = dims.iter().map(|&d| shape[d]).product();
+        let out = self.alloc(dtype, outputs)?;
+        if outputs == 0 {
+            return Ok(out);
+        }
+        let (kd, [ko]) = walk_dims(OP, shape, &kept, [src.layout])?;
+        let (rd, [ro]) = walk_dims(OP, shape, dims, [src.layout])?;
+        let ro = ro.at_zero();
+        // Columns kernel when the reduced elements are far apart but neighbouring outputs are
+        // neighbours in memory (e.g. a bias gradient: sum over the rows of [N, D]).
+        let reduced_far = rd.rank() > 0 && (0..rd.rank()).all(|k| ro.stride(k) != 1);
+        let kept_near = kd.rank() > 0 && ko.stride(kd.rank() - 1) == 1;
+        let (kind, grid) = if reduced_far && kept_near && outputs >= 32 {
+            ("cols", Grid::columns(outputs))
+        } else {
+            ("rows", Grid::rows(outputs, row_threads(count)))
+        };
+        let code: i32 = match op {
+            ReduceOp::Sum => 0,
+            ReduceOp::Max => 1,
+            ReduceOp::Min => 2,
+        };
+        let name = format!("reduce_{kind}_{}", suffix(dtype));
+        let (o64, c64, sp, o) = (outputs as i64, count as i64, s.at(0), out.at(0));
+        // SAFETY: the layout was checked against its buffer; `out` holds `outputs` elements.
+        unsafe { self.driver.launch("reduce", &name, grid, &args![o64, c64, kd, ko, rd, ro, sp, o, code])? };
+        Ok(out)
+    }
+}
