@@ -225,14 +225,19 @@ impl CudaBackend {
         Ok(host)
     }
 
-    /// One i64 read back from device address `ptr` (index checks).
-    pub(crate) fn read_i64(&self, ptr: u64) -> Result<i64> {
-        let mut v = 0i64;
+    /// One little-endian integer of `bytes` (4 or 8) bytes read back from device address
+    /// `ptr` (index checks).
+    pub(crate) fn read_int(&self, ptr: u64, bytes: usize) -> Result<i64> {
+        let mut v = [0u8; 8];
+        let bytes = bytes.min(8);
         self.driver.enter()?;
-        // SAFETY: `ptr` addresses one i64 of a live buffer; we wait for the copy below.
-        let r = unsafe { sys::cuMemcpyDtoHAsync_v2((&mut v as *mut i64).cast(), ptr, 8, self.driver.stream()) };
+        // SAFETY: `ptr` addresses `bytes` bytes of a live buffer; we wait for the copy below.
+        let r = unsafe { sys::cuMemcpyDtoHAsync_v2(v.as_mut_ptr().cast(), ptr, bytes, self.driver.stream()) };
         self.driver.check("download", r)?;
         self.driver.synchronize()?;
-        Ok(v)
+        Ok(match bytes {
+            4 => i64::from(u32::from_le_bytes([v[0], v[1], v[2], v[3]])),
+            _ => i64::from_le_bytes(v),
+        })
     }
 }

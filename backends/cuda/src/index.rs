@@ -31,12 +31,10 @@ impl CudaBackend {
             let name = format!("first_bad_index_{}", suffix(v.dtype()));
             // SAFETY: idx holds n indices of its dtype, bad one i64.
             unsafe { self.driver.launch("index", &name, Grid::elements(n), &args![n64, idx.ptr, lim, bp])? };
-            let p = self.read_i64(bp)?;
+            let p = self.read_int(bp, 8)?;
             if p < n as i64 {
-                let i = match v.dtype() {
-                    DType::I64 => self.read_i64(idx.ptr + 8 * p as u64)?,
-                    _ => self.read_i64(idx.ptr + 4 * p as u64)? & 0xffff_ffff,
-                };
+                let size = v.dtype().size_in_bytes();
+                let i = self.read_int(idx.ptr + (size as u64) * p as u64, size)?;
                 return Err(Error::invalid(op, format!("index {i} at position {p} is out of range for a dim of size {limit}")));
             }
         }

@@ -33,9 +33,9 @@ impl CudaBackend {
             let (r, c64, bp) = (rows as i64, c as i64, bad.at(0));
             // SAFETY: t holds `rows` i64, bad one.
             unsafe { self.driver.launch("loss", "first_bad_target", Grid::elements(rows), &args![r, c64, t.ptr, ignore, bp])? };
-            let row = self.read_i64(bp)?;
+            let row = self.read_int(bp, 8)?;
             if row < rows as i64 {
-                let tv = self.read_i64(t.ptr + 8 * row as u64)?;
+                let tv = self.read_int(t.ptr + 8 * row as u64, 8)?;
                 return Err(Error::invalid(op, format!("target {tv} of row {row} is outside 0..{c}")));
             }
         }
