@@ -127,3 +127,16 @@ template <typename T, typename Op> __device__ __forceinline__ T block_reduce(T v
 }
 
 template <typename T> __device__ __forceinline__ T block_sum(T v) { return block_reduce(v, SumOp(), T(0)); }
+
+// Row statistics of a block-per-row kernel over x[0..d): the NaN-propagating max, and
+// Σ exp(x − max). Every thread gets the results.
+template <typename T> __device__ __forceinline__ T row_max(const T* x, i64 d) {
+    T m = T(-INFINITY);
+    for (i64 j = threadIdx.x; j < d; j += blockDim.x) m = nan_max(m, x[j]);
+    return block_reduce(m, MaxOp(), T(-INFINITY));
+}
+template <typename T> __device__ __forceinline__ T row_sum_exp(const T* x, i64 d, T m) {
+    T s = T(0);
+    for (i64 j = threadIdx.x; j < d; j += blockDim.x) s += m_exp(x[j] - m);
+    return block_sum(s);
+}

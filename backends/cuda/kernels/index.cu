@@ -16,13 +16,17 @@ extern "C" __global__ void first_bad_index_u32(i64 n, const uint32_t* idx, i64 l
     first_bad_index(n, idx, limit, bad);
 }
 
+// For element e of a [outer, k, inner] tensor: its offset in the [outer, n, inner] tensor
+// that index vector `idx` picks along the middle dim.
+template <typename I> __device__ __forceinline__ i64 picked(i64 e, i64 n, i64 k, i64 inner, const I* idx) {
+    const i64 ii = e % inner, j = (e / inner) % k, o = e / (inner * k);
+    return (o * n + (i64)idx[j]) * inner + ii;
+}
+
 // out[o, j, e] = src[o, idx[j], e]; `total` = outer·k·inner.
 template <typename B, typename I>
 __device__ void index_select(i64 total, i64 n, i64 k, i64 inner, const B* src, const I* idx, B* out) {
-    GRID_LOOP(e, total) {
-        const i64 ii = e % inner, j = (e / inner) % k, o = e / (inner * k);
-        out[e] = src[(o * n + (i64)idx[j]) * inner + ii];
-    }
+    GRID_LOOP(e, total) out[e] = src[picked(e, n, k, inner, idx)];
 }
 #define SELECT(BN, B, IN, I)                                                                                \
     extern "C" __global__ void index_select_##BN##_##IN(i64 total, i64 n, i64 k, i64 inner, const B* src,    \
@@ -43,10 +47,7 @@ __device__ __forceinline__ void atomic_add(double* p, double v) { atomicAdd(p, v
 __device__ __forceinline__ void atomic_add(i64* p, i64 v) { atomicAdd((u64*)p, (u64)v); }
 template <typename T, typename I>
 __device__ void index_add(i64 total, i64 n, i64 k, i64 inner, const T* src, const I* idx, T* out) {
-    GRID_LOOP(e, total) {
-        const i64 ii = e % inner, j = (e / inner) % k, o = e / (inner * k);
-        atomic_add(out + (o * n + (i64)idx[j]) * inner + ii, src[e]);
-    }
+    GRID_LOOP(e, total) atomic_add(out + picked(e, n, k, inner, idx), src[e]);
 }
 #define ADD(TN, T, IN, I)                                                                                   \
     extern "C" __global__ void index_add_##TN##_##IN(i64 total, i64 n, i64 k, i64 inner, const T* src,       \

@@ -21,15 +21,10 @@ __device__ void row_loss(i64 rows, i64 c, const T* logits, const i64* targets, i
             continue;
         }
         const T* x = logits + r * c;
-        T m = T(-INFINITY);
-        for (i64 j = threadIdx.x; j < c; j += blockDim.x) m = nan_max(m, x[j]);
-        m = block_reduce(m, MaxOp(), T(-INFINITY));
-        T se = T(0), sx = T(0);
-        for (i64 j = threadIdx.x; j < c; j += blockDim.x) {
-            se += m_exp(x[j] - m);
-            sx += x[j];
-        }
-        se = block_sum(se);
+        const T m = row_max(x, c);
+        const T se = row_sum_exp(x, c, m);
+        T sx = T(0);
+        for (i64 j = threadIdx.x; j < c; j += blockDim.x) sx += x[j];
         sx = block_sum(sx);
         if (threadIdx.x == 0) {
             const double lse = (double)m + log((double)se);
@@ -72,12 +67,8 @@ __device__ void ce_grad(i64 rows, i64 c, const T* logits, const i64* targets, i6
             for (i64 j = threadIdx.x; j < c; j += blockDim.x) gr[j] = T(0);
             continue;
         }
-        T m = T(-INFINITY);
-        for (i64 j = threadIdx.x; j < c; j += blockDim.x) m = nan_max(m, x[j]);
-        m = block_reduce(m, MaxOp(), T(-INFINITY));
-        T se = T(0);
-        for (i64 j = threadIdx.x; j < c; j += blockDim.x) se += m_exp(x[j] - m);
-        const T inv = T(1) / block_sum(se);
+        const T m = row_max(x, c);
+        const T inv = T(1) / row_sum_exp(x, c, m);
         for (i64 j = threadIdx.x; j < c; j += blockDim.x) {
             T v = (m_exp(x[j] - m) * inv - off) * scale;
             if (j == t) v -= hit * scale;

@@ -6,12 +6,8 @@ template <typename T> __device__ void softmax(i64 rows, i64 d, const T* x, T* y)
     ROW_LOOP(r, rows) {
         const T* xr = x + r * d;
         T* yr = y + r * d;
-        T m = T(-INFINITY);
-        for (i64 j = threadIdx.x; j < d; j += blockDim.x) m = nan_max(m, xr[j]);
-        m = block_reduce(m, MaxOp(), T(-INFINITY));
-        T s = T(0);
-        for (i64 j = threadIdx.x; j < d; j += blockDim.x) s += m_exp(xr[j] - m);
-        const T inv = T(1) / block_sum(s);
+        const T m = row_max(xr, d);
+        const T inv = T(1) / row_sum_exp(xr, d, m);
         for (i64 j = threadIdx.x; j < d; j += blockDim.x) yr[j] = m_exp(xr[j] - m) * inv;
     }
 }

@@ -3,7 +3,7 @@
 use crate::alloc::CudaStorage;
 use crate::driver::{args, Grid};
 use crate::gpu::{float, same_shape, suffix, CudaBackend};
-use beit_engine::{ConvGeom, Error, Result, View};
+use beit_engine::{ConvGeom, Result, View};
 
 /// The geometry as the kernels read it (`Conv` in conv.cu).
 #[repr(C)]
@@ -23,29 +23,23 @@ struct Conv {
     ow: i64,
 }
 
-/// Check the geometry (as the CPU backend does) and convert it.
+/// Check the geometry and convert it.
 fn conv(op: &'static str, g: &ConvGeom) -> Result<Conv> {
-    let (kh, kw) = g.kernel;
-    if kh == 0 || kw == 0 || g.stride.0 == 0 || g.stride.1 == 0 {
-        return Err(Error::invalid(op, format!("kernel {:?} and stride {:?} must be positive", g.kernel, g.stride)));
-    }
-    if g.height + 2 * g.padding.0 < kh || g.width + 2 * g.padding.1 < kw {
-        return Err(Error::invalid(op, format!("kernel {:?} is larger than the padded input {g:?}", g.kernel)));
-    }
+    let (oh, ow) = beit_engine::checks::conv_out(op, g)?;
     let i = |v: usize| v as i64;
     Ok(Conv {
         batch: i(g.batch),
         channels: i(g.channels),
         height: i(g.height),
         width: i(g.width),
-        kh: i(kh),
-        kw: i(kw),
+        kh: i(g.kernel.0),
+        kw: i(g.kernel.1),
         sh: i(g.stride.0),
         sw: i(g.stride.1),
         ph: i(g.padding.0),
         pw: i(g.padding.1),
-        oh: i(g.out_h()),
-        ow: i(g.out_w()),
+        oh: i(oh),
+        ow: i(ow),
     })
 }
 

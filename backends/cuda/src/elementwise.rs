@@ -75,13 +75,7 @@ impl CudaBackend {
     /// Copy `src` into `dst` at `dst_layout`.
     pub(crate) fn copy_strided_impl(&self, src: View, dst: &mut dyn BackendStorage, dst_layout: &Layout) -> Result<()> {
         const OP: &str = "copy_strided";
-        if src.dtype() != dst.dtype() {
-            return Err(Error::DTypeMismatch { op: OP, lhs: src.dtype(), rhs: dst.dtype() });
-        }
-        same_shape(OP, src.shape(), dst_layout.shape())?;
-        if dst_layout.span_end() > dst.len() {
-            return Err(Error::invalid(OP, format!("destination layout {dst_layout:?} exceeds {} elements", dst.len())));
-        }
+        beit_engine::checks::copy_destination(OP, src, dst, dst_layout)?;
         let dst = self.storage_mut(OP, dst)?;
         self.copy_into(OP, src, dst, dst_layout)
     }

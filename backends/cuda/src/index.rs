@@ -3,28 +3,14 @@
 
 use crate::alloc::CudaStorage;
 use crate::driver::{args, row_threads, Grid};
-use crate::gpu::{bits, float, rows_of, same_dtype, same_shape, suffix, Contig, CudaBackend};
-use beit_engine::{DType, Error, Result, View};
-
-/// `(outer, size, inner)`: a shape seen as `[outer, size, inner]` around `dim`.
-fn around(op: &'static str, shape: &[usize], dim: usize) -> Result<(usize, usize, usize)> {
-    if dim >= shape.len() {
-        return Err(Error::invalid(op, format!("dim {dim} is out of range for shape {shape:?}")));
-    }
-    Ok((shape[..dim].iter().product(), shape[dim], shape[dim + 1..].iter().product()))
-}
+use crate::gpu::{bits, float, same_dtype, same_shape, suffix, Contig, CudaBackend};
+use beit_engine::{checks, DType, Error, Result, View};
 
 impl CudaBackend {
     /// A 1-D i64/u32 index view, contiguous, with every entry checked to be below `limit`.
     fn indices(&self, op: &'static str, v: View, limit: usize) -> Result<Contig> {
-        if v.shape().len() != 1 {
-            return Err(Error::invalid(op, format!("indices must be 1-D, got shape {:?}", v.shape())));
-        }
-        if !matches!(v.dtype(), DType::I64 | DType::U32) {
-            return Err(Error::DType { op, dtype: v.dtype(), expected: Some(DType::I64) });
-        }
+        let n = checks::index_vector(op, v)?;
         let idx = self.contiguous(op, v)?;
-        let n = v.shape()[0];
         if n > 0 {
             let bad = self.full_impl(DType::I64, 1, n as f64)?;
             let (n64, lim, bp) = (n as i64, limit as i64, bad.at(0));
@@ -44,7 +30,7 @@ impl CudaBackend {
     /// Entries `indices` of `src` along `dim`.
     pub(crate) fn index_select_impl(&self, src: View, dim: usize, indices: View) -> Result<CudaStorage> {
         const OP: &str = "index_select";
-        let (outer, n, inner) = around(OP, src.shape(), dim)?;
+        let (outer, n, inner) = checks::around(OP, src.shape(), dim)?;
         let idx = self.indices(OP, indices, n)?;
         let k = indices.shape()[0];
         let s = self.contiguous(OP, src)?;
@@ -63,7 +49,7 @@ impl CudaBackend {
     pub(crate) fn index_add_impl(&self, dst: View, dim: usize, indices: View, src: View) -> Result<CudaStorage> {
         const OP: &str = "index_add";
         same_dtype(OP, dst, src)?;
-        let (outer, n, inner) = around(OP, dst.shape(), dim)?;
+        let (outer, n, inner) = checks::around(OP, dst.shape(), dim)?;
         let idx = self.indices(OP, indices, n)?;
         let k = indices.shape()[0];
         let mut expected = dst.shape().to_vec();
@@ -88,10 +74,7 @@ impl CudaBackend {
     /// The `k` largest entries of each last-dim row, sorted descending, with i64 indices.
     pub(crate) fn topk_impl(&self, src: View, k: usize) -> Result<(CudaStorage, CudaStorage)> {
         const OP: &str = "topk_last";
-        let (rows, d) = rows_of(OP, src.shape())?;
-        if k > d {
-            return Err(Error::invalid(OP, format!("k = {k} exceeds the last dim {d}")));
-        }
+        let (rows, d) = checks::topk_rows(OP, src.shape(), k)?;
         float(OP, src.dtype())?;
         let x = self.contiguous(OP, src)?;
         let (vals, idx) = (self.alloc(src.dtype(), rows * k)?, self.alloc(DType::I64, rows * k)?);

@@ -9,34 +9,11 @@
 //! feature the crate builds without CUDA and [`open`] reports that it is not compiled in.
 #![warn(missing_docs)]
 
-#[cfg(feature = "cuda")]
-mod alloc;
-#[cfg(feature = "cuda")]
-mod backend;
-#[cfg(feature = "cuda")]
-mod blas;
-#[cfg(feature = "cuda")]
-mod conv;
-#[cfg(feature = "cuda")]
-mod driver;
-#[cfg(feature = "cuda")]
-mod elementwise;
-#[cfg(feature = "cuda")]
-mod geometry;
-#[cfg(feature = "cuda")]
-mod gpu;
-#[cfg(feature = "cuda")]
-mod index;
-#[cfg(feature = "cuda")]
-mod loss;
-#[cfg(feature = "cuda")]
-mod matmul;
-#[cfg(feature = "cuda")]
-mod optim;
-#[cfg(feature = "cuda")]
-mod reduce;
-#[cfg(feature = "cuda")]
-mod rows;
+/// Declares the modules that only exist with the `cuda` feature.
+macro_rules! cuda_modules {
+    ($($m:ident),*) => { $(#[cfg(feature = "cuda")] mod $m;)* };
+}
+cuda_modules!(alloc, backend, blas, conv, driver, elementwise, geometry, gpu, index, loss, matmul, optim, reduce, rows);
 
 #[cfg(feature = "cuda")]
 pub use {alloc::CudaStorage, gpu::CudaBackend};

@@ -3,8 +3,8 @@
 
 use crate::alloc::CudaStorage;
 use crate::driver::{args, row_threads, Grid, BLOCK};
-use crate::gpu::{float, same_dtype, suffix, Contig, CudaBackend};
-use beit_engine::{DType, Error, Result, View};
+use crate::gpu::{float, suffix, Contig, CudaBackend};
+use beit_engine::{checks, DType, Error, Result, View};
 
 /// Checked inputs: contiguous logits `[rows, c]` and targets.
 struct Batch {
@@ -16,17 +16,8 @@ struct Batch {
 
 impl CudaBackend {
     fn ce_batch(&self, op: &'static str, logits: View, targets: View, eps: f64, ignore: i64) -> Result<Batch> {
-        let &[rows, c] = logits.shape() else {
-            return Err(Error::invalid(op, format!("logits must be [rows, classes], got {:?}", logits.shape())));
-        };
-        if targets.shape() != [rows] {
-            return Err(Error::ShapeMismatch { op, lhs: logits.shape().to_vec(), rhs: targets.shape().to_vec() });
-        }
-        if !(0.0..=1.0).contains(&eps) {
-            return Err(Error::invalid(op, format!("label smoothing {eps} is outside [0, 1]")));
-        }
         float(op, logits.dtype())?;
-        self.typed(op, targets, DType::I64)?;
+        let (rows, c) = checks::cross_entropy_shapes(op, logits, targets, eps)?;
         let t = self.contiguous(op, targets)?;
         if rows > 0 {
             let bad = self.full_impl(DType::I64, 1, rows as f64)?;
@@ -87,10 +78,7 @@ impl CudaBackend {
         dloss: View,
     ) -> Result<CudaStorage> {
         const OP: &str = "cross_entropy_backward";
-        same_dtype(OP, logits, dloss)?;
-        if dloss.layout.numel() != 1 {
-            return Err(Error::invalid(OP, format!("dloss must have one element, got shape {:?}", dloss.shape())));
-        }
+        checks::cross_entropy_dloss(OP, logits, dloss)?;
         let b = self.ce_batch(OP, logits, targets, eps, ignore)?;
         let dtype = logits.dtype();
         let g = self.alloc(dtype, b.rows * b.c)?;

@@ -5,7 +5,7 @@ use crate::alloc::CudaStorage;
 use crate::blas::{blas_operand, BlasOperand, GemmCall};
 use crate::driver::{args, Grid};
 use crate::geometry::{walk, walk_dims, Offs};
-use crate::gpu::{float, same_dtype, suffix, CudaBackend};
+use crate::gpu::{float, suffix, CudaBackend};
 use beit_engine::{DType, Error, Layout, Result, View};
 
 /// One operand of the built-in kernel (`Mat` in gemm.cu).
@@ -30,17 +30,11 @@ impl CudaBackend {
     /// `[..., m, k] · [..., k, n]` with equal batch dims.
     pub(crate) fn matmul_impl(&self, lhs: View, rhs: View) -> Result<CudaStorage> {
         const OP: &str = "matmul";
-        same_dtype(OP, lhs, rhs)?;
-        let (ls, rs) = (lhs.shape(), rhs.shape());
-        let r = ls.len();
-        if r < 2 || rs.len() != r || ls[..r - 2] != rs[..r - 2] || ls[r - 1] != rs[r - 2] {
-            return Err(Error::ShapeMismatch { op: OP, lhs: ls.to_vec(), rhs: rs.to_vec() });
-        }
+        let (m, k, n) = beit_engine::checks::matmul_shapes(OP, lhs, rhs)?;
         float(OP, lhs.dtype())?;
         self.buffer(OP, lhs)?;
         self.buffer(OP, rhs)?;
-        let (m, k, n) = (ls[r - 2], ls[r - 1], rs[r - 1]);
-        let batch: usize = ls[..r - 2].iter().product();
+        let batch: usize = lhs.shape()[..lhs.shape().len() - 2].iter().product();
         let dtype = lhs.dtype();
         if batch * m * n == 0 {
             return self.alloc(dtype, 0);

@@ -5,7 +5,7 @@ use crate::alloc::CudaStorage;
 use crate::driver::{args, Grid};
 use crate::gpu::{float, suffix, CudaBackend};
 use beit_engine::rng::mix64;
-use beit_engine::{AdamWStep, BackendStorage, DType, Error, Result, View};
+use beit_engine::{checks, AdamWStep, BackendStorage, DType, Result, View};
 
 /// The step constants as the kernel reads them (`AdamW<T>` in optim.cu).
 #[repr(C)]
@@ -42,9 +42,7 @@ impl CudaBackend {
     /// Element `i` is `1/keep` when `uniform(seed, i) < keep`, else 0.
     pub(crate) fn bernoulli_impl(&self, dtype: DType, len: usize, keep: f64, seed: u64) -> Result<CudaStorage> {
         const OP: &str = "bernoulli_scaled";
-        if !(keep > 0.0 && keep <= 1.0) {
-            return Err(Error::invalid(OP, format!("keep probability {keep} is outside (0, 1]")));
-        }
+        checks::keep_probability(OP, keep)?;
         float(OP, dtype)?;
         let out = self.alloc(dtype, len)?;
         if len > 0 {
@@ -72,18 +70,8 @@ impl CudaBackend {
         hp: &AdamWStep,
     ) -> Result<()> {
         const OP: &str = "adamw_step";
-        if hp.step == 0 {
-            return Err(Error::invalid(OP, "the step count is 1-based"));
-        }
+        checks::adamw_buffers(OP, param, grad, m, v, hp)?;
         let (dtype, len) = (param.dtype(), param.len());
-        for (other, n) in [(grad.dtype(), grad.layout.numel()), (m.dtype(), m.len()), (v.dtype(), v.len())] {
-            if other != dtype {
-                return Err(Error::DTypeMismatch { op: OP, lhs: dtype, rhs: other });
-            }
-            if n != len {
-                return Err(Error::ShapeMismatch { op: OP, lhs: vec![len], rhs: vec![n] });
-            }
-        }
         float(OP, dtype)?;
         let g = self.contiguous(OP, grad)?;
         let (p, m, v) = (self.storage_mut(OP, param)?.at(0), self.storage_mut(OP, m)?.at(0), self.storage_mut(OP, v)?.at(0));

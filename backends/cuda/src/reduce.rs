@@ -20,9 +20,7 @@ impl CudaBackend {
         const OP: &str = "reduce";
         let shape = src.shape();
         let rank = shape.len();
-        if dims.windows(2).any(|w| w[0] >= w[1]) || dims.last().is_some_and(|&d| d >= rank) {
-            return Err(Error::invalid(OP, format!("dims {dims:?} must be sorted, unique and below the rank {rank}")));
-        }
+        beit_engine::checks::reduce_dims(OP, rank, dims)?;
         let dtype = src.dtype();
         if !matches!(dtype, DType::F32 | DType::F64 | DType::I64) {
             return Err(Error::DType { op: OP, dtype, expected: None });

@@ -3,7 +3,7 @@
 use crate::alloc::CudaStorage;
 use crate::driver::{args, row_threads, Grid};
 use crate::gpu::{float, rows_of, same_dtype, same_shape, suffix, CudaBackend};
-use beit_engine::{DType, Error, Result, View};
+use beit_engine::{checks, DType, Result, View};
 
 impl CudaBackend {
     /// Softmax over the last dim.
@@ -45,8 +45,7 @@ impl CudaBackend {
     /// A per-feature `[d]` parameter of x's dtype as a device address (0 when absent).
     fn param(&self, op: &'static str, p: Option<View>, x: View, d: usize) -> Result<Option<crate::gpu::Contig>> {
         p.map(|p| {
-            same_dtype(op, x, p)?;
-            same_shape(op, p.shape(), &[d])?;
+            checks::norm_param(op, p, x, d)?;
             self.contiguous(op, p)
         })
         .transpose()
@@ -54,18 +53,12 @@ impl CudaBackend {
 
     /// A per-row statistic of x's dtype with `rows` elements.
     fn stat(&self, op: &'static str, s: View, x: View, rows: usize) -> Result<crate::gpu::Contig> {
-        same_dtype(op, x, s)?;
-        if s.layout.numel() != rows {
-            return Err(Error::invalid(op, format!("expected {rows} per-row statistics, got shape {:?}", s.shape())));
-        }
+        checks::norm_stat(op, s, x, rows)?;
         self.contiguous(op, s)
     }
 
     fn rows_d(op: &'static str, x: View) -> Result<(usize, usize)> {
-        let (rows, d) = rows_of(op, x.shape())?;
-        if d == 0 {
-            return Err(Error::invalid(op, "the normalised dim is empty"));
-        }
+        let (rows, d) = checks::norm_rows(op, x)?;
         float(op, x.dtype())?;
         Ok((rows, d))
     }
