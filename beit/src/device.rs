@@ -1,6 +1,8 @@
 //! Opening a device by name (`cpu`, `cuda:N`) across the backends this build has.
 
-use beit_engine::{Device, DeviceSpec, Error, Result};
+use beit_engine::{Device, DeviceSpec, Result};
+#[cfg(not(feature = "cuda"))]
+use beit_engine::Error;
 
 /// Open the device named by `spec`. In a build without the `cuda` feature, `cuda:N` is an
 /// error that says how to get it.

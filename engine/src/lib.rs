@@ -7,6 +7,7 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod checks;
 pub mod device;
 pub mod dtype;
 pub mod error;

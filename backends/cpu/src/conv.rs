@@ -3,19 +3,8 @@
 use crate::scalar::Real;
 use crate::storage::{boxed, float_dispatch, same_shape, Src};
 use crate::strided::par_rows;
-use beit_engine::{ConvGeom, Error, Result, StorageBox, View};
-
-/// Check the geometry; `(out_h, out_w)`.
-fn out_size(op: &'static str, g: &ConvGeom) -> Result<(usize, usize)> {
-    let (kh, kw) = g.kernel;
-    if kh == 0 || kw == 0 || g.stride.0 == 0 || g.stride.1 == 0 {
-        return Err(Error::invalid(op, format!("kernel {:?} and stride {:?} must be positive", g.kernel, g.stride)));
-    }
-    if g.height + 2 * g.padding.0 < kh || g.width + 2 * g.padding.1 < kw {
-        return Err(Error::invalid(op, format!("kernel {:?} is larger than the padded input {g:?}", g.kernel)));
-    }
-    Ok((g.out_h(), g.out_w()))
-}
+use beit_engine::checks::conv_out;
+use beit_engine::{ConvGeom, Result, StorageBox, View};
 
 /// The input coordinate of kernel tap `i` at output position `o`, if inside `0..size`.
 fn tap(o: usize, i: usize, stride: usize, pad: usize, size: usize) -> Option<usize> {
@@ -25,7 +14,7 @@ fn tap(o: usize, i: usize, stride: usize, pad: usize, size: usize) -> Option<usi
 /// NCHW `x` to `[batch, out_h·out_w, channels·kh·kw]`, zero padded.
 pub(crate) fn im2col(x: View, g: &ConvGeom) -> Result<StorageBox> {
     const OP: &str = "im2col";
-    let (oh, ow) = out_size(OP, g)?;
+    let (oh, ow) = conv_out(OP, g)?;
     same_shape(OP, x.shape(), &[g.batch, g.channels, g.height, g.width])?;
     let dtype = x.dtype();
     float_dispatch!(OP, dtype, T => {
@@ -68,7 +57,7 @@ fn im2col_t<T: Real>(x: &[T], g: &ConvGeom, oh: usize, ow: usize) -> Vec<T> {
 /// The adjoint of [`im2col`]: `[batch, out_h·out_w, channels·kh·kw]` summed back into NCHW.
 pub(crate) fn col2im(cols: View, g: &ConvGeom) -> Result<StorageBox> {
     const OP: &str = "col2im";
-    let (oh, ow) = out_size(OP, g)?;
+    let (oh, ow) = conv_out(OP, g)?;
     same_shape(OP, cols.shape(), &[g.batch, oh * ow, g.patch_len()])?;
     let dtype = cols.dtype();
     float_dispatch!(OP, dtype, T => {

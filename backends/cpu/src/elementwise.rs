@@ -25,13 +25,7 @@ pub(crate) fn to_host(src: View) -> Result<HostData> {
 /// Copy `src` into `dst` at `dst_layout`.
 pub(crate) fn copy_strided(src: View, dst: &mut dyn BackendStorage, dst_layout: &Layout) -> Result<()> {
     const OP: &str = "copy_strided";
-    if src.dtype() != dst.dtype() {
-        return Err(Error::DTypeMismatch { op: OP, lhs: src.dtype(), rhs: dst.dtype() });
-    }
-    same_shape(OP, src.shape(), dst_layout.shape())?;
-    if dst_layout.span_end() > dst.len() {
-        return Err(Error::invalid(OP, format!("destination layout {dst_layout:?} exceeds {} elements", dst.len())));
-    }
+    beit_engine::checks::copy_destination(OP, src, dst, dst_layout)?;
     any_dispatch!(src.dtype(), T => {
         let s = Src::<T>::new(OP, src)?;
         copy_into(s, slice_mut::<T>(OP, dst)?, dst_layout);

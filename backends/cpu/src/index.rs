@@ -1,17 +1,16 @@
 //! Gather and scatter-add along a dim by an index vector, and top-k over the last dim.
 
 use crate::scalar::{Num, Real};
-use crate::storage::{any_dispatch, boxed, float_dispatch, num_dispatch, rows_of, same_dtype, same_shape, Src};
+use crate::storage::{any_dispatch, boxed, float_dispatch, num_dispatch, same_dtype, same_shape, Src};
 use crate::strided::par_rows;
+use beit_engine::checks::{around, index_vector, topk_rows};
 use beit_engine::{DType, Error, Result, StorageBox, View};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 
 /// The entries of a 1-D i64 or u32 index view, each checked to be below `limit`.
 fn indices(op: &'static str, v: View, limit: usize) -> Result<Vec<usize>> {
-    if v.shape().len() != 1 {
-        return Err(Error::invalid(op, format!("indices must be 1-D, got shape {:?}", v.shape())));
-    }
+    index_vector(op, v)?;
     let raw: Vec<i64> = match v.dtype() {
         DType::I64 => Src::<i64>::new(op, v)?.contiguous().into_owned(),
         DType::U32 => Src::<u32>::new(op, v)?.contiguous().iter().map(|&i| i64::from(i)).collect(),
@@ -26,14 +25,6 @@ fn indices(op: &'static str, v: View, limit: usize) -> Result<Vec<usize>> {
             }
         })
         .collect()
-}
-
-/// `(outer, size, inner)`: a shape seen as `[outer, size, inner]` around `dim`.
-fn around(op: &'static str, shape: &[usize], dim: usize) -> Result<(usize, usize, usize)> {
-    if dim >= shape.len() {
-        return Err(Error::invalid(op, format!("dim {dim} is out of range for shape {shape:?}")));
-    }
-    Ok((shape[..dim].iter().product(), shape[dim], shape[dim + 1..].iter().product()))
 }
 
 /// Entries `indices` of `src` along `dim`.
@@ -95,10 +86,7 @@ fn before<T: Real>(x: &[T], a: usize, b: usize) -> Ordering {
 /// The `k` largest entries of each last-dim row, sorted descending, with their i64 indices.
 pub(crate) fn topk_last(src: View, k: usize) -> Result<(StorageBox, StorageBox)> {
     const OP: &str = "topk_last";
-    let (rows, d) = rows_of(OP, src.shape())?;
-    if k > d {
-        return Err(Error::invalid(OP, format!("k = {k} exceeds the last dim {d}")));
-    }
+    let (rows, d) = topk_rows(OP, src.shape(), k)?;
     let dtype = src.dtype();
     float_dispatch!(OP, dtype, T => {
         let x = Src::<T>::new(OP, src)?.contiguous();

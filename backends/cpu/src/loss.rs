@@ -3,7 +3,7 @@
 
 use crate::fastmath::simd;
 use crate::scalar::{max_of, sum_by, Real};
-use crate::storage::{boxed, float_dispatch, same_dtype, Src};
+use crate::storage::{boxed, float_dispatch, Src};
 use crate::strided::{par_rows, rows_per_task};
 use beit_engine::{Error, Result, StorageBox, View};
 use rayon::prelude::*;
@@ -20,15 +20,7 @@ struct Batch<'a, T: Clone> {
 
 impl<'a, T: Real> Batch<'a, T> {
     fn new(op: &'static str, logits: View<'a>, targets: View, eps: f64, ignore_index: i64) -> Result<Self> {
-        let &[rows, c] = logits.shape() else {
-            return Err(Error::invalid(op, format!("logits must be [rows, classes], got {:?}", logits.shape())));
-        };
-        if targets.shape() != [rows] {
-            return Err(Error::ShapeMismatch { op, lhs: logits.shape().to_vec(), rhs: targets.shape().to_vec() });
-        }
-        if !(0.0..=1.0).contains(&eps) {
-            return Err(Error::invalid(op, format!("label smoothing {eps} is outside [0, 1]")));
-        }
+        let (_, c) = beit_engine::checks::cross_entropy_shapes(op, logits, targets, eps)?;
         let t = Src::<i64>::new(op, targets)?.contiguous();
         let targets = t
             .iter()
@@ -124,10 +116,7 @@ pub(crate) fn cross_entropy_backward(
     dloss: View,
 ) -> Result<StorageBox> {
     const OP: &str = "cross_entropy_backward";
-    same_dtype(OP, logits, dloss)?;
-    if dloss.layout.numel() != 1 {
-        return Err(Error::invalid(OP, format!("dloss must have one element, got shape {:?}", dloss.shape())));
-    }
+    beit_engine::checks::cross_entropy_dloss(OP, logits, dloss)?;
     let dtype = logits.dtype();
     float_dispatch!(OP, dtype, T => {
         let batch = Batch::<T>::new(OP, logits, targets, smoothing, ignore_index)?;

@@ -3,8 +3,8 @@
 
 use crate::pool;
 use crate::scalar::Real;
-use crate::storage::{boxed, float_dispatch, same_dtype, Src};
-use beit_engine::{Error, Layout, Result, StorageBox, View};
+use crate::storage::{boxed, float_dispatch, Src};
+use beit_engine::{Layout, Result, StorageBox, View};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -18,12 +18,7 @@ const TILE: usize = 16;
 /// Batched matmul `[..., m, k] × [..., k, n] → [..., m, n]`.
 pub(crate) fn matmul(lhs: View, rhs: View) -> Result<StorageBox> {
     const OP: &str = "matmul";
-    same_dtype(OP, lhs, rhs)?;
-    let (ls, rs) = (lhs.shape(), rhs.shape());
-    let r = ls.len();
-    if r < 2 || rs.len() != r || ls[..r - 2] != rs[..r - 2] || ls[r - 1] != rs[r - 2] {
-        return Err(Error::ShapeMismatch { op: OP, lhs: ls.to_vec(), rhs: rs.to_vec() });
-    }
+    beit_engine::checks::matmul_shapes(OP, lhs, rhs)?;
     let dtype = lhs.dtype();
     float_dispatch!(OP, dtype, T => {
         let (a, b) = (Src::<T>::new(OP, lhs)?, Src::<T>::new(OP, rhs)?);

@@ -3,17 +3,16 @@
 use crate::fastmath::simd;
 use crate::pool;
 use crate::scalar::{sum2, sum_by, Real};
-use crate::storage::{boxed, float_dispatch, rows_of, same_dtype, same_shape, Src};
+use crate::storage::{boxed, float_dispatch, same_dtype, same_shape, Src};
 use crate::strided::rows_per_task;
-use beit_engine::{Error, Result, StorageBox, View};
+use beit_engine::{checks, Result, StorageBox, View};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
 /// A per-feature `[D]` parameter (weight or bias) of x's dtype, gathered.
 fn param<'a, T: Real>(op: &'static str, p: Option<View<'a>>, x: View, d: usize) -> Result<Option<Cow<'a, [T]>>> {
     p.map(|p| {
-        same_dtype(op, x, p)?;
-        same_shape(op, p.shape(), &[d])?;
+        checks::norm_param(op, p, x, d)?;
         Ok(Src::<T>::new(op, p)?.contiguous())
     })
     .transpose()
@@ -21,20 +20,10 @@ fn param<'a, T: Real>(op: &'static str, p: Option<View<'a>>, x: View, d: usize) 
 
 /// A per-row statistic of x's dtype with `rows` elements, gathered.
 fn stat<'a, T: Real>(op: &'static str, s: View<'a>, x: View, rows: usize) -> Result<Cow<'a, [T]>> {
-    same_dtype(op, x, s)?;
-    if s.layout.numel() != rows {
-        return Err(Error::invalid(op, format!("expected {rows} per-row statistics, got shape {:?}", s.shape())));
-    }
+    checks::norm_stat(op, s, x, rows)?;
     Ok(Src::<T>::new(op, s)?.contiguous())
 }
 
-fn rows_d(op: &'static str, x: View) -> Result<(usize, usize)> {
-    let (rows, d) = rows_of(op, x.shape())?;
-    if d == 0 {
-        return Err(Error::invalid(op, "the normalised dim is empty"));
-    }
-    Ok((rows, d))
-}
 
 /// LayerNorm: `(y, mean, rstd)`.
 pub(crate) fn layer_norm(
@@ -44,7 +33,7 @@ pub(crate) fn layer_norm(
     eps: f64,
 ) -> Result<(StorageBox, StorageBox, StorageBox)> {
     const OP: &str = "layer_norm";
-    let (_, d) = rows_d(OP, x)?;
+    let (_, d) = checks::norm_rows(OP, x)?;
     let dtype = x.dtype();
     float_dispatch!(OP, dtype, T => {
         let (w, b) = (param::<T>(OP, weight, x, d)?, param::<T>(OP, bias, x, d)?);
@@ -100,7 +89,7 @@ pub(crate) fn layer_norm_backward(
     const OP: &str = "layer_norm_backward";
     same_dtype(OP, x, dy)?;
     same_shape(OP, x.shape(), dy.shape())?;
-    let (rows, d) = rows_d(OP, x)?;
+    let (rows, d) = checks::norm_rows(OP, x)?;
     let dtype = x.dtype();
     float_dispatch!(OP, dtype, T => {
         let w = param::<T>(OP, weight, x, d)?;

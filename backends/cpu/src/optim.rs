@@ -3,7 +3,7 @@
 use crate::scalar::Real;
 use crate::storage::{float_dispatch, slice_mut, Src};
 use crate::strided::PAR_CHUNK;
-use beit_engine::{AdamWStep, BackendStorage, Error, Result, View};
+use beit_engine::{AdamWStep, BackendStorage, Result, View};
 use rayon::prelude::*;
 
 /// One AdamW step in place on `param`, `m` and `v` (one dtype and length each).
@@ -15,18 +15,8 @@ pub(crate) fn adamw_step(
     hp: &AdamWStep,
 ) -> Result<()> {
     const OP: &str = "adamw_step";
-    if hp.step == 0 {
-        return Err(Error::invalid(OP, "the step count is 1-based"));
-    }
-    let (dtype, len) = (param.dtype(), param.len());
-    for (other, n) in [(grad.dtype(), grad.layout.numel()), (m.dtype(), m.len()), (v.dtype(), v.len())] {
-        if other != dtype {
-            return Err(Error::DTypeMismatch { op: OP, lhs: dtype, rhs: other });
-        }
-        if n != len {
-            return Err(Error::ShapeMismatch { op: OP, lhs: vec![len], rhs: vec![n] });
-        }
-    }
+    beit_engine::checks::adamw_buffers(OP, param, grad, m, v, hp)?;
+    let dtype = param.dtype();
     float_dispatch!(OP, dtype, T => {
         let g = Src::<T>::new(OP, grad)?.contiguous();
         let (p, m, v) = (slice_mut::<T>(OP, param)?, slice_mut::<T>(OP, m)?, slice_mut::<T>(OP, v)?);

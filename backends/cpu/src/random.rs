@@ -4,14 +4,12 @@ use crate::scalar::Real;
 use crate::storage::{boxed, float_dispatch};
 use crate::strided::par_rows;
 use beit_engine::rng::uniform;
-use beit_engine::{DType, Error, Result, StorageBox};
+use beit_engine::{DType, Result, StorageBox};
 
 /// Element `i` is `1/keep` when `uniform(seed, i) < keep`, else 0.
 pub(crate) fn bernoulli_scaled(dtype: DType, len: usize, keep: f64, seed: u64) -> Result<StorageBox> {
     const OP: &str = "bernoulli_scaled";
-    if !(keep > 0.0 && keep <= 1.0) {
-        return Err(Error::invalid(OP, format!("keep probability {keep} is outside (0, 1]")));
-    }
+    beit_engine::checks::keep_probability(OP, keep)?;
     float_dispatch!(OP, dtype, T => Ok(boxed(dtype, mask::<T>(len, keep, seed))))
 }
 

@@ -10,16 +10,13 @@ use crate::scalar::Num;
 use crate::storage::{boxed, num_dispatch, Src};
 use crate::strided::{Walk, PAR_CHUNK};
 use beit_engine::layout::contiguous_strides;
-use beit_engine::{Error, Layout, ReduceOp, Result, StorageBox, View};
+use beit_engine::{Layout, ReduceOp, Result, StorageBox, View};
 use rayon::prelude::*;
 
 /// Reduce `src` over `dims` (sorted, unique).
 pub(crate) fn reduce(op: ReduceOp, src: View, dims: &[usize]) -> Result<StorageBox> {
     const OP: &str = "reduce";
-    let rank = src.shape().len();
-    if dims.windows(2).any(|w| w[0] >= w[1]) || dims.last().is_some_and(|&d| d >= rank) {
-        return Err(Error::invalid(OP, format!("dims {dims:?} must be sorted, unique and below the rank {rank}")));
-    }
+    beit_engine::checks::reduce_dims(OP, src.shape().len(), dims)?;
     let dtype = src.dtype();
     num_dispatch!(OP, dtype, T => {
         let s = Src::<T>::new(OP, src)?;

@@ -113,29 +113,7 @@ impl<'a, T: Scalar> Src<'a, T> {
     }
 }
 
-/// Error unless `a` and `b` have one dtype.
-pub(crate) fn same_dtype(op: &'static str, a: View, b: View) -> Result<()> {
-    if a.dtype() != b.dtype() {
-        return Err(Error::DTypeMismatch { op, lhs: a.dtype(), rhs: b.dtype() });
-    }
-    Ok(())
-}
-
-/// Error unless shapes `a` and `b` are equal.
-pub(crate) fn same_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<()> {
-    if a != b {
-        return Err(Error::ShapeMismatch { op, lhs: a.to_vec(), rhs: b.to_vec() });
-    }
-    Ok(())
-}
-
-/// `(rows, d)` of a view of at least one dim whose last dim is `d`.
-pub(crate) fn rows_of(op: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
-    match shape.split_last() {
-        Some((&d, lead)) => Ok((lead.iter().product(), d)),
-        None => Err(Error::invalid(op, "expected at least one dim, got a scalar")),
-    }
-}
+pub(crate) use beit_engine::checks::{rows_of, same_dtype, same_shape};
 
 /// Run `$body` with `$T` bound to the Rust type of a float `$dtype`; other dtypes are an error.
 macro_rules! float_dispatch {

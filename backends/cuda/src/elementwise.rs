@@ -1,0 +1,211 @@
+//! Elementwise ops: fill, strided copy, cast, unary, binary, comparison, select and the GELU
+//! gradient (kernels/elementwise.cu).
+
+use crate::alloc::CudaStorage;
+use crate::driver::{args, Grid};
+use crate::geometry::walk;
+use crate::gpu::{bits, float, same_dtype, same_shape, suffix, CudaBackend};
+use beit_engine::{BackendStorage, BinaryOp, CmpOp, DType, Error, Layout, Result, UnaryOp, View};
+
+/// The bit pattern of `value` cast to `dtype` (Rust `as` semantics; bool: `value != 0`).
+fn value_bits(dtype: DType, value: f64) -> u64 {
+    match dtype {
+        DType::F32 => (value as f32).to_bits() as u64,
+        DType::F64 => value.to_bits(),
+        DType::I64 => value as i64 as u64,
+        DType::U32 => value as u32 as u64,
+        DType::U8 => value as u8 as u64,
+        DType::Bool => u64::from(value != 0.0),
+    }
+}
+
+/// Kernel code of a unary op and its two scalar parameters (see `unary_op` in the kernels).
+fn unary_code(op: UnaryOp) -> (i32, f64, f64) {
+    match op {
+        UnaryOp::Neg => (0, 0.0, 0.0),
+        UnaryOp::Exp => (1, 0.0, 0.0),
+        UnaryOp::Log => (2, 0.0, 0.0),
+        UnaryOp::Sqrt => (3, 0.0, 0.0),
+        UnaryOp::Tanh => (4, 0.0, 0.0),
+        UnaryOp::Erf => (5, 0.0, 0.0),
+        UnaryOp::Abs => (6, 0.0, 0.0),
+        UnaryOp::Relu => (7, 0.0, 0.0),
+        UnaryOp::Sqr => (8, 0.0, 0.0),
+        UnaryOp::Recip => (9, 0.0, 0.0),
+        UnaryOp::Sigmoid => (10, 0.0, 0.0),
+        UnaryOp::Gelu => (11, 0.0, 0.0),
+        UnaryOp::Affine { mul, add } => (12, mul, add),
+        UnaryOp::Powf(p) => (13, p, 0.0),
+    }
+}
+
+fn binary_code(op: BinaryOp) -> i32 {
+    match op {
+        BinaryOp::Add => 0,
+        BinaryOp::Sub => 1,
+        BinaryOp::Mul => 2,
+        BinaryOp::Div => 3,
+        BinaryOp::Maximum => 4,
+        BinaryOp::Minimum => 5,
+    }
+}
+
+fn cmp_code(op: CmpOp) -> i32 {
+    match op {
+        CmpOp::Eq => 0,
+        CmpOp::Ne => 1,
+        CmpOp::Lt => 2,
+        CmpOp::Le => 3,
+        CmpOp::Gt => 4,
+        CmpOp::Ge => 5,
+    }
+}
+
+fn check_pair(op: &'static str, lhs: View, rhs: View) -> Result<()> {
+    same_dtype(op, lhs, rhs)?;
+    same_shape(op, lhs.shape(), rhs.shape())
+}
+
+impl CudaBackend {
+    /// `len` copies of `value` cast to `dtype`.
+    pub(crate) fn full_impl(&self, dtype: DType, len: usize, value: f64) -> Result<CudaStorage> {
+        self.fill_bits(dtype, len, value_bits(dtype, value))
+    }
+
+    /// Copy `src` into `dst` at `dst_layout`.
+    pub(crate) fn copy_strided_impl(&self, src: View, dst: &mut dyn BackendStorage, dst_layout: &Layout) -> Result<()> {
+        const OP: &str = "copy_strided";
+        beit_engine::checks::copy_destination(OP, src, dst, dst_layout)?;
+        let dst = self.storage_mut(OP, dst)?;
+        self.copy_into(OP, src, dst, dst_layout)
+    }
+
+    /// Convert a view to `dtype`.
+    pub(crate) fn cast_impl(&self, src: View, dtype: DType) -> Result<CudaStorage> {
+        const OP: &str = "cast";
+        let s = self.buffer(OP, src)?;
+        let n = src.layout.numel();
+        let out = self.alloc(dtype, n)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let (d, [os]) = walk(OP, src.shape(), [src.layout])?;
+        let name = format!("cast_{}_{}", suffix(src.dtype()), suffix(dtype));
+        let (n64, sp, op, to_bool) = (n as i64, s.at(0), out.at(0), i32::from(dtype == DType::Bool));
+        // SAFETY: the layout was checked against its buffer; `out` holds n elements of dtype.
+        unsafe { self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, os, sp, op, to_bool])? };
+        Ok(out)
+    }
+
+    /// Elementwise unary op on a float view.
+    pub(crate) fn unary_impl(&self, op: UnaryOp, src: View) -> Result<CudaStorage> {
+        const OP: &str = "unary";
+        let dtype = src.dtype();
+        float(OP, dtype)?;
+        let s = self.buffer(OP, src)?;
+        let n = src.layout.numel();
+        let out = self.alloc(dtype, n)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let (d, [oa]) = walk(OP, src.shape(), [src.layout])?;
+        let (code, p, q) = unary_code(op);
+        let name = format!("unary_{}", suffix(dtype));
+        let (n64, sp, o) = (n as i64, s.at(0), out.at(0));
+        // SAFETY: as in cast; the scalar parameters have the kernel's float type.
+        unsafe {
+            if dtype == DType::F32 {
+                self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oa, sp, o, code, p as f32, q as f32])?
+            } else {
+                self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oa, sp, o, code, p, q])?
+            }
+        }
+        Ok(out)
+    }
+
+    /// A two-input kernel `<name>(n, dims, offs a, offs b, a, b, out[, code])` over views of one shape.
+    fn map2(&self, op: &'static str, name: &str, lhs: View, rhs: View, out_dtype: DType, code: Option<i32>) -> Result<CudaStorage> {
+        let (a, b) = (self.buffer(op, lhs)?, self.buffer(op, rhs)?);
+        let n = lhs.layout.numel();
+        let out = self.alloc(out_dtype, n)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let (d, [oa, ob]) = walk(op, lhs.shape(), [lhs.layout, rhs.layout])?;
+        let (n64, ap, bp, o) = (n as i64, a.at(0), b.at(0), out.at(0));
+        // SAFETY: both layouts were checked against their buffers; `out` holds n elements.
+        unsafe {
+            match code {
+                Some(c) => self.driver.launch("elementwise", name, Grid::elements(n), &args![n64, d, oa, ob, ap, bp, o, c])?,
+                None => self.driver.launch("elementwise", name, Grid::elements(n), &args![n64, d, oa, ob, ap, bp, o])?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Elementwise binary op: floats all ops, i64 all but `Div`.
+    pub(crate) fn binary_impl(&self, op: BinaryOp, lhs: View, rhs: View) -> Result<CudaStorage> {
+        const OP: &str = "binary";
+        check_pair(OP, lhs, rhs)?;
+        let dtype = lhs.dtype();
+        match dtype {
+            DType::I64 if op == BinaryOp::Div => Err(Error::DType { op: "binary div", dtype, expected: None }),
+            DType::F32 | DType::F64 | DType::I64 => {
+                self.map2(OP, &format!("binary_{}", suffix(dtype)), lhs, rhs, dtype, Some(binary_code(op)))
+            }
+            _ => Err(Error::DType { op: OP, dtype, expected: None }),
+        }
+    }
+
+    /// Elementwise comparison giving bool.
+    pub(crate) fn cmp_impl(&self, op: CmpOp, lhs: View, rhs: View) -> Result<CudaStorage> {
+        const OP: &str = "cmp";
+        check_pair(OP, lhs, rhs)?;
+        self.map2(OP, &format!("cmp_{}", suffix(lhs.dtype())), lhs, rhs, DType::Bool, Some(cmp_code(op)))
+    }
+
+    /// `dy · GELU'(x)`.
+    pub(crate) fn gelu_backward_impl(&self, x: View, dy: View) -> Result<CudaStorage> {
+        const OP: &str = "gelu_backward";
+        check_pair(OP, x, dy)?;
+        float(OP, x.dtype())?;
+        self.map2(OP, &format!("gelu_backward_{}", suffix(x.dtype())), x, dy, x.dtype(), None)
+    }
+
+    /// `cond ? on_true : on_false`; `cond` is u8 or bool.
+    pub(crate) fn where_impl(&self, cond: View, on_true: View, on_false: View) -> Result<CudaStorage> {
+        const OP: &str = "where_cond";
+        check_pair(OP, on_true, on_false)?;
+        same_shape(OP, cond.shape(), on_true.shape())?;
+        if !matches!(cond.dtype(), DType::U8 | DType::Bool) {
+            return Err(Error::DType { op: OP, dtype: cond.dtype(), expected: Some(DType::U8) });
+        }
+        let (c, a, b) = (self.buffer(OP, cond)?, self.buffer(OP, on_true)?, self.buffer(OP, on_false)?);
+        let dtype = on_true.dtype();
+        let n = cond.layout.numel();
+        let out = self.alloc(dtype, n)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let (d, [oc, oa, ob]) = walk(OP, cond.shape(), [cond.layout, on_true.layout, on_false.layout])?;
+        let (n64, cp, ap, bp, o) = (n as i64, c.at(0), a.at(0), b.at(0), out.at(0));
+        let name = format!("where_{}", bits(dtype));
+        // SAFETY: every layout was checked against its buffer.
+        unsafe { self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oc, oa, ob, cp, ap, bp, o])? };
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::value_bits;
+    use beit_engine::DType;
+
+    #[test]
+    fn fill_values_follow_rust_casts() {
+        assert_eq!(value_bits(DType::F32, 1.5), 1.5f32.to_bits() as u64);
+        assert_eq!(value_bits(DType::I64, -2.7), (-2i64) as u64);
+        assert_eq!(value_bits(DType::U8, 300.0), 255);
+        assert_eq!(value_bits(DType::Bool, 0.5), 1);
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Build everything the GPU check runs, on this machine (no GPU needed), into one folder that
+# travels to the GPU machine (default target/gpu-check, well under 64 MiB: release builds,
+# stripped):
+#   conformance    the conformance suite (cuda variant of every case)
+#   cross_device   CPU vs CUDA on the same inputs, and a small BEiT trained on both
+#   device_bench   BEiT-Base MIM train/forward images/s and sgemm TFLOP/s (--device)
+#   beit           the CLI, built with --features cuda
+# Then, on the GPU machine: python3 scripts/gpu-check-run.py target/gpu-check
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${1:-$root/target/gpu-check}"
+cd "$root"
+# shellcheck source=scripts/cuda-env.sh
+source scripts/cuda-env.sh
+target="${CARGO_TARGET_DIR:-$root/target}"
+
+# Test binaries: cargo prints their paths as JSON "executable" fields.
+tests_json="$(cargo test --release --features cuda -p beit-conformance --test conformance --test cross_device \
+    --no-run --message-format=json)"
+cargo build --release -p beit-cli --features cuda
+cargo build --release -p beit-benches --features cuda --bin device_bench
+
+rm -rf "$out"
+mkdir -p "$out"
+for t in conformance cross_device; do
+    exe="$(printf '%s\n' "$tests_json" | grep -o "\"executable\":\"[^\"]*/deps/${t}-[0-9a-f]*\"" | tail -n 1 | cut -d'"' -f4)"
+    [ -n "$exe" ] || { echo "gpu-check-build: no test binary for $t" >&2; exit 1; }
+    cp "$exe" "$out/$t"
+done
+cp "$target/release/beit" "$target/release/device_bench" "$out/"
+strip "$out"/*
+git -C "$root" rev-parse HEAD > "$out/COMMIT" 2>/dev/null || true
+du -sh "$out"
+ls -l "$out"
