@@ -30,13 +30,13 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 0.1)]
     labelled: f64,
     /// dVAE tokenizer training steps (batch 64).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 150)]
     tokenizer_steps: u64,
     /// MIM pretraining epochs over all 1797 digits (batch 64).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 20)]
     pretrain_epochs: u64,
     /// Fine-tuning epochs over the labelled share (batch 32), for both models.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 80)]
     finetune_epochs: u64,
     /// Encoder width.
     #[arg(long, default_value_t = 96)]
@@ -134,7 +134,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             seed: args.seed,
             epochs: args.finetune_epochs,
             batch_size: 32,
-            base_lr: 8e-3,
+            base_lr: 16e-3,
             min_lr: 1e-6,
             warmup_epochs: 5.0,
             drop_path: 0.1,

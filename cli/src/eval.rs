@@ -1,6 +1,8 @@
 //! `beit eval`: top-1/top-5 accuracy and the confusion matrix of a classifier on a
 //! labelled folder or the digits' test split.
 
+use crate::finetune::Task;
+use crate::segmentation::{self, SegDataArgs};
 use beit::data::{Digits, ImageFolder};
 use beit::engine::{Error, Result};
 use beit::train::{evaluate, load_checkpoint, ClassifyData};
@@ -10,14 +12,18 @@ use std::path::PathBuf;
 /// Options of `beit eval`.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
+    /// What the model predicts: image classes, or a class per pixel (mIoU, pixel accuracy).
+    #[arg(long, value_enum, default_value = "classification")]
+    task: Task,
     /// Classifier as a Hugging Face folder.
     #[arg(long, conflicts_with = "checkpoint", required_unless_present = "checkpoint")]
     model: Option<PathBuf>,
     /// Classifier as a fine-tuning checkpoint (file, or folder: its newest).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Images, one sub-folder per class (in the model's label order).
-    #[arg(long, conflicts_with = "digits", required_unless_present = "digits")]
+    /// Images, one sub-folder per class (in the model's label order); for segmentation an
+    /// ADE20K-layout folder (its validation half is used).
+    #[arg(long, conflicts_with = "digits", required_unless_present_any = ["digits", "shapes"])]
     data: Option<PathBuf>,
     /// The built-in digits' test split.
     #[arg(long)]
@@ -28,11 +34,17 @@ pub struct EvalArgs {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    #[command(flatten)]
+    seg: SegDataArgs,
 }
 
 /// Run `beit eval`.
 pub fn run(args: &EvalArgs) -> Result<()> {
     let device = beit::open_device(&args.device)?;
+    if args.task == Task::Segmentation {
+        let dir = args.model.as_ref().ok_or_else(|| Error::invalid("--task segmentation", "give the model as --model DIR"))?;
+        return segmentation::eval(dir, args.data.as_deref(), &args.seg, args.batch_size, &device);
+    }
     let model = match (&args.model, &args.checkpoint) {
         (Some(dir), _) => Beit::from_pretrained(dir, &device)?.0,
         (None, Some(path)) => {

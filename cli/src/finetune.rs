@@ -1,6 +1,7 @@
 //! `beit finetune`: image classification from a pretrained Hugging Face folder or a
 //! pretraining checkpoint, on a labelled image folder or the built-in digits.
 
+use crate::segmentation::{self, SegDataArgs, SegRecipe};
 use crate::train_args::TrainArgs;
 use beit::data::{Digits, ImageFolder};
 use beit::engine::io::load_safetensors;
@@ -12,8 +13,12 @@ use std::path::PathBuf;
 /// Options of `beit finetune`.
 #[derive(clap::Args, Debug)]
 pub struct FinetuneArgs {
-    /// Training images: one sub-folder per class.
-    #[arg(long, conflicts_with = "digits", required_unless_present = "digits")]
+    /// What the model learns: image classes, or a class per pixel.
+    #[arg(long, value_enum, default_value = "classification")]
+    task: Task,
+    /// Training images: one sub-folder per class (classification), or an ADE20K-layout
+    /// folder (segmentation: images/ and annotations/, each with training/ and validation/).
+    #[arg(long, conflicts_with = "digits", required_unless_present_any = ["digits", "shapes"])]
     data: Option<PathBuf>,
     /// Evaluation images (same classes), measured after every epoch.
     #[arg(long, requires = "data")]
@@ -36,6 +41,17 @@ pub struct FinetuneArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     train: TrainArgs,
+    #[command(flatten)]
+    seg: SegDataArgs,
+}
+
+/// `--task` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Image classification (mean pooling + linear head).
+    Classification,
+    /// Semantic segmentation (feature pyramid + UperNet or SETR-PUP head).
+    Segmentation,
 }
 
 /// Training and evaluation data at `size` pixels.
@@ -57,6 +73,9 @@ fn data(args: &FinetuneArgs, size: usize, device: &beit::engine::Device) -> Resu
 pub fn run(args: &FinetuneArgs) -> Result<()> {
     let cfg: FinetuneConfig = args.train.recipe()?;
     let device = beit::open_device(&args.train.device)?;
+    if args.task == Task::Segmentation {
+        return finetune_segmentation(args, &cfg, &device);
+    }
     let resume = args.train.checkpoint(&device)?;
     let (weights, config) = match (&resume, &args.model, &args.pretrained_checkpoint) {
         (Some(ck), ..) => (None, ck.config.clone()),
@@ -91,4 +110,23 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         println!("wrote {}", out.display());
     }
     Ok(())
+}
+
+/// `--task segmentation`: the recipe's optimisation settings on a segmentation model.
+fn finetune_segmentation(args: &FinetuneArgs, cfg: &FinetuneConfig, device: &beit::engine::Device) -> Result<()> {
+    let model = args.model.as_ref().ok_or_else(|| Error::invalid("--task segmentation", "give the pretrained encoder as --model DIR (a Hugging Face folder)"))?;
+    let t = &cfg.train;
+    let recipe = SegRecipe {
+        epochs: t.epochs,
+        batch: t.batch_size,
+        lr: t.lr(),
+        min_lr: t.min_lr,
+        warmup_epochs: t.warmup_epochs,
+        weight_decay: t.weight_decay,
+        layer_decay: cfg.layer_decay,
+        clip_grad: t.clip_grad,
+        drop_path: t.drop_path,
+        seed: t.seed,
+    };
+    segmentation::finetune(model, args.data.as_deref(), &args.seg, &recipe, args.out.as_ref(), device)
 }

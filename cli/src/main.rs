@@ -13,6 +13,7 @@ mod mask;
 mod pretrain;
 mod progress;
 mod segment;
+mod segmentation;
 mod tokenize;
 mod tokenizer;
 mod train_args;

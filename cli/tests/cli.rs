@@ -354,3 +354,25 @@ fn tokenizer_train_on_digits_and_folders() {
     let err = fails(&["tokenizer", "train", "--out", s(&out), "--steps", "0"]);
     assert!(err.contains("steps"), "{err}");
 }
+
+#[test]
+fn demo_runs_end_to_end_at_a_tiny_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let tiny = ["--tokenizer-steps", "2", "--pretrain-epochs", "1", "--finetune-epochs", "1", "--hidden", "16", "--layers", "1"];
+    let said = ok(&[&["demo", "--json", "--out", s(&out)][..], &tiny].concat());
+    let summary: serde_json::Value = serde_json::from_str(said.trim()).unwrap();
+    for key in ["pretrained_accuracy", "scratch_accuracy"] {
+        let acc = summary[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{summary}");
+    }
+    assert!(summary["seconds"].as_f64().unwrap() > 0.0 && summary["labelled"] == 150 && summary["held_out"] == 297, "{summary}");
+    for file in ["mask.png", "reconstructions.png", "pretrain.png", "finetune_pretrained.png", "finetune_scratch.png", "pretrain.jsonl", "tokenizer/config.json", "pretrained/config.json"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    // The pretrained folder is a Hugging Face BEiT MIM checkpoint the other commands read.
+    let info = ok(&["info", "--model", s(&out.join("pretrained")), "--json"]);
+    assert!(info.contains("BeitForMaskedImageModeling"), "{info}");
+    let err = fails(&["demo", "--labelled", "0", "--out", s(&out)]);
+    assert!(err.contains("--labelled"), "{err}");
+}
