@@ -272,6 +272,13 @@ fn configs_load_from_json_and_toml_with_overrides() {
     std::fs::write(&toml, "epochz = 5\n").unwrap();
     let err = load_config::<FinetuneConfig>(&toml).unwrap_err().to_string();
     assert!(err.contains("c.toml") && err.contains("epochz"), "{err}");
+    let bad = TrainConfig { batch_size: 0, ..TrainConfig::default() }.validate().unwrap_err().to_string();
+    assert!(bad.contains("batch_size"), "{bad}");
+    let device = beit_backend_cpu::cpu();
+    let mut small = pretrain_config(dir.path());
+    small.train.batch_size = 64;
+    let err = pretrain(&mim_model(&small, &device), &PatchTokenizer::new(8, &device), &digits_data(10, &device), &small, &RunControl::default(), &mut Quiet);
+    assert!(err.unwrap_err().to_string().contains("fewer samples than one batch of 64"));
     let d = PretrainConfig::default();
     assert_eq!((d.train.beta1, d.train.beta2, d.train.clip_grad, d.train.drop_path, d.layer_scale, d.train.base_lr), (0.9, 0.999, Some(3.0), 0.1, 0.1, 1.5e-3));
 }

@@ -76,6 +76,7 @@ pub fn finetune(
     control: &RunControl,
     obs: &mut dyn Observer,
 ) -> Result<Summary> {
+    cfg.train.validate()?;
     let c = model.beit.config().clone();
     let tc = &cfg.train;
     if train.classes().len() != c.num_labels() {

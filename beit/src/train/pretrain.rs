@@ -60,6 +60,7 @@ pub fn pretrain(
     control: &RunControl,
     obs: &mut dyn Observer,
 ) -> Result<Summary> {
+    cfg.train.validate()?;
     let c = model.beit.config().clone();
     let grid = c.grid();
     let patches = grid.0 * grid.1;
