@@ -169,7 +169,8 @@ fn non_finite_losses_skip_the_step_and_too_many_stop_the_run() {
     cfg.train.batch_size = 2;
     cfg.train.epochs = 4;
     let model = mim_model(&cfg, &device);
-    struct Snap<'a>(&'a BeitForMaskedImageModeling, RefCell<Vec<(StepMetrics, Vec<(String, Vec<f32>)>)>>, usize);
+    type Weights = Vec<(String, Vec<f32>)>;
+    struct Snap<'a>(&'a BeitForMaskedImageModeling, RefCell<Vec<(StepMetrics, Weights)>>, usize);
     impl Observer for Snap<'_> {
         fn step(&mut self, m: &StepMetrics, _: u64) {
             self.1.borrow_mut().push((m.clone(), weights(self.0)));
