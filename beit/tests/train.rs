@@ -169,7 +169,8 @@ fn non_finite_losses_skip_the_step_and_too_many_stop_the_run() {
     cfg.train.batch_size = 2;
     cfg.train.epochs = 4;
     let model = mim_model(&cfg, &device);
-    struct Snap<'a>(&'a BeitForMaskedImageModeling, RefCell<Vec<(StepMetrics, Vec<(String, Vec<f32>)>)>>, usize);
+    type Weights = Vec<(String, Vec<f32>)>;
+    struct Snap<'a>(&'a BeitForMaskedImageModeling, RefCell<Vec<(StepMetrics, Weights)>>, usize);
     impl Observer for Snap<'_> {
         fn step(&mut self, m: &StepMetrics, _: u64) {
             self.1.borrow_mut().push((m.clone(), weights(self.0)));
@@ -272,6 +273,13 @@ fn configs_load_from_json_and_toml_with_overrides() {
     std::fs::write(&toml, "epochz = 5\n").unwrap();
     let err = load_config::<FinetuneConfig>(&toml).unwrap_err().to_string();
     assert!(err.contains("c.toml") && err.contains("epochz"), "{err}");
+    let bad = TrainConfig { batch_size: 0, ..TrainConfig::default() }.validate().unwrap_err().to_string();
+    assert!(bad.contains("batch_size"), "{bad}");
+    let device = beit_backend_cpu::cpu();
+    let mut small = pretrain_config(dir.path());
+    small.train.batch_size = 64;
+    let err = pretrain(&mim_model(&small, &device), &PatchTokenizer::new(8, &device), &digits_data(10, &device), &small, &RunControl::default(), &mut Quiet);
+    assert!(err.unwrap_err().to_string().contains("fewer samples than one batch of 64"));
     let d = PretrainConfig::default();
     assert_eq!((d.train.beta1, d.train.beta2, d.train.clip_grad, d.train.drop_path, d.layer_scale, d.train.base_lr), (0.9, 0.999, Some(3.0), 0.1, 0.1, 1.5e-3));
 }

@@ -32,6 +32,10 @@ pub struct PretrainArgs {
     /// Tokenizer folder (config.json + model.safetensors of a DALL-E-style encoder).
     #[arg(long)]
     tokenizer: PathBuf,
+    /// Side of the tokenizer view in pixels (default: the tokenizer's input size); its
+    /// token grid must match the model's patch grid.
+    #[arg(long)]
+    tokenizer_size: Option<usize>,
     /// Start from this Hugging Face folder's weights instead of a fresh model.
     #[arg(long, conflicts_with = "preset")]
     model: Option<PathBuf>,
@@ -80,7 +84,7 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
     let Beit::MaskedImageModeling(model) = beit else {
         return Err(Error::invalid("pretrain", "the checkpoint is not a masked image modeling model"));
     };
-    let tok_size = tokenizer.input_size();
+    let tok_size = args.tokenizer_size.unwrap_or(tokenizer.input_size());
     let data = match &args.data {
         Some(dir) => {
             let transform = TwoViewTransform { tokenizer_size: tok_size as u32, ..TwoViewTransform::beit(config.image_size as u32) };

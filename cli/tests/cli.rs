@@ -376,3 +376,63 @@ fn demo_runs_end_to_end_at_a_tiny_size() {
     let err = fails(&["demo", "--labelled", "0", "--out", s(&out)]);
     assert!(err.contains("--labelled"), "{err}");
 }
+
+/// A tiny DALL-E-style tokenizer folder (one group: one token per 1×1 cell of its view).
+fn tiny_tokenizer(dir: &Path) {
+    use beit::engine::nn::Module;
+    let config = beit::tokenizer::DalleConfig { group_count: 1, n_hid: 4, n_blk_per_group: 1, input_channels: 3, vocab_size: 16 };
+    let enc = beit::tokenizer::DalleEncoder::new(config, &cpu(), 1).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&config).unwrap()).unwrap();
+    enc.state_dict().save(dir.join("model.safetensors"), None).unwrap();
+}
+
+#[test]
+fn pretrain_resume_export_finetune_eval_on_digits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    tiny_tokenizer(&p("tok"));
+    let (tok, ck, metrics) = (p("tok"), p("ck"), p("m.jsonl"));
+    let pretrain = |stop: &str, extra: &[&str]| {
+        let mut args = vec!["pretrain", "--digits", "--preset", "tiny", "--image-size", "16", "--patch-size", "4", "--tokenizer", s(&tok)];
+        args.extend(["--tokenizer-size", "4", "--epochs", "1", "--batch-size", "64", "--stop-at-step", stop, "--quiet"]);
+        args.extend(["--checkpoint-dir", s(&ck), "--metrics", s(&metrics), "--set", "warmup_epochs=0.1", "--set", "mask_min_patches=4"]);
+        args.extend(extra);
+        ok(&args)
+    };
+    let out = pretrain("3", &[]);
+    assert!(out.contains("stopped at step 3"), "{out}");
+    assert!(ck.join("checkpoint-00000003.safetensors").exists());
+    let out = pretrain("5", &["--resume", s(&ck)]);
+    assert!(out.contains("stopped at step 5"), "{out}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&metrics).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().map(|l| l["step"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    assert!(lines.iter().all(|l| l["loss"].as_f64().unwrap().is_finite() && l["lr"].as_f64().unwrap() >= 0.0));
+    assert!(lines[1]["lr"].as_f64().unwrap() > 0.0, "warmup starts from 0 and rises");
+    ok(&["export", "--checkpoint", s(&ck), "--out", s(&p("hf"))]);
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("hf/config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "BeitForMaskedImageModeling");
+    assert_eq!(config["use_shared_relative_position_bias"], true);
+    let out = ok(&["finetune", "--digits", "--model", s(&p("hf")), "--epochs", "1", "--batch-size", "50", "--checkpoint-dir", s(&p("ft")), "--plot", s(&p("curve.png")), "--quiet"]);
+    assert!(out.contains("stopped at step 3") && out.contains("top-1") && out.contains("(297 images)"), "{out}");
+    assert!(image::open(p("curve.png")).is_ok());
+    let out = ok(&["eval", "--checkpoint", s(&p("ft")), "--digits"]);
+    assert!(out.contains("images 297") && out.contains("confusion matrix"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.split_whitespace().count() == 11).count(), 10, "10 rows of a label and 10 counts:\n{out}");
+    // Recipe files: unknown keys and bad overrides are named.
+    std::fs::write(p("bad.toml"), "epochs = 1\nlearning_rate = 0.1\n").unwrap();
+    let err = fails(&["finetune", "--digits", "--model", s(&p("hf")), "--config", s(&p("bad.toml"))]);
+    assert!(err.contains("bad.toml") && err.contains("learning_rate"), "{err}");
+    let err = fails(&["finetune", "--digits", "--model", s(&p("hf")), "--set", "layer_decay"]);
+    assert!(err.contains("--set") && err.contains("KEY=VALUE"), "{err}");
+    // Segmentation from the same pretrained encoder, on generated shapes.
+    let seg = ["--task", "segmentation", "--shapes", "16", "--size", "32"];
+    let out = ok(&[&["finetune", "--model", s(&p("hf")), "--epochs", "1", "--batch-size", "8", "--out", s(&p("seg")), "--quiet"][..], &seg].concat());
+    assert!(out.contains("epoch 0: loss") && out.contains("mIoU") && out.contains("majority class"), "{out}");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("seg/config.json")).unwrap()).unwrap();
+    assert_eq!((config["architectures"][0].as_str(), config["image_size"].as_u64()), (Some("BeitForSemanticSegmentation"), Some(32)));
+    let out = ok(&[&["eval", "--model", s(&p("seg"))][..], &seg].concat());
+    assert!(out.contains("mIoU") && out.contains("circle"), "{out}");
+    let err = fails(&["finetune", "--task", "segmentation", "--model", s(&p("hf")), "--data", s(&p("nowhere"))]);
+    assert!(err.contains("--num-labels"), "{err}");
+}

@@ -149,10 +149,9 @@ impl<'a> Batches<'a> {
         Batches::Memory { views, labels, batch, seed, order: None }
     }
 
-    /// Batches of a folder through `transform` whose views have sides `sizes`, for
-    /// `epochs` epochs from step `start`.
-    pub(crate) fn folder<T: SampleTransform>(folder: &ImageFolder, transform: T, sizes: Vec<usize>, batch: usize, seed: u64, epochs: u64, start: u64, device: &Device) -> Self {
-        let config = LoaderConfig { epochs, seed, skip: start, ..LoaderConfig::new(batch) };
+    /// Batches of a folder through `transform` whose views have sides `sizes`, loaded as
+    /// `config` says (its `skip` is the step to start at).
+    pub(crate) fn folder<T: SampleTransform>(folder: &ImageFolder, transform: T, sizes: Vec<usize>, config: LoaderConfig, device: &Device) -> Self {
         Batches::Folder { loader: Loader::new(folder.clone(), transform, config), sizes, device: device.clone() }
     }
 

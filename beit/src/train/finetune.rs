@@ -7,6 +7,7 @@ use super::data::{Batches, ClassifyData, ClassifyTransform};
 use super::groups::param_groups;
 use super::runner::Runner;
 use super::{EvalMetrics, FinetuneConfig, Observer, RunControl, Summary, TrainState};
+use crate::data::LoaderConfig;
 use crate::model::{BeitForImageClassification, Mode};
 use crate::{Beit, BeitConfig};
 use beit_engine::io::StateDict;
@@ -76,12 +77,13 @@ pub fn finetune(
     control: &RunControl,
     obs: &mut dyn Observer,
 ) -> Result<Summary> {
+    cfg.train.validate()?;
     let c = model.beit.config().clone();
     let tc = &cfg.train;
     if train.classes().len() != c.num_labels() {
         return Err(Error::invalid("fine-tuning data", format!("{} classes for a head of {}", train.classes().len(), c.num_labels())));
     }
-    if !(0.0..1.0).contains(&cfg.label_smoothing) || !(cfg.layer_decay > 0.0 && cfg.layer_decay <= 1.0) {
+    if !((0.0..1.0).contains(&cfg.label_smoothing) && cfg.layer_decay > 0.0 && cfg.layer_decay <= 1.0) {
         return Err(Error::invalid("finetune config", "`label_smoothing` must be in [0, 1) and `layer_decay` in (0, 1]"));
     }
     let groups = param_groups(model.trainable_params(), c.num_hidden_layers, cfg.layer_decay, tc.weight_decay);
@@ -91,7 +93,8 @@ pub fn finetune(
         ClassifyData::Memory { images, labels, .. } => Batches::memory(vec![images], Some(labels), tc.batch_size, tc.seed),
         ClassifyData::Folder { folder, size } => {
             let t = ClassifyTransform { size: *size, train: true };
-            Batches::folder(folder, t, vec![*size as usize], tc.batch_size, tc.seed, tc.epochs, runner.start_step(), &device)
+            let config = LoaderConfig { epochs: tc.epochs, seed: tc.seed, skip: runner.start_step(), ..LoaderConfig::new(tc.batch_size) };
+            Batches::folder(folder, t, vec![*size as usize], config, &device)
         }
     };
     let step_loss = |state: &TrainState| -> Result<(Tensor, usize)> {
@@ -142,7 +145,7 @@ pub fn evaluate(model: &BeitForImageClassification, data: &ClassifyData, batch: 
             }
         }
         ClassifyData::Folder { folder, size } => {
-            let mut batches = Batches::folder(folder, ClassifyTransform { size: *size, train: false }, vec![*size as usize], 1, 0, 1, 0, &device);
+            let mut batches = Batches::folder(folder, ClassifyTransform { size: *size, train: false }, vec![*size as usize], LoaderConfig::new(1), &device);
             let mut state = TrainState { kind: "eval".into(), step: 0, epoch: 0, batch_in_epoch: 0, seed: 0, bad_streak: 0 };
             let (mut images, mut labels) = (Vec::new(), Vec::new());
             for i in 0..folder.len() {

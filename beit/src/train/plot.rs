@@ -112,7 +112,10 @@ fn tick(v: f64) -> String {
 }
 
 /// One panel: `series` of (x, y) points with colours, framed at vertical offset `top`.
-fn panel(canvas: &mut Canvas, top: i64, title: &str, x_label: &str, series: &[(&[(f64, f64)], Rgb<u8>)]) {
+/// Points of one curve and its colour.
+type Series<'a> = (&'a [(f64, f64)], Rgb<u8>);
+
+fn panel(canvas: &mut Canvas, top: i64, title: &str, x_label: &str, series: &[Series]) {
     let finite = series.iter().flat_map(|(s, _)| s.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in finite {

@@ -5,6 +5,7 @@ use super::data::{Batches, PretrainData};
 use super::groups::param_groups;
 use super::runner::Runner;
 use super::{Observer, PretrainConfig, RunControl, Summary};
+use crate::data::LoaderConfig;
 use crate::masker::{BlockwiseMasker, Masker};
 use crate::model::{BeitForMaskedImageModeling, Mode};
 use crate::tokenizer::Tokenizer;
@@ -60,6 +61,7 @@ pub fn pretrain(
     control: &RunControl,
     obs: &mut dyn Observer,
 ) -> Result<Summary> {
+    cfg.train.validate()?;
     let c = model.beit.config().clone();
     let grid = c.grid();
     let patches = grid.0 * grid.1;
@@ -92,7 +94,8 @@ pub fn pretrain(
         (PretrainData::Memory { images, .. }, Some(t)) => Batches::memory(vec![images, t], None, tc.batch_size, tc.seed),
         (PretrainData::Folder { folder, transform }, _) => {
             let sizes = vec![transform.size as usize, transform.tokenizer_size as usize];
-            Batches::folder(folder, transform.clone(), sizes, tc.batch_size, tc.seed, tc.epochs, runner.start_step(), &device)
+            let config = LoaderConfig { epochs: tc.epochs, seed: tc.seed, skip: runner.start_step(), ..LoaderConfig::new(tc.batch_size) };
+            Batches::folder(folder, transform.clone(), sizes, config, &device)
         }
         (PretrainData::Memory { .. }, None) => unreachable!("memory data always has tokens"),
     };

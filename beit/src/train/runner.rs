@@ -138,7 +138,7 @@ impl<'a> Runner<'a> {
                     summary.evals.push(e);
                 }
             }
-            if self.cfg.checkpoint_every > 0 && self.state.step % self.cfg.checkpoint_every == 0 {
+            if self.cfg.checkpoint_every > 0 && self.state.step.is_multiple_of(self.cfg.checkpoint_every) {
                 self.save(obs)?;
             }
         }
