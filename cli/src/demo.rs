@@ -38,6 +38,9 @@ pub struct DemoArgs {
     /// Fine-tuning epochs over the labelled share (batch 32), for both models.
     #[arg(long, default_value_t = 80)]
     finetune_epochs: u64,
+    /// Fine-tuning learning rate per 256 images (peak = this · 32 / 256), for both models.
+    #[arg(long, default_value_t = 16e-3)]
+    finetune_lr: f64,
     /// Encoder width.
     #[arg(long, default_value_t = 96)]
     hidden: usize,
@@ -134,7 +137,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             seed: args.seed,
             epochs: args.finetune_epochs,
             batch_size: 32,
-            base_lr: 16e-3,
+            base_lr: args.finetune_lr,
             min_lr: 1e-6,
             warmup_epochs: 5.0,
             drop_path: 0.1,
