@@ -8,12 +8,15 @@
 use crate::scalar::Scalar;
 use beit_engine::HostData;
 use std::any::Any;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Buffers smaller than this are left to the system allocator.
 const MIN_BYTES: usize = 64 << 10;
-/// At most this many bytes are kept; the oldest buffers go first.
-const MAX_BYTES: usize = 1 << 30;
+/// At most this many bytes are kept by default; the oldest buffers go first.
+const DEFAULT_MAX_BYTES: usize = 1 << 30;
+/// Environment variable that sets the pool's bound in MiB (0 turns pooling off), e.g. for
+/// small devices where 1 GiB of warm buffers is too much.
+pub(crate) const POOL_ENV: &str = "BEIT_CPU_POOL_MB";
 /// At most this many buffers are kept (bounds the search on every take).
 const MAX_BUFFERS: usize = 256;
 
@@ -34,6 +37,28 @@ static POOL: Mutex<Pool> = Mutex::new(Pool { entries: Vec::new(), bytes: 0 });
 fn lock() -> MutexGuard<'static, Pool> {
     // The pool's state stays consistent even if a holder panicked.
     POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The bound on pooled bytes: [`POOL_ENV`] if set (a bad value is reported once and the
+/// default kept), else [`DEFAULT_MAX_BYTES`].
+fn max_bytes() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| match parse_pool_mb(std::env::var(POOL_ENV).ok().as_deref()) {
+        Ok(bytes) => bytes,
+        Err(msg) => {
+            eprintln!("warning: {msg}; keeping the default of {} MiB", DEFAULT_MAX_BYTES >> 20);
+            DEFAULT_MAX_BYTES
+        }
+    })
+}
+
+/// Bytes for a [`POOL_ENV`] value (MiB); `None` gives the default.
+fn parse_pool_mb(value: Option<&str>) -> Result<usize, String> {
+    match value {
+        None => Ok(DEFAULT_MAX_BYTES),
+        Some(v) if v.trim().is_empty() => Ok(DEFAULT_MAX_BYTES),
+        Some(v) => v.trim().parse::<usize>().map(|mb| mb.saturating_mul(1 << 20)).map_err(|_| format!("{POOL_ENV}={v:?} is not a whole number of MiB")),
+    }
 }
 
 /// A vector of `len` elements with unspecified values (stale contents of a reused buffer,
@@ -80,7 +105,8 @@ fn take<T: Scalar>(len: usize) -> Option<Vec<T>> {
 /// Keep `v` for reuse when it is large enough, evicting the oldest buffers over the bounds.
 fn give<T: Scalar>(v: Vec<T>) {
     let bytes = v.capacity() * size_of::<T>();
-    if !(MIN_BYTES..=MAX_BYTES).contains(&bytes) {
+    let max = max_bytes();
+    if !(MIN_BYTES..=max).contains(&bytes) {
         return;
     }
     let evicted: Vec<Entry> = {
@@ -89,7 +115,7 @@ fn give<T: Scalar>(v: Vec<T>) {
         pool.bytes += bytes;
         let mut n = 0;
         let mut left = pool.bytes;
-        while left > MAX_BYTES || pool.entries.len() - n > MAX_BUFFERS {
+        while left > max || pool.entries.len() - n > MAX_BUFFERS {
             left -= pool.entries[n].bytes;
             n += 1;
         }
@@ -126,5 +152,14 @@ mod tests {
         // Small buffers are not pooled: a fresh small vector holds the default value.
         recycle(HostData::F32(vec![3.0; 4]));
         assert_eq!(reuse::<f32>(4), [0.0; 4]);
+    }
+
+    #[test]
+    fn the_bound_comes_from_the_environment_in_mib() {
+        assert_eq!(parse_pool_mb(None), Ok(DEFAULT_MAX_BYTES));
+        assert_eq!(parse_pool_mb(Some("")), Ok(DEFAULT_MAX_BYTES));
+        assert_eq!(parse_pool_mb(Some("0")), Ok(0));
+        assert_eq!(parse_pool_mb(Some(" 64 ")), Ok(64 << 20));
+        assert!(parse_pool_mb(Some("lots")).unwrap_err().contains("BEIT_CPU_POOL_MB=\"lots\""));
     }
 }
