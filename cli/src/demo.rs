@@ -69,7 +69,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     if !(args.labelled > 0.0 && args.labelled <= 1.0) {
         return Err(Error::invalid("--labelled", format!("{} is not a share in (0, 1]", args.labelled)));
     }
-    if args.hidden == 0 || args.hidden % 4 != 0 || args.layers == 0 {
+    if args.hidden == 0 || !args.hidden.is_multiple_of(4) || args.layers == 0 {
         return Err(Error::invalid("--hidden/--layers", "the width must be a positive multiple of 4 heads and the depth positive"));
     }
     let device = beit::open_device(&args.device)?;

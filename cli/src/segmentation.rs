@@ -41,8 +41,11 @@ pub enum HeadArg {
     SetrPup,
 }
 
-/// A training and a validation set.
-fn datasets(data: Option<&Path>, args: &SegDataArgs, size: usize, seed: u64) -> Result<(Box<dyn SegDataset>, Box<dyn SegDataset>, Vec<String>)> {
+/// A training set, a validation set and the class names.
+type SegData = (Box<dyn SegDataset>, Box<dyn SegDataset>, Vec<String>);
+
+/// The data `--data` or `--shapes` names.
+fn datasets(data: Option<&Path>, args: &SegDataArgs, size: usize, seed: u64) -> Result<SegData> {
     if let Some(n) = args.shapes {
         if n == 0 {
             return Err(Error::invalid("--shapes", "needs at least one scene"));

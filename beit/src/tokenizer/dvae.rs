@@ -54,7 +54,7 @@ impl DvaeConfig {
         if c.input_channels == 0 || c.image_size == 0 || c.hidden == 0 || c.vocab_size < 2 {
             return bad(format!("sizes must be positive and the vocabulary at least 2: {c:?}"));
         }
-        if c.downsample > 8 || c.image_size % (1 << c.downsample) != 0 {
+        if c.downsample > 8 || !c.image_size.is_multiple_of(1 << c.downsample) {
             return bad(format!("image_size {} is not a multiple of 2^downsample = 2^{}", c.image_size, c.downsample));
         }
         Ok(())
@@ -179,7 +179,7 @@ impl Dvae {
     /// posterior to the uniform prior and `weights.usage` times the KL of the batch's mean
     /// posterior to uniform (which keeps the whole codebook in use).
     pub fn loss(&self, pixels: &Tensor, temperature: f64, weights: LossWeights, seed: u64) -> Result<DvaeLoss> {
-        if !(temperature > 0.0) {
+        if temperature.is_nan() || temperature <= 0.0 {
             return Err(Error::invalid("dvae", format!("temperature must be positive, got {temperature}")));
         }
         let logits = self.encode(pixels)?;
