@@ -90,10 +90,11 @@ impl Layout {
         true
     }
 
-    /// One past the largest element offset the view touches (0 when empty).
+    /// One past the largest element offset the view touches (0 when empty: an empty view
+    /// touches nothing, whatever its offset).
     pub fn span_end(&self) -> usize {
         if self.numel() == 0 {
-            return self.offset;
+            return 0;
         }
         self.offset + self.shape.iter().zip(&self.strides).map(|(&d, &s)| (d - 1) * s).sum::<usize>() + 1
     }
