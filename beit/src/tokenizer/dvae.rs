@@ -84,6 +84,8 @@ pub struct Dvae {
 pub struct DvaeLoss {
     /// `recon + w.kl · kl + w.usage · usage`, differentiable.
     pub total: Tensor,
+    /// The value of `total`.
+    pub value: f64,
     /// Mean squared error of the reconstruction, in mapped pixels.
     pub recon: f64,
     /// Mean KL divergence per position from the uniform prior, in nats.
@@ -192,7 +194,10 @@ impl Dvae {
         let codes = logits.add(&gumbel(logits.shape(), seed, pixels.device())?.to_dtype(logits.dtype())?)?.mul_scalar(1.0 / temperature)?.softmax_last()?;
         let recon = self.decode(&codes)?.sub(pixels)?.sqr()?.mean_all()?;
         let total = recon.add(&kl.mul_scalar(weights.kl)?)?.add(&usage.mul_scalar(weights.usage)?)?;
-        Ok(DvaeLoss { total, recon: recon.to_scalar()?, kl: kl.to_scalar()?, usage: usage.to_scalar()? })
+        // One read back for all four values.
+        let terms = [&total, &recon, &kl, &usage].into_iter().map(|t| t.detach().reshape(&[1])).collect::<Result<Vec<_>>>()?;
+        let values = Tensor::cat(&terms.iter().collect::<Vec<_>>(), 0)?.to_vec_f64()?;
+        Ok(DvaeLoss { total, value: values[0], recon: values[1], kl: values[2], usage: values[3] })
     }
 }
 

@@ -137,7 +137,7 @@ impl DvaeTrainer {
         let (step, temperature, lr) = (self.step, c.temperature(self.step), self.schedule.at(self.step));
         let weights = LossWeights { kl: c.kl_weight, usage: c.usage_weight };
         let loss = self.model.loss(pixels, temperature, weights, mix64(c.seed ^ mix64(step)))?;
-        let value = loss.total.to_scalar()?;
+        let value = loss.value;
         let skipped = !value.is_finite();
         if skipped {
             self.bad_in_a_row += 1;

@@ -6,7 +6,6 @@ use super::checkpoint::TrainState;
 use crate::data::transforms::{crop_resize, random_crop_box, resize_center_crop, to_chw, TwoViewTransform};
 use crate::data::epoch_order;
 use crate::data::{Digits, ImageFolder, Loader, LoaderConfig, SampleTransform};
-use crate::tokenizer::map_pixels;
 use beit_engine::rng::Rng;
 use beit_engine::{Device, Error, Result, Tensor};
 use image::imageops::{self, FilterType};
@@ -15,7 +14,7 @@ use image::RgbImage;
 /// Images for MIM pretraining.
 pub enum PretrainData {
     /// In memory: the model view `[N, 3, H, W]` (normalised) and the tokenizer view
-    /// `[N, 3, h, w]` (already in the tokenizer's input range, e.g. [`map_pixels`]).
+    /// `[N, 3, h, w]` (already in the tokenizer's input range, e.g. [`crate::tokenizer::map_pixels`]).
     Memory {
         /// Model view.
         images: Tensor,
@@ -36,8 +35,7 @@ impl PretrainData {
     /// [0, 1] pixels through the DALL-E map).
     pub fn digits(digits: &Digits, indices: &[usize], image_size: usize, tokenizer_size: usize, device: &Device) -> Result<Self> {
         let (images, _) = digits.batch(indices, image_size, device)?;
-        let (small, _) = digits.batch(indices, tokenizer_size, device)?;
-        Ok(PretrainData::Memory { images, tokenizer_view: map_pixels(&small.affine(0.5, 0.5)?)? })
+        Ok(PretrainData::Memory { images, tokenizer_view: digits.tokenizer_batch(indices, tokenizer_size, device)? })
     }
 
     /// Number of images.
