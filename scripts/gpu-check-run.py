@@ -5,7 +5,8 @@ prints one short table.
 
     python3 scripts/gpu-check-run.py [FOLDER=target/gpu-check] [--quick]
 
-1. the conformance suite on cuda:0 (every `::cuda` case; a skipped case counts as a failure);
+1. the conformance suite on cuda:0 (every `::cuda` case, the same cases CI runs on the
+   simulated device; a skipped case counts as a failure);
 2. the matmul cases again on the built-in GEMM kernel (BEIT_CUDA_NO_CUBLAS=1);
 3. cross-device: CPU vs CUDA on the same random inputs within 1e-4 relative (TF32 off), and
    a small BEiT MIM model trained 3 steps on both (losses and weights equal within 1e-4);
@@ -14,6 +15,11 @@ prints one short table.
    the same GPU in this run, fp32 and TF32.
 Each step has a time limit; the whole check fits in about 6 minutes. --quick: fewer bench
 iterations. The exit status is non-zero when a check fails.
+
+A failed test case is run again alone with BEIT_CUDA_DEBUG=1 (every launch printed and
+synchronized), and the report shows, per failed case, its message (the worst element, its
+index and both values, or the driver error naming the kernel) and the last kernels it
+launched, so one device window is enough to start fixing.
 """
 import glob
 import json
@@ -50,6 +56,8 @@ def run(cmd, env, timeout):
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         return 124, out + f"\n(timed out after {timeout} s)", time.time() - t
+    except OSError as e:
+        return 127, f"cannot run {cmd[0]}: {e}", time.time() - t
 
 
 def test_summary(code, out):
@@ -78,6 +86,26 @@ def bench_lines(out):
     return rows
 
 
+def explain(binary, out, env, most=6):
+    """Each failed case of a libtest run, rerun alone with BEIT_CUDA_DEBUG=1: its name, the
+    first panic message line and the kernels launched just before it failed."""
+    names = re.findall(r"^test (\S+) \.\.\. FAILED", out, re.M)
+    found = []
+    for name in names[:most]:
+        e = dict(env, BEIT_CUDA_DEBUG="1")
+        _, rerun, _ = run([binary, name, "--exact", "--nocapture", "--test-threads=1"], e, 60)
+        launches = [line for line in rerun.splitlines() if line.startswith("cuda launch: ")]
+        message = next((line for line in rerun.splitlines() if "panicked" in line or "Error" in line), "")
+        after = rerun.splitlines()
+        if message in after:
+            i = after.index(message)
+            message = " ".join(after[i:i + 2]).strip()
+        found.append((name, message[:400], launches[-4:]))
+    if len(names) > most:
+        found.append((f"... and {len(names) - most} more failed cases", "", []))
+    return found
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     quick = "--quick" in sys.argv
@@ -97,7 +125,7 @@ def main():
     print(f"cuBLAS folders: {dirs or 'none found (the built-in GEMM kernel runs)'}")
     sys.stdout.flush()
 
-    checks, logs = [], []
+    checks, logs, failures = [], [], []
 
     def check(name, cmd, timeout, extra_env=None):
         e = dict(env, **(extra_env or {}))
@@ -106,6 +134,7 @@ def main():
         checks.append((name, ok, text, secs))
         if not ok:
             logs.append((name, out))
+            failures.extend(explain(cmd[0], out, e))
 
     check("conformance on cuda:0", [str(folder / "conformance"), "::cuda", "--test-threads=8", "--nocapture"], 240)
     check("matmul on the built-in GEMM", [str(folder / "conformance"), "matmul::", "--test-threads=8", "--nocapture"], 60,
@@ -130,6 +159,11 @@ def main():
     for name, out in logs:
         print(f"\n--- {name} (last lines) ---")
         print("\n".join(out.strip().splitlines()[-25:]))
+    if failures:
+        print("\n| failed case (rerun with BEIT_CUDA_DEBUG=1) | message | last kernels launched |\n|---|---|---|")
+        for name, message, launches in failures:
+            kernels = "; ".join(l.removeprefix("cuda launch: ") for l in launches) or "-"
+            print(f"| {name} | {message.replace('|', '/')} | {kernels} |")
     print("\n| check | result | s |\n|---|---|---|")
     for name, ok, text, secs in checks:
         print(f"| {name} | {'PASS' if ok else 'FAIL'}: {text} | {secs:.0f} |")

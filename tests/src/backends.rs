@@ -36,11 +36,24 @@ pub fn run_on_cpu(name: &str, case: CaseFn) {
     run_on(name, &cpu(), case);
 }
 
-/// Runs `case` on CUDA device 0; without a usable GPU, prints why and passes.
-#[cfg(feature = "cuda")]
-pub fn run_on_cuda(name: &str, case: CaseFn) {
+/// CUDA device 0 for `test`: the GPU with the `cuda` feature (`None`, after printing why,
+/// when none can be opened), else the simulated device, which must open.
+#[cfg(any(feature = "cuda", feature = "cuda-sim"))]
+pub fn cuda(test: &str) -> Option<Device> {
     match beit_backend_cuda::open(0) {
-        Ok(dev) => run_on(name, &dev, case),
-        Err(e) => eprintln!("SKIPPED {name} on cuda:0 (no usable GPU: {e})"),
+        Ok(dev) => Some(dev),
+        Err(e) if cfg!(feature = "cuda") => {
+            eprintln!("SKIPPED {test} on cuda:0 (no usable GPU: {e})");
+            None
+        }
+        Err(e) => panic!("{test}: the simulated CUDA device does not open: {e}"),
+    }
+}
+
+/// Runs `case` on CUDA device 0 ([`cuda`]: the GPU, or the simulator in a `cuda-sim` build).
+#[cfg(any(feature = "cuda", feature = "cuda-sim"))]
+pub fn run_on_cuda(name: &str, case: CaseFn) {
+    if let Some(dev) = cuda(name) {
+        run_on(name, &dev, case);
     }
 }

@@ -28,7 +28,8 @@ pub use random::Gen;
 
 /// Emits, for each `fn name(dev: &Device) -> Result<()> { ... }`, a module `name` holding
 /// one `#[test]` per backend this build has: `cpu` always, `cuda` with the `cuda` feature
-/// (skipped with a message when no GPU can be opened). An `Err` fails the test.
+/// (skipped with a message when no GPU can be opened) or the `cuda-sim` feature (on the
+/// simulated device, never skipped). An `Err` fails the test.
 #[macro_export]
 macro_rules! conformance {
     ($($(#[doc = $doc:literal])* fn $name:ident($dev:ident: &Device) -> Result<()> $body:block)*) => {$(
@@ -44,7 +45,7 @@ macro_rules! conformance {
                 $crate::backends::run_on_cpu(module_path!(), case);
             }
 
-            #[cfg(feature = "cuda")]
+            #[cfg(any(feature = "cuda", feature = "cuda-sim"))]
             #[test]
             fn cuda() {
                 $crate::backends::run_on_cuda(module_path!(), case);

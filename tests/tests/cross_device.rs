@@ -1,10 +1,13 @@
-//! CPU against CUDA on the same random inputs (built with `--features cuda`): op outputs and
+//! CPU against CUDA on the same random inputs (built with `--features cuda` or `cuda-sim`): op outputs and
 //! input gradients at sizes larger than the conformance cases (so the GPU's multi-block,
 //! column and split paths run), and a small BEiT MIM model trained for three steps with
 //! dropout/drop path (identical counter-based masks on both devices), whose per-step losses
-//! and final weights must agree. Tolerance: 1e-4 relative to each tensor's largest
-//! magnitude, TF32 off. Without a usable GPU every test prints why and passes.
-#![cfg(feature = "cuda")]
+//! and first-step gradients must agree within 1e-4 (relative to each tensor's largest
+//! magnitude, TF32 off), and whose weights after three AdamW steps must agree to 1% of the
+//! largest update: Adam divides by √v, which turns f32 rounding noise in near-zero gradient
+//! entries into visible update differences. Without a usable GPU every test prints why and
+//! passes; a `cuda-sim` build runs them on the simulated device.
+#![cfg(any(feature = "cuda", feature = "cuda-sim"))]
 
 use beit::engine::nn::Module;
 use beit::engine::optim::{AdamW, AdamWConfig, ParamGroup};
@@ -15,22 +18,19 @@ use beit::{Beit, BeitConfig, Mode};
 
 const TOL: f64 = 1e-4;
 
-/// CUDA device 0, or `None` (with a message) when it cannot be opened.
-fn gpu(test: &str) -> Option<Device> {
-    match beit_backend_cuda::open(0) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            eprintln!("SKIPPED {test} on cuda:0 (no usable GPU: {e})");
-            None
-        }
-    }
-}
+use beit_conformance::backends::cuda as gpu;
 
 /// Error unless `gpu` is within TOL·max|cpu| of `cpu` everywhere.
 fn agree(what: &str, cpu: &Tensor, gpu: &Tensor) -> Result<()> {
+    let scale = cpu.to_vec_f64()?.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    within(what, cpu, gpu, TOL * scale)
+}
+
+/// Error unless `gpu` is within `tol` of `cpu` everywhere (a NaN never is).
+fn within(what: &str, cpu: &Tensor, gpu: &Tensor, tol: f64) -> Result<()> {
     assert_eq!(cpu.shape(), gpu.shape(), "{what}: shapes");
     let (a, b) = (cpu.to_vec_f64()?, gpu.to_vec_f64()?);
-    let scale = a.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-30);
+    let scale = tol.max(1e-30);
     let (i, diff) = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).enumerate().fold((0, 0.0), |m, (i, d)| {
         if d > m.1 || d.is_nan() {
             (i, d)
@@ -38,7 +38,7 @@ fn agree(what: &str, cpu: &Tensor, gpu: &Tensor) -> Result<()> {
             m
         }
     });
-    assert!(diff <= TOL * scale, "{what}: element {i}: cpu {} vs cuda {} (max |cpu| {scale})", a[i], b[i]);
+    assert!(diff <= scale, "{what}: element {i}: cpu {} vs cuda {} (tolerance {scale:.3e})", a[i], b[i]);
     Ok(())
 }
 
@@ -128,8 +128,11 @@ fn a_small_beit_trains_the_same_on_both_devices() -> Result<()> {
         hidden_dropout_prob: 0.1,
         ..BeitConfig::base(32)
     };
-    let train = |dev: &Device| -> Result<(Vec<f64>, Vec<Tensor>)> {
+    // Per-step losses, the first step's gradients, and the weights before and after.
+    type Run = (Vec<f64>, Vec<Tensor>, Vec<Tensor>, Vec<Tensor>);
+    let train = |dev: &Device| -> Result<Run> {
         let model = Beit::new(&config, dev, 3)?;
+        let before: Vec<Tensor> = model.params().iter().map(|p| p.tensor().detach()).collect();
         let Beit::MaskedImageModeling(mim) = &model else { panic!("base() is a MIM configuration") };
         let mut opt = AdamW::new(vec![ParamGroup::new(model.trainable_params())], AdamWConfig::default())?;
         let mut rng = Rng::new(5);
@@ -137,21 +140,69 @@ fn a_small_beit_trains_the_same_on_both_devices() -> Result<()> {
         let mask = RandomMasker::new((4, 4), 6)?.sample_batch(4, &mut rng, dev)?;
         let labels: Vec<i64> = (0..24).map(|_| rng.below(128) as i64).collect();
         let labels = Tensor::from_vec(labels, &[24], dev)?;
-        let mut losses = vec![];
+        let (mut losses, mut first) = (vec![], vec![]);
         for step in 1..=3 {
             let loss = mim.loss(&pixels, &mask, &labels, Mode::train(step))?;
             losses.push(loss.to_scalar()?);
-            opt.step(&loss.backward()?, 1e-3)?;
+            let grads = loss.backward()?;
+            if step == 1 {
+                first = model.params().iter().map(|p| grads.get(&p.tensor()).cloned().expect("every parameter has a gradient")).collect();
+            }
+            opt.step(&grads, 1e-3)?;
         }
-        Ok((losses, model.params().iter().map(|p| p.tensor()).collect()))
+        Ok((losses, first, before, model.params().iter().map(|p| p.tensor()).collect()))
     };
-    let (want, want_p) = train(&beit_backend_cpu::cpu())?;
-    let (got, got_p) = train(&dev)?;
+    let (want, want_g, before, want_p) = train(&beit_backend_cpu::cpu())?;
+    let (got, got_g, _, got_p) = train(&dev)?;
     for (step, (w, g)) in want.iter().zip(&got).enumerate() {
         assert!((w - g).abs() <= TOL * w.abs(), "step {}: loss cpu {w} vs cuda {g}", step + 1);
     }
-    for (i, (w, g)) in want_p.iter().zip(&got_p).enumerate() {
-        agree(&format!("parameter {i} after 3 steps"), w, g)?;
+    let names: Vec<String> = Beit::new(&config, &beit_backend_cpu::cpu(), 3)?.params().iter().map(|p| p.name().to_string()).collect();
+    for (i, name) in names.iter().enumerate() {
+        agree(&format!("gradient of {name} at step 1"), &want_g[i], &got_g[i])?;
+        let (after, start) = (want_p[i].to_vec_f64()?, before[i].to_vec_f64()?);
+        let update = after.iter().zip(&start).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        within(&format!("{name} after 3 steps"), &want_p[i], &got_p[i], 1e-2 * update)?;
+    }
+    Ok(())
+}
+
+/// The Hugging Face parity fixtures (`tests/fixtures/make_beit_fixtures.py`) on the device:
+/// the outputs of each tiny checkpoint, with and without its mask, within 1e-4 (absolute,
+/// as on the CPU) of PyTorch's float64 outputs.
+#[test]
+fn parity_fixtures_forward_like_pytorch() -> Result<()> {
+    use beit::engine::io::load_safetensors;
+    let Some(dev) = gpu("parity_fixtures_forward_like_pytorch") else { return Ok(()) };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/beit");
+    /// A fixture: its folder, the resolution to load it at, and its runs (masked or not, and
+    /// the prefix of that run's expected outputs).
+    type Fixture = (&'static str, Option<usize>, &'static [(bool, &'static str)]);
+    let cases: [Fixture; 6] = [
+        ("mim_shared_relpos", None, &[(true, "")]),
+        ("cls_per_layer_relpos_meanpool", None, &[(false, "")]),
+        ("cls_abs_pos_no_meanpool", None, &[(false, ""), (true, "masked.")]),
+        ("model_no_layerscale_mask", None, &[(true, "")]),
+        ("cls_both_relpos_384", None, &[(false, ""), (true, "masked.")]),
+        ("cls_interpolate_32_to_48", Some(48), &[(false, ""), (true, "masked.")]),
+    ];
+    for (case, at, runs) in cases {
+        let dir = root.join(case);
+        let (model, _) = Beit::from_pretrained_at(&dir, &dev, at)?;
+        let inputs = load_safetensors(dir.join("inputs.safetensors"), &dev)?;
+        let expected = load_safetensors(dir.join("expected.safetensors"), &beit_backend_cpu::cpu())?;
+        for &(masked, prefix) in runs {
+            let pixels = inputs.get("pixel_values")?;
+            let mask = if masked { Some(inputs.get("bool_masked_pos")?) } else { None };
+            let (hidden, pooled, logits) = model.forward(&pixels, mask.as_ref())?;
+            for (name, out) in [("last_hidden_state", Some(hidden)), ("pooler_output", pooled), ("logits", logits)] {
+                let key = format!("{prefix}{name}");
+                assert_eq!(out.is_some(), expected.contains(&key), "{case}: {key} presence");
+                if let Some(out) = out {
+                    within(&format!("{case}: {key}"), &expected.get(&key)?, &out.to_device(&beit_backend_cpu::cpu())?, 1e-4)?;
+                }
+            }
+        }
     }
     Ok(())
 }

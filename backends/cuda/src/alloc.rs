@@ -6,7 +6,6 @@
 
 use crate::driver::Driver;
 use beit_engine::{BackendStorage, DType, Error, Result};
-use cust::sys;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,13 +13,13 @@ use std::sync::{Arc, Mutex};
 /// Cached free blocks by size class, and their total bytes.
 #[derive(Default)]
 struct Cache {
-    free: HashMap<usize, Vec<sys::CUdeviceptr>>,
+    free: HashMap<usize, Vec<u64>>,
     bytes: usize,
 }
 
 /// The caching allocator of one device.
 pub(crate) struct Allocator {
-    driver: Arc<Driver>,
+    driver: Arc<dyn Driver>,
     cache: Mutex<Cache>,
 }
 
@@ -33,7 +32,7 @@ pub(crate) fn size_class(bytes: usize) -> usize {
 
 impl Allocator {
     /// An empty cache for the device of `driver`.
-    pub fn new(driver: Arc<Driver>) -> Self {
+    pub fn new(driver: Arc<dyn Driver>) -> Self {
         Allocator { driver, cache: Mutex::new(Cache::default()) }
     }
 
@@ -48,51 +47,47 @@ impl Allocator {
         })?;
         let class = size_class(bytes);
         let ptr = if bytes == 0 { 0 } else { self.take(class).map_or_else(|| self.fresh(class, len, dtype), Ok)? };
+        if ptr != 0 {
+            self.driver.lend(ptr, bytes);
+        }
         Ok(CudaStorage { ptr, len, dtype, class, alloc: self.clone() })
     }
 
-    fn take(&self, class: usize) -> Option<sys::CUdeviceptr> {
+    fn take(&self, class: usize) -> Option<u64> {
         let mut c = self.lock();
         let p = c.free.get_mut(&class)?.pop()?;
         c.bytes -= class;
         Some(p)
     }
 
-    fn fresh(&self, class: usize, len: usize, dtype: DType) -> Result<sys::CUdeviceptr> {
-        self.driver.enter()?;
-        let mut ptr = 0;
-        // SAFETY: plain allocation into a local out-parameter.
-        if unsafe { sys::cuMemAlloc_v2(&mut ptr, class) } == sys::CUresult::CUDA_SUCCESS {
+    fn fresh(&self, class: usize, len: usize, dtype: DType) -> Result<u64> {
+        if let Ok(ptr) = self.driver.alloc(class) {
             return Ok(ptr);
         }
         let released = self.empty_cache()?;
-        if let Err(e) = self.driver.check("cuMemAlloc", unsafe { sys::cuMemAlloc_v2(&mut ptr, class) }) {
-            let (mut free, mut total) = (0usize, 0usize);
-            // SAFETY: out-parameters only.
-            let _ = unsafe { sys::cuMemGetInfo_v2(&mut free, &mut total) };
-            return Err(Error::Backend {
-                backend: self.driver.name.clone(),
+        self.driver.alloc(class).map_err(|e| {
+            let (free, total) = self.driver.mem_info().unwrap_or((0, 0));
+            Error::Backend {
+                backend: self.driver.name().to_string(),
                 msg: format!(
                     "out of memory: asked for {class} bytes ({len} × {dtype}); {free} of {total} bytes free after \
                      releasing {released} cached bytes ({e})"
                 ),
-            });
-        }
-        Ok(ptr)
+            }
+        })
     }
 
     /// Free every cached block; the number of bytes released.
     pub fn empty_cache(&self) -> Result<usize> {
-        self.driver.enter()?;
         let mut c = self.lock();
         for p in c.free.drain().flat_map(|(_, v)| v) {
-            // SAFETY: every cached pointer came from cuMemAlloc and is owned by the cache.
-            self.driver.check("cuMemFree", unsafe { sys::cuMemFree_v2(p) })?;
+            // Every cached pointer came from the driver's alloc and is owned by the cache.
+            self.driver.free(p)?;
         }
         Ok(std::mem::take(&mut c.bytes))
     }
 
-    fn release(&self, ptr: sys::CUdeviceptr, class: usize) {
+    fn release(&self, ptr: u64, class: usize) {
         let mut c = self.lock();
         c.free.entry(class).or_default().push(ptr);
         c.bytes += class;
@@ -108,7 +103,7 @@ impl Drop for Allocator {
 
 /// A device buffer of one dtype; dropping it returns the memory to the allocator's cache.
 pub struct CudaStorage {
-    ptr: sys::CUdeviceptr,
+    ptr: u64,
     len: usize,
     dtype: DType,
     class: usize,
@@ -124,7 +119,7 @@ impl CudaStorage {
 
 impl std::fmt::Debug for CudaStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CudaStorage({} × {} on {})", self.len, self.dtype, self.alloc.driver.name)
+        write!(f, "CudaStorage({} × {} on {})", self.len, self.dtype, self.alloc.driver.name())
     }
 }
 

@@ -12,7 +12,7 @@ fn boxed<S: BackendStorage>(s: S) -> StorageBox {
 
 impl Backend for CudaBackend {
     fn name(&self) -> String {
-        self.driver.name.clone()
+        self.driver.name().to_string()
     }
 
     fn synchronize(&self) -> Result<()> {

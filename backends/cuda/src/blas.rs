@@ -135,9 +135,13 @@ pub(crate) struct GemmCall {
 }
 
 impl Gemm {
-    /// cuBLAS on `stream` when it loads and is not disabled, else the built-in kernel.
-    pub fn new(stream: *mut c_void) -> Gemm {
+    /// cuBLAS on `stream` when it loads and is not disabled, else the built-in kernel
+    /// (always without a stream: the simulator has no cuBLAS).
+    pub fn new(stream: Option<*mut c_void>) -> Gemm {
         let tf32 = AtomicBool::new(std::env::var("BEIT_CUDA_TF32").is_ok_and(|v| v == "1"));
+        let Some(stream) = stream else {
+            return Gemm { blas: None, note: "built-in GEMM kernel (cuBLAS is not simulated)".into(), tf32 };
+        };
         if std::env::var("BEIT_CUDA_NO_CUBLAS").is_ok_and(|v| v == "1") {
             return Gemm { blas: None, note: "built-in GEMM kernel (BEIT_CUDA_NO_CUBLAS=1)".into(), tf32 };
         }

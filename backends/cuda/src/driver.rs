@@ -1,40 +1,15 @@
-//! The CUDA driver side of one device: context, non-blocking stream, the PTX modules
-//! (loaded once) and kernel launches.
+//! The driver calls the backend makes (memory, copies, kernel launches, stream waits), as
+//! one trait with two implementations: `cust_driver` on a real GPU (feature `cuda`)
+//! and `sim` on CPU threads (feature `cuda-sim`). Everything above this trait (the
+//! allocator, every op's launch code) is the same for both.
 
-use beit_engine::{Error, Result};
-use cust::context::Context;
-use cust::device::Device as CuDevice;
-use cust::error::CudaError;
-use cust::module::Module;
-use cust::stream::{Stream, StreamFlags};
-use cust::sys;
-use std::collections::HashMap;
+use beit_engine::Result;
 use std::ffi::c_void;
-use std::sync::Mutex;
-
-/// The kernel files (`kernels/<name>.cu`), compiled to PTX by the build script.
-const MODULES: [(&str, &str); 9] = [
-    ("elementwise", include_str!(concat!(env!("OUT_DIR"), "/elementwise.ptx"))),
-    ("reduce", include_str!(concat!(env!("OUT_DIR"), "/reduce.ptx"))),
-    ("rows", include_str!(concat!(env!("OUT_DIR"), "/rows.ptx"))),
-    ("loss", include_str!(concat!(env!("OUT_DIR"), "/loss.ptx"))),
-    ("index", include_str!(concat!(env!("OUT_DIR"), "/index.ptx"))),
-    ("conv", include_str!(concat!(env!("OUT_DIR"), "/conv.ptx"))),
-    ("random", include_str!(concat!(env!("OUT_DIR"), "/random.ptx"))),
-    ("optim", include_str!(concat!(env!("OUT_DIR"), "/optim.ptx"))),
-    ("gemm", include_str!(concat!(env!("OUT_DIR"), "/gemm.ptx"))),
-];
 
 /// Threads per block of the elementwise and row kernels.
 pub(crate) const BLOCK: u32 = 256;
 
-/// A loaded kernel (a driver handle, valid while its module is loaded: for the process).
-#[derive(Clone, Copy)]
-struct Kernel(sys::CUfunction);
-// SAFETY: a CUfunction is an immutable driver handle, usable from any thread.
-unsafe impl Send for Kernel {}
-
-/// Launch geometry: grid and block sizes (x, y, z) and dynamic shared memory.
+/// Launch geometry: grid and block sizes (x, y, z).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Grid {
     pub grid: (u32, u32, u32),
@@ -62,136 +37,68 @@ pub(crate) fn row_threads(d: usize) -> u32 {
     (d.next_power_of_two().clamp(32, BLOCK as usize)) as u32
 }
 
-/// Context, stream and kernels of one device.
-pub(crate) struct Driver {
-    /// `cuda:N`.
-    pub name: String,
-    ctx: Context,
-    stream: Stream,
-    modules: Vec<(&'static str, Module)>,
-    kernels: Mutex<HashMap<String, Kernel>>,
+/// One kernel argument: a pointer to its value and the value's size in bytes (the
+/// simulator checks sizes against the kernel's parameters; the GPU only gets the pointers).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Arg {
+    pub ptr: *mut c_void,
+    #[cfg_attr(not(feature = "cuda-sim"), allow(dead_code))]
+    pub size: usize,
 }
 
-/// The result of a raw driver call: `Ok` on success, else the driver's name and text of the
-/// error code, naming the device and what failed.
-pub(crate) fn check(device: &str, what: &str, r: sys::CUresult) -> Result<()> {
-    if r == sys::CUresult::CUDA_SUCCESS {
-        return Ok(());
-    }
-    let text = |f: unsafe extern "C" fn(sys::CUresult, *mut *const std::os::raw::c_char) -> sys::CUresult| {
-        let mut p: *const std::os::raw::c_char = std::ptr::null();
-        // SAFETY: the driver returns a static NUL-terminated string (or leaves p null).
-        unsafe {
-            if f(r, &mut p) == sys::CUresult::CUDA_SUCCESS && !p.is_null() {
-                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-            } else {
-                "unknown".to_string()
-            }
-        }
-    };
-    Err(Error::Backend {
-        backend: device.to_string(),
-        msg: format!("{what}: {} ({}, code {})", text(sys::cuGetErrorString), text(sys::cuGetErrorName), r as i32),
-    })
-}
-
-/// A driver error as the engine's error, naming the device and what failed.
-pub(crate) fn cuda_error(device: &str, what: &str, e: CudaError) -> Error {
-    Error::Backend { backend: device.to_string(), msg: format!("{what}: {e} ({e:?})") }
-}
-
-impl Driver {
-    /// Initialise the driver, retain device `ordinal`'s primary context, create a
-    /// non-blocking stream and load the PTX modules.
-    pub fn new(ordinal: usize) -> Result<Driver> {
-        let name = format!("cuda:{ordinal}");
-        let fail = |what: &str, e: CudaError| cuda_error(&name, what, e);
-        cust::init(cust::CudaFlags::empty()).map_err(|e| fail("cuInit (is an NVIDIA driver installed?)", e))?;
-        let count = CuDevice::num_devices().map_err(|e| fail("counting devices", e))?;
-        if ordinal >= count as usize {
-            return Err(Error::Device { spec: name, msg: format!("only {count} CUDA device(s) present") });
-        }
-        let device = CuDevice::get_device(ordinal as u32).map_err(|e| fail("opening the device", e))?;
-        let ctx = Context::new(device).map_err(|e| fail("retaining the primary context", e))?;
-        let stream = Stream::new(StreamFlags::NON_BLOCKING, None).map_err(|e| fail("creating a stream", e))?;
-        let modules = MODULES
-            .iter()
-            .map(|&(m, ptx)| Ok((m, Module::from_ptx(ptx, &[]).map_err(|e| fail(&format!("loading {m}.ptx"), e))?)))
-            .collect::<Result<_>>()?;
-        Ok(Driver { name, ctx, stream, modules, kernels: Mutex::new(HashMap::new()) })
-    }
-
-    /// Make this device's context current on the calling thread.
-    pub fn enter(&self) -> Result<()> {
-        // SAFETY: the context handle stays valid while `self.ctx` is alive.
-        self.check("cuCtxSetCurrent", unsafe { sys::cuCtxSetCurrent(self.ctx.as_raw()) })
-    }
-
-    /// A driver error of this device.
-    pub fn error(&self, what: &str, e: CudaError) -> Error {
-        cuda_error(&self.name, what, e)
-    }
-
-    /// The result of a raw driver call on this device.
-    pub fn check(&self, what: &str, r: sys::CUresult) -> Result<()> {
-        check(&self.name, what, r)
-    }
-
-    /// The raw stream handle (for cuBLAS and copies).
-    pub fn stream(&self) -> sys::CUstream {
-        self.stream.as_inner()
-    }
-
-    /// Wait for the stream; reports errors of kernels run since the last wait.
-    pub fn synchronize(&self) -> Result<()> {
-        self.enter()?;
-        self.stream.synchronize().map_err(|e| self.error("stream synchronize (a kernel failed)", e))
-    }
-
-    fn kernel(&self, module: &str, name: &str) -> Result<Kernel> {
-        let mut cache = self.kernels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(&k) = cache.get(name) {
-            return Ok(k);
-        }
-        let m = self.modules.iter().find(|(n, _)| *n == module).map(|(_, m)| m).ok_or_else(|| Error::Backend {
-            backend: self.name.clone(),
-            msg: format!("no kernel module `{module}`"),
-        })?;
-        let f = m.get_function(name).map_err(|e| self.error(&format!("kernel `{name}` in {module}.ptx"), e))?;
-        let k = Kernel(f.to_raw());
-        cache.insert(name.to_string(), k);
-        Ok(k)
-    }
-
-    /// Launch `module::name` on the stream with the given argument pointers.
-    ///
-    /// # Safety
-    /// `args` must point at values whose types and order match the kernel's parameters, and
-    /// every device pointer among them must be valid for the accesses the kernel makes.
-    pub unsafe fn launch(&self, module: &str, name: &str, g: Grid, args: &[*mut c_void]) -> Result<()> {
-        self.enter()?;
-        let k = self.kernel(module, name)?;
-        let r = sys::cuLaunchKernel(
-            k.0,
-            g.grid.0,
-            g.grid.1,
-            g.grid.2,
-            g.block.0,
-            g.block.1,
-            g.block.2,
-            0,
-            self.stream.as_inner(),
-            args.as_ptr() as *mut *mut c_void,
-            std::ptr::null_mut(),
-        );
-        self.check(&format!("launching `{name}`"), r)
-    }
-}
-
-/// Kernel arguments: an array of pointers to each value, in the kernel's parameter order.
+/// Kernel arguments in the kernel's parameter order: `args![n, ptr, ...]` borrows each value.
 macro_rules! args {
     ($($x:expr),* $(,)?) => {
-        [$(&$x as *const _ as *mut std::ffi::c_void),*]
+        [$($crate::driver::Arg { ptr: &$x as *const _ as *mut std::ffi::c_void, size: std::mem::size_of_val(&$x) }),*]
     };
 }
 pub(crate) use args;
+
+/// One device's driver: device memory, host↔device copies, launches on one stream.
+/// Device addresses are `u64`; copies and launches run in stream order.
+pub(crate) trait Driver: Send + Sync {
+    /// `cuda:N` (the simulator says so in its name).
+    fn name(&self) -> &str;
+
+    /// Make this device current on the calling thread (before library calls such as cuBLAS).
+    fn enter(&self) -> Result<()>;
+
+    /// `bytes` of fresh device memory; an error when the device has no room.
+    fn alloc(&self, bytes: usize) -> Result<u64>;
+
+    /// Give back memory from [`Driver::alloc`].
+    fn free(&self, ptr: u64) -> Result<()>;
+
+    /// A buffer from [`Driver::alloc`] (fresh or reused) now holds a tensor of `used` bytes.
+    /// The simulator fills those bytes with a poison pattern and guards the rest.
+    fn lend(&self, _ptr: u64, _used: usize) {}
+
+    /// Free and total device memory in bytes.
+    fn mem_info(&self) -> Result<(usize, usize)>;
+
+    /// Copy `bytes` from host memory to device address `dst`, in stream order.
+    ///
+    /// # Safety
+    /// `src` must hold `bytes` readable bytes and `dst` must address `bytes` of live memory.
+    unsafe fn upload(&self, dst: u64, src: *const u8, bytes: usize) -> Result<()>;
+
+    /// Copy `bytes` from device address `src` to host memory, in stream order; the data is
+    /// there after the next [`Driver::synchronize`].
+    ///
+    /// # Safety
+    /// `dst` must have room for `bytes` until then, and `src` must address `bytes` of live memory.
+    unsafe fn download(&self, dst: *mut u8, src: u64, bytes: usize) -> Result<()>;
+
+    /// Launch kernel `name` of kernel file `module` with the given arguments.
+    ///
+    /// # Safety
+    /// `args` must match the kernel's parameters in order and type, and every device address
+    /// among them must be valid for the accesses the kernel makes.
+    unsafe fn launch(&self, module: &str, name: &str, g: Grid, args: &[Arg]) -> Result<()>;
+
+    /// Wait for the stream; reports errors of kernels run since the last wait.
+    fn synchronize(&self) -> Result<()>;
+
+    /// The raw stream handle cuBLAS should use, or `None` where cuBLAS cannot run.
+    fn blas_stream(&self) -> Option<*mut c_void>;
+}

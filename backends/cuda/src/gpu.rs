@@ -6,19 +6,18 @@ use crate::blas::Gemm;
 use crate::driver::{args, Driver, Grid};
 use crate::geometry::walk;
 use beit_engine::{BackendStorage, DType, Error, HostData, Layout, Result, View};
-use cust::sys;
 use std::sync::Arc;
 
 /// The CUDA backend of one device.
 pub struct CudaBackend {
-    pub(crate) driver: Arc<Driver>,
+    pub(crate) driver: Arc<dyn Driver>,
     pub(crate) alloc: Arc<Allocator>,
     pub(crate) gemm: Gemm,
 }
 
 impl std::fmt::Debug for CudaBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CudaBackend({}, {})", self.driver.name, self.gemm.describe())
+        write!(f, "CudaBackend({}, {})", self.driver.name(), self.gemm.describe())
     }
 }
 
@@ -67,7 +66,7 @@ impl CudaBackend {
 
     /// Mutable access to the device buffer behind `s`.
     pub(crate) fn storage_mut<'a>(&self, op: &'static str, s: &'a mut dyn BackendStorage) -> Result<&'a mut CudaStorage> {
-        let name = self.driver.name.clone();
+        let name = self.driver.name().to_string();
         s.as_any_mut().downcast_mut::<CudaStorage>().ok_or(Error::Backend {
             backend: name,
             msg: format!("{op}: the buffer is not a CUDA buffer"),
@@ -75,7 +74,7 @@ impl CudaBackend {
     }
 
     fn foreign(&self, op: &'static str) -> Error {
-        Error::Backend { backend: self.driver.name.clone(), msg: format!("{op}: the buffer is not a CUDA buffer") }
+        Error::Backend { backend: self.driver.name().to_string(), msg: format!("{op}: the buffer is not a CUDA buffer") }
     }
 
     /// The buffer of a view, checked to be ours and to hold every element the layout reaches.
@@ -157,10 +156,8 @@ impl CudaBackend {
                 HostData::U32(v) => v.as_ptr().cast(),
                 HostData::U8(v) | HostData::Bool(v) => v.as_ptr(),
             };
-            self.driver.enter()?;
-            // SAFETY: `src` holds `bytes` bytes; the pageable source is staged before the call returns.
-            let r = unsafe { sys::cuMemcpyHtoDAsync_v2(out.at(0), src.cast(), bytes, self.driver.stream()) };
-            self.driver.check("upload", r)?;
+            // SAFETY: `src` holds `bytes` bytes and `out` has room for them.
+            unsafe { self.driver.upload(out.at(0), src, bytes)? };
         }
         Ok(out)
     }
@@ -186,10 +183,8 @@ impl CudaBackend {
             HostData::U8(v) | HostData::Bool(v) => v.as_mut_ptr(),
         };
         if n > 0 {
-            self.driver.enter()?;
             // SAFETY: `dst` has room for `n` elements; we wait for the copy before returning.
-            let r = unsafe { sys::cuMemcpyDtoHAsync_v2(dst.cast(), c.ptr, n * dtype.size_in_bytes(), self.driver.stream()) };
-            self.driver.check("download", r)?;
+            unsafe { self.driver.download(dst, c.ptr, n * dtype.size_in_bytes())? };
         }
         self.driver.synchronize()?;
         Ok(host)
@@ -200,10 +195,8 @@ impl CudaBackend {
     pub(crate) fn read_int(&self, ptr: u64, bytes: usize) -> Result<i64> {
         let mut v = [0u8; 8];
         let bytes = bytes.min(8);
-        self.driver.enter()?;
         // SAFETY: `ptr` addresses `bytes` bytes of a live buffer; we wait for the copy below.
-        let r = unsafe { sys::cuMemcpyDtoHAsync_v2(v.as_mut_ptr().cast(), ptr, bytes, self.driver.stream()) };
-        self.driver.check("download", r)?;
+        unsafe { self.driver.download(v.as_mut_ptr(), ptr, bytes)? };
         self.driver.synchronize()?;
         Ok(match bytes {
             4 => i64::from(u32::from_le_bytes([v[0], v[1], v[2], v[3]])),

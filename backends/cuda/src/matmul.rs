@@ -86,7 +86,7 @@ impl CudaBackend {
         self.driver.enter()?;
         // SAFETY: the plans describe live buffers checked against their layouts; out holds batch·m·n.
         unsafe { self.gemm.run(lhs.dtype() == DType::F64, &call) }
-            .map_err(|msg| Error::Backend { backend: self.driver.name.clone(), msg })
+            .map_err(|msg| Error::Backend { backend: self.driver.name().to_string(), msg })
     }
 
     /// The built-in tiled kernel: any strides, batch dims walked in the kernel.

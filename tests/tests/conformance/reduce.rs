@@ -1,7 +1,8 @@
 //! Reductions over dims: sum, mean, max, min (with and without keepdim, negative dims,
 //! down to a 0-dim result), on permuted and narrowed inputs.
 
-use beit_conformance::{op_cases, reference as r, Gen, Input, OpCase};
+use beit_conformance::{assert_close, conformance, float_dtypes, op_cases, reference as r, Array, Gen, Input, OpCase};
+use beit_engine::Result;
 
 /// A `[3, 4, 5]` input stored with its dims permuted.
 fn permuted(seed: u64) -> Input {
@@ -34,9 +35,43 @@ op_cases! {
     max_all => OpCase::new(vec![permuted(9)], |x| x[0].max(&[0, 1, 2], false), |x| r::max(&x[0], &[0, 1, 2], false));
     min_dim => OpCase::new(vec![permuted(10)], |x| x[0].min(&[-2], false), |x| r::min(&x[0], &[1], false));
     min_dims_keepdim => OpCase::new(vec![padded(11)], |x| x[0].min(&[2, 0], true), |x| r::min(&x[0], &[0, 2], true));
+    /// A bias gradient: the 40 rows of `[40, 70]` summed (the column kernel, with every one
+    /// of its 8 row lanes busy and a partial last tile of columns).
+    sum_rows_of_wide => {
+        let x = Gen::new(13).normal(&[40, 70], 1.0);
+        OpCase::new(vec![x.into()], |x| x[0].sum(&[0], false), |x| r::sum(&x[0], &[0], false))
+    };
+    /// Max over the 12 rows of a transposed `[50, 12]`, i.e. a `[12, 50]` view (column kernel).
+    max_rows_of_transposed => {
+        let x = Input::new(Gen::new(14).normal(&[12, 50], 1.0)).transposed();
+        OpCase::new(vec![x], |x| x[0].max(&[0], true), |x| r::max(&x[0], &[0], true))
+    };
     /// A `[1, 7, 1]` input: size-1 dims reduced and kept.
     min_size_one => {
         let x = Gen::new(12).normal(&[1, 7, 1], 1.0);
         OpCase::new(vec![x.into()], |x| x[0].min(&[0, 1], false), |x| r::min(&x[0], &[0, 1], false))
     };
+}
+
+conformance! {
+    /// Long runs (2^17 elements, the two-pass split on GPUs): sum, mean and max of all, and a
+    /// sum of each of two rows, against float64 sums (forward only: finite differences over
+    /// 2^17 inputs would take minutes; the reduction gradients are checked above).
+    fn long_runs(dev: &Device) -> Result<()> {
+        let x = Gen::new(15).normal(&[2, 1 << 16], 1.0);
+        for dtype in float_dtypes(dev) {
+            let xr = x.rounded(dtype);
+            let t = xr.to_tensor(dtype, dev)?;
+            let tol = if dtype == beit_engine::DType::F64 { 1e-12 } else { 1e-5 };
+            let check = |what: &str, got: beit_engine::Tensor, want: Array| -> Result<()> {
+                assert_close(&format!("{what} ({dtype})"), &Array::from_tensor(&got)?, &want, tol);
+                Ok(())
+            };
+            check("sum_all", t.sum_all()?, r::sum(&xr, &[0, 1], false))?;
+            check("mean_all", t.mean_all()?, r::mean(&xr, &[0, 1], false))?;
+            check("max_all", t.max(&[0, 1], false)?, r::max(&xr, &[0, 1], false))?;
+            check("row sums", t.sum(&[1], false)?, r::sum(&xr, &[1], false))?;
+        }
+        Ok(())
+    }
 }
