@@ -97,7 +97,7 @@ def explain(binary, out, env, most=6):
         launches = [line for line in rerun.splitlines() if line.startswith("cuda launch: ")]
         message = next((line for line in rerun.splitlines() if "panicked" in line or "Error" in line), "")
         after = rerun.splitlines()
-        if message in after:
+        if message and message in after:
             i = after.index(message)
             message = " ".join(after[i:i + 2]).strip()
         found.append((name, message[:400], launches[-4:]))
