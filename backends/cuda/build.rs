@@ -101,7 +101,8 @@ fn check_isa(ptx: &Path) {
 /// `beit_sim_<m>` (so same-named helpers of two files stay apart, as in two PTX modules),
 /// then a table of its kernels. The kernel names come from running the preprocessor with
 /// `-DBEIT_SIM_SCAN`, where `__global__` expands to a marker, so names made by macros are
-/// found too. `sim_registry.cpp` maps (module, name) to a table entry. All of it and
+/// found too. `sim_registry.cpp` lists the modules' tables (runtime.cpp looks kernels up in
+/// it). All of it and
 /// `kernels/sim/runtime.cpp` go into one static library, with `kernels/sim/selftest.cu`
 /// (module `selftest`: the simulator's own test kernels).
 #[cfg(feature = "cuda-sim")]
@@ -125,7 +126,7 @@ mod sim {
             .warnings_into_errors(true)
             .flag("-Wno-unused-parameter")
             .include(&sim);
-        let mut registry = String::from("#include \"cuda_sim.h\"\n#include <string.h>\n");
+        let mut registry = String::from("#include \"cuda_sim.h\"\n");
         let mut table = String::new();
         for src in sources.iter().chain([&sim.join("selftest.cu")]) {
             let module = src.file_stem().and_then(|s| s.to_str()).expect("utf-8 kernel file name");
@@ -146,19 +147,8 @@ mod sim {
                 .unwrap();
             writeln!(table, "    {{\"{module}\", {ns}_kernels, &{ns}_count}},").unwrap();
         }
-        write!(
-            registry,
-            "namespace {{\nstruct Module {{\n    const char* name;\n    const beit_sim::Entry* kernels;\n    const unsigned* count;\n}};\n\
-             const Module MODULES[] = {{\n{table}}};\n}}  // namespace\n\
-             // The kernel `name` of kernel file `module`, or null.\n\
-             extern \"C\" const beit_sim::Entry* beit_sim_find(const char* module, const char* name) {{\n\
-             \x20   for (const Module& m : MODULES)\n\
-             \x20       if (!strcmp(m.name, module))\n\
-             \x20           for (unsigned i = 0; i < *m.count; ++i)\n\
-             \x20               if (!strcmp(m.kernels[i].name, name)) return &m.kernels[i];\n\
-             \x20   return nullptr;\n}}\n"
-        )
-        .unwrap();
+        writeln!(registry, "extern \"C\" const beit_sim::Module beit_sim_modules[] = {{\n{table}}};").unwrap();
+        writeln!(registry, "extern \"C\" const unsigned beit_sim_module_count = {};", sources.len() + 1).unwrap();
         let file = out.join("sim_registry.cpp");
         std::fs::write(&file, registry).expect("write the simulator's registry");
         build.file(&file).file(sim.join("runtime.cpp")).compile("beit_cuda_sim");

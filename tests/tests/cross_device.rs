@@ -128,9 +128,14 @@ fn a_small_beit_trains_the_same_on_both_devices() -> Result<()> {
         hidden_dropout_prob: 0.1,
         ..BeitConfig::base(32)
     };
-    // Per-step losses, the first step's gradients, and the weights before and after.
-    type Run = (Vec<f64>, Vec<Tensor>, Vec<Tensor>, Vec<Tensor>);
-    let train = |dev: &Device| -> Result<Run> {
+    /// One parameter of a run: its name, gradient at step 1, and value before and after.
+    struct Trained {
+        name: String,
+        grad: Tensor,
+        before: Tensor,
+        after: Tensor,
+    }
+    let train = |dev: &Device| -> Result<(Vec<f64>, Vec<Trained>)> {
         let model = Beit::new(&config, dev, 3)?;
         let before: Vec<Tensor> = model.params().iter().map(|p| p.tensor().detach()).collect();
         let Beit::MaskedImageModeling(mim) = &model else { panic!("base() is a MIM configuration") };
@@ -150,19 +155,20 @@ fn a_small_beit_trains_the_same_on_both_devices() -> Result<()> {
             }
             opt.step(&grads, 1e-3)?;
         }
-        Ok((losses, first, before, model.params().iter().map(|p| p.tensor()).collect()))
+        let params = model.params().into_iter().zip(first.into_iter().zip(before));
+        let trained = params.map(|(p, (grad, before))| Trained { name: p.name().to_string(), grad, before, after: p.tensor() });
+        Ok((losses, trained.collect()))
     };
-    let (want, want_g, before, want_p) = train(&beit_backend_cpu::cpu())?;
-    let (got, got_g, _, got_p) = train(&dev)?;
+    let (want, want_p) = train(&beit_backend_cpu::cpu())?;
+    let (got, got_p) = train(&dev)?;
     for (step, (w, g)) in want.iter().zip(&got).enumerate() {
         assert!((w - g).abs() <= TOL * w.abs(), "step {}: loss cpu {w} vs cuda {g}", step + 1);
     }
-    let names: Vec<String> = Beit::new(&config, &beit_backend_cpu::cpu(), 3)?.params().iter().map(|p| p.name().to_string()).collect();
-    for (i, name) in names.iter().enumerate() {
-        agree(&format!("gradient of {name} at step 1"), &want_g[i], &got_g[i])?;
-        let (after, start) = (want_p[i].to_vec_f64()?, before[i].to_vec_f64()?);
+    for (w, g) in want_p.iter().zip(&got_p) {
+        agree(&format!("gradient of {} at step 1", w.name), &w.grad, &g.grad)?;
+        let (after, start) = (w.after.to_vec_f64()?, w.before.to_vec_f64()?);
         let update = after.iter().zip(&start).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-        within(&format!("{name} after 3 steps"), &want_p[i], &got_p[i], 1e-2 * update)?;
+        within(&format!("{} after 3 steps", w.name), &w.after, &g.after, 1e-2 * update)?;
     }
     Ok(())
 }

@@ -28,6 +28,9 @@ const MODULES: [(&str, &str); 9] = [
     ("gemm", include_str!(concat!(env!("OUT_DIR"), "/gemm.ptx"))),
 ];
 
+/// Most arguments a launch passes (our kernels take at most 10).
+const MAX_ARGS: usize = 16;
+
 /// A loaded kernel (a driver handle, valid while its module is loaded: for the process).
 #[derive(Clone, Copy)]
 struct Kernel(sys::CUfunction);
@@ -120,7 +123,6 @@ impl CustDriver {
         cache.insert(name.to_string(), k);
         Ok(k)
     }
-
 }
 
 impl Driver for CustDriver {
@@ -169,7 +171,13 @@ impl Driver for CustDriver {
     unsafe fn launch(&self, module: &str, name: &str, g: Grid, args: &[Arg]) -> Result<()> {
         self.enter()?;
         let k = self.kernel(module, name)?;
-        let mut ptrs: Vec<*mut c_void> = args.iter().map(|a| a.ptr).collect();
+        let mut ptrs = [std::ptr::null_mut::<c_void>(); MAX_ARGS];
+        if args.len() > MAX_ARGS {
+            return Err(Error::invalid("launch", format!("kernel `{name}` launched with {} arguments (at most {MAX_ARGS})", args.len())));
+        }
+        for (p, a) in ptrs.iter_mut().zip(args) {
+            *p = a.ptr;
+        }
         let r = sys::cuLaunchKernel(
             k.0,
             g.grid.0,

@@ -88,8 +88,9 @@ inline long long atomicMin(long long* p, long long v) {
     return old;
 }
 
-// The table the generated per-module file builds: every kernel's name, a thunk that calls
-// it with CUDA-style arguments (an array of pointers to each value), and its parameter sizes.
+// The tables the build script generates: per kernel file (module), every kernel's name, a
+// thunk that calls it with CUDA-style arguments (an array of pointers to each value), and
+// its parameter sizes; and the list of modules (`beit_sim_modules`).
 namespace beit_sim {
 typedef void (*Thunk)(void* const* args);
 struct Entry {
@@ -97,6 +98,11 @@ struct Entry {
     Thunk thunk;
     unsigned params;
     const unsigned short* sizes;
+};
+struct Module {
+    const char* name;
+    const Entry* kernels;
+    const unsigned* count;
 };
 template <auto F> struct Kernel;
 template <typename... A, void (*F)(A...)> struct Kernel<F> {

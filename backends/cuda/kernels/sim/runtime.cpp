@@ -462,6 +462,20 @@ extern "C" __attribute__((visibility("hidden"), used)) void beit_sim_fiber_main(
     die("a finished fiber was resumed");
 }
 
+extern "C" const beit_sim::Module beit_sim_modules[];
+extern "C" const unsigned beit_sim_module_count;
+
+// The kernel `name` of kernel file `module`, or null.
+extern "C" const beit_sim::Entry* beit_sim_find(const char* module, const char* name) {
+    for (unsigned m = 0; m < beit_sim_module_count; ++m) {
+        const beit_sim::Module& mod = beit_sim_modules[m];
+        if (strcmp(mod.name, module)) continue;
+        for (unsigned i = 0; i < *mod.count; ++i)
+            if (!strcmp(mod.kernels[i].name, name)) return &mod.kernels[i];
+    }
+    return nullptr;
+}
+
 // Run `kernel` over grid × block with CUDA-style `args` (one pointer per parameter value),
 // to completion. 0 on success; else 1 with a message in `err` (NUL-terminated, at most
 // `cap` bytes).
