@@ -1,13 +1,16 @@
-"""BEiT-Base/16 224 forward on the CPU: PyTorch (Hugging Face, fp32, eval, no_grad) next to
+"""BEiT-Base/16 224 forward on the CPU: PyTorch (Hugging Face, fp32, eval, inference_mode) next to
 `beit bench`, in the same run and on the same weights.
 
     cargo build --release -p beit-cli
     python benches/pytorch/beit_forward.py [--iters 10] [--batches 1 8] [--model DIR] [--threads N]
 
+Each batch size alternates --rounds times between `beit bench --iters N` and N PyTorch
+forwards (ours, PyTorch, ours, ...); the medians are over all timed forwards of each side.
+
 Without --model, a random BEiT-Base classifier is written by
 `beit init --preset base --arch cls` into a temporary folder; Hugging Face loads the same
 folder (and the script stops if any weight is missing or unused). Both sides get random
-input of the model's size, 2 warm-up forwards, then the median of --iters timed ones.
+input of the model's size and 2 warm-up forwards per round.
 Before timing, `beit forward` and PyTorch are run on one shared input and their largest
 difference is printed (--no-check skips this).
 
@@ -19,6 +22,7 @@ transformers and safetensors; not run in CI.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,17 +67,16 @@ def inputs(config, batch, seed=0):
     return x
 
 
-def torch_median_ms(model, x, iters):
+def torch_times_ms(model, x, iters):
+    """Times of `iters` forwards after 2 warm-up ones, in ms."""
     times = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for i in range(iters + 2):
             t = time.perf_counter()
             model(**x)
             if i >= 2:
                 times.append((time.perf_counter() - t) * 1e3)
-    times.sort()
-    n = len(times)
-    return times[n // 2] if n % 2 else (times[n // 2 - 1] + times[n // 2]) / 2
+    return times
 
 
 def check(binary, folder, model, config, tmp, env):
@@ -95,6 +98,7 @@ def check(binary, folder, model, config, tmp, env):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iters", type=int, default=10, help="timed forwards per batch size (after 2 warm-up ones)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternations of ours and PyTorch per batch size")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--model", type=Path, help="a model folder (default: a fresh `beit init --preset base --arch cls`)")
     ap.add_argument("--beit", type=Path, default=ROOT / "target" / "release" / "beit", help="the beit binary")
@@ -124,11 +128,17 @@ def main():
             print("max |ours - torch| on one image: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
         print(f"{'batch':>5}  {'torch_ms':>9}  {'ours_ms':>9}  {'ours/torch':>10}  {'ours_peak_rss_mb':>16}")
         for b in args.batches:
-            t = torch_median_ms(model, inputs(config, b), args.iters)
-            ours = json.loads(beit(args.beit, "bench", "--model", folder, "--batch", b, "--iters", args.iters, "--json", env=env))
-            rss = ours.get("peak_rss_mb")
+            x = inputs(config, b)
+            ours_t, torch_t, rss = [], [], None
+            # Interleaved (ours, PyTorch, ours, ...), so that both see the same machine state.
+            for _ in range(args.rounds):
+                ours = json.loads(beit(args.beit, "bench", "--model", folder, "--batch", b, "--iters", args.iters, "--json", env=env))
+                ours_t += ours["times_ms"]
+                rss = max(rss or 0, ours.get("peak_rss_mb", 0)) if "peak_rss_mb" in ours else rss
+                torch_t += torch_times_ms(model, x, args.iters)
+            t, o = statistics.median(torch_t), statistics.median(ours_t)
             rss = f"{rss:16.0f}" if rss is not None else f"{'n/a':>16}"
-            print(f"{b:5d}  {t:9.1f}  {ours['median_ms']:9.1f}  {ours['median_ms'] / t:10.2f}  {rss}", flush=True)
+            print(f"{b:5d}  {t:9.1f}  {o:9.1f}  {o / t:10.2f}  {rss}", flush=True)
 
 
 if __name__ == "__main__":

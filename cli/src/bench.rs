@@ -24,7 +24,8 @@ pub struct BenchArgs {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Print one line of JSON: `median_ms`, `min_ms`, `batch`, `iters`, `images_per_s`,
+    /// Print one line of JSON: `median_ms`, `min_ms`, `times_ms` (each iteration, in order),
+    /// `batch`, `iters`, `images_per_s`,
     /// `peak_rss_mb` (Linux only), ...
     #[arg(long)]
     json: bool,
@@ -64,6 +65,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
+    let order = times.clone();
     times.sort_by(f64::total_cmp);
     let n = times.len();
     let median = if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 };
@@ -79,6 +81,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "median_ms": median,
         "min_ms": min,
         "images_per_s": images_per_s,
+        "times_ms": order,
     });
     let peak = peak_rss_mb();
     if let Some(mb) = peak {

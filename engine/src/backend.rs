@@ -183,6 +183,20 @@ pub struct AdamWStep {
     pub step: u64,
 }
 
+/// What a fused [`Backend::linear`] applies to `y = x·wᵀ`, in this order: `y + bias`,
+/// GELU, `residual + scale ⊙ y` (a Linear layer and what follows it in a transformer block).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// `[n]`, added to every row.
+    pub bias: Option<View<'a>>,
+    /// GELU (erf form) after the bias.
+    pub gelu: bool,
+    /// `[m, n]`, added last.
+    pub residual: Option<View<'a>>,
+    /// `[n]`, multiplies `y` before the residual is added (layer scale); needs `residual`.
+    pub scale: Option<View<'a>>,
+}
+
 /// A compute device. Implementations: `beit-backend-cpu`, `beit-backend-cuda`.
 ///
 /// Float kernels must support [`DType::F32`]; [`DType::F64`] is required on the CPU
@@ -226,6 +240,21 @@ pub trait Backend: Send + Sync + Debug {
     /// Batched matmul: `lhs` is `[..., m, k]`, `rhs` is `[..., k, n]` with equal batch
     /// dims (possibly stride 0); any strides, so transposes cost nothing. Out: `[..., m, n]`.
     fn matmul(&self, lhs: View, rhs: View) -> Result<StorageBox>;
+
+    /// `epilogue(x·wᵀ)` for `x [m, k]` and a weight `w [n, k]` (any strides): an inference
+    /// Linear layer in one pass. The default composes [`Backend::matmul`],
+    /// [`Backend::binary`] and [`Backend::unary`] ([`crate::composed::linear`]).
+    fn linear(&self, x: View, w: View, epilogue: &Epilogue) -> Result<StorageBox> {
+        crate::composed::linear(self, x, w, epilogue)
+    }
+
+    /// Attention at inference: `softmax(scale·q·kᵀ + bias)·v` per batch entry and head, for
+    /// `q`, `k`, `v` `[B, H, L, D]` and `bias` broadcastable to `[B, H, L, L]` (any strides);
+    /// the output is `[B, L, H, D]` (heads merged). The default composes the primitive ops
+    /// ([`crate::composed::attention`]); a backend may keep the `L × L` scores on chip.
+    fn attention(&self, q: View, k: View, v: View, bias: Option<View>, scale: f64) -> Result<StorageBox> {
+        crate::composed::attention(self, q, k, v, bias, scale)
+    }
 
     /// Softmax over the last dim.
     fn softmax_last(&self, src: View) -> Result<StorageBox>;

@@ -1,7 +1,7 @@
 //! Argument checks that every backend makes the same way, so that a bad call fails with the
 //! same error on every device (the conformance suite's `errors` cases rely on it).
 
-use crate::{AdamWStep, BackendStorage, ConvGeom, DType, Error, Layout, Result, View};
+use crate::{AdamWStep, BackendStorage, ConvGeom, DType, Epilogue, Error, Layout, Result, View};
 
 /// Error unless `a` and `b` have one dtype.
 pub fn same_dtype(op: &'static str, a: View, b: View) -> Result<()> {
@@ -181,4 +181,51 @@ pub fn norm_stat(op: &'static str, s: View, x: View, rows: usize) -> Result<()> 
         return Err(Error::invalid(op, format!("expected {rows} per-row statistics, got shape {:?}", s.shape())));
     }
     Ok(())
+}
+
+/// A fused linear's operands: `x [m, k]`, `w [n, k]`, bias and scale `[n]`, residual
+/// `[m, n]`, all of one float dtype; `(m, k, n)`.
+pub fn linear_shapes(op: &'static str, x: View, w: View, epi: &Epilogue) -> Result<(usize, usize, usize)> {
+    same_dtype(op, x, w)?;
+    let (&[m, k], &[n, k2]) = (x.shape(), w.shape()) else {
+        return Err(Error::invalid(op, format!("needs x [m, k] and w [n, k], got {:?} and {:?}", x.shape(), w.shape())));
+    };
+    if k != k2 {
+        return Err(Error::ShapeMismatch { op, lhs: x.shape().to_vec(), rhs: w.shape().to_vec() });
+    }
+    if !x.dtype().is_float() {
+        return Err(Error::DType { op, dtype: x.dtype(), expected: None });
+    }
+    if epi.scale.is_some() && epi.residual.is_none() {
+        return Err(Error::invalid(op, "a scale needs a residual"));
+    }
+    for (name, view, shape) in [("bias", epi.bias, vec![n]), ("scale", epi.scale, vec![n]), ("residual", epi.residual, vec![m, n])] {
+        if let Some(v) = view {
+            same_dtype(op, x, v)?;
+            if v.shape() != shape.as_slice() {
+                return Err(Error::invalid(op, format!("{name} must be {shape:?}, got {:?}", v.shape())));
+            }
+        }
+    }
+    Ok((m, k, n))
+}
+
+/// Fused attention's operands: `q`, `k`, `v` `[B, H, L, D]` and a bias broadcastable
+/// (by strides) to `[B, H, L, L]`, of one float dtype; `(B, H, L, D)`.
+pub fn attention_shapes(op: &'static str, q: View, k: View, v: View, bias: Option<View>) -> Result<[usize; 4]> {
+    let &[b, h, l, d] = q.shape() else {
+        return Err(Error::invalid(op, format!("q must be [B, H, L, D], got {:?}", q.shape())));
+    };
+    for t in [k, v] {
+        same_dtype(op, q, t)?;
+        same_shape(op, q.shape(), t.shape())?;
+    }
+    if !q.dtype().is_float() {
+        return Err(Error::DType { op, dtype: q.dtype(), expected: None });
+    }
+    if let Some(bias) = bias {
+        same_dtype(op, q, bias)?;
+        same_shape(op, &[b, h, l, l], bias.shape())?;
+    }
+    Ok([b, h, l, d])
 }

@@ -8,6 +8,7 @@
 pub mod autograd;
 pub mod backend;
 pub mod checks;
+pub mod composed;
 pub mod device;
 pub mod dtype;
 pub mod error;
@@ -19,9 +20,11 @@ pub mod optim;
 pub mod rng;
 pub mod tensor;
 
-pub use ops::{interp_taps, BatchStats, Interp, IGNORE_INDEX};
+pub use ops::{interp_taps, BatchStats, Interp, LinearPost, IGNORE_INDEX};
 pub use autograd::{no_grad, Gradients, NoGradGuard};
-pub use backend::{AdamWStep, Backend, BackendStorage, BinaryOp, CmpOp, ConvGeom, ReduceOp, StorageBox, UnaryOp, View};
+pub use backend::{
+    AdamWStep, Backend, BackendStorage, BinaryOp, CmpOp, ConvGeom, Epilogue, ReduceOp, StorageBox, UnaryOp, View,
+};
 pub use device::{Device, DeviceSpec};
 pub use dtype::{DType, Element, HostData};
 pub use error::{Error, Result};

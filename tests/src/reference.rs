@@ -312,3 +312,33 @@ pub fn keep_mask(shape: &[usize], keep: f64, seed: u64) -> Array {
     let n = shape.iter().product::<usize>() as u64;
     Array::new(shape, (0..n).map(|i| if beit_engine::rng::uniform(seed, i) < keep { 1.0 / keep } else { 0.0 }).collect())
 }
+
+/// A Linear layer and its epilogue: `y = x·wᵀ + bias`, then GELU, then `residual + scale ⊙ y`
+/// (`x [..., k]`, `w [n, k]`).
+pub fn linear(x: &Array, w: &Array, bias: Option<&Array>, gelu_after: bool, residual: Option<&Array>, scale: Option<&Array>) -> Array {
+    let mut y = matmul(x, &w.transpose(0, 1));
+    if let Some(b) = bias {
+        y = y.zip(&b.broadcast_to(&y.shape), |v, b| v + b);
+    }
+    if gelu_after {
+        y = y.map(gelu);
+    }
+    if let Some(r) = residual {
+        if let Some(s) = scale {
+            y = y.zip(&s.broadcast_to(&y.shape), |v, s| v * s);
+        }
+        y = r.zip(&y, |r, v| r + v);
+    }
+    y
+}
+
+/// Multi-head attention: `softmax(scale·q·kᵀ + bias)·v` for `[B, H, L, D]` operands and a
+/// bias broadcast to `[B, H, L, L]`; the heads merged, `[B, L, H·D]`.
+pub fn attention(q: &Array, k: &Array, v: &Array, bias: Option<&Array>, scale: f64) -> Array {
+    let &[b, h, l, d] = q.shape.as_slice() else { panic!("reference attention: q must be [B, H, L, D]") };
+    let mut s = matmul(q, &k.transpose(2, 3)).map(|x| x * scale);
+    if let Some(bias) = bias {
+        s = s.zip(&bias.broadcast_to(&s.shape), |x, b| x + b);
+    }
+    matmul(&softmax_last(&s), v).permute(&[0, 2, 1, 3]).reshape(&[b, l, h * d])
+}

@@ -1,5 +1,6 @@
 //! im2col and its adjoint col2im for 2-D convolutions (NCHW input, OIHW weight order).
 
+use crate::pool;
 use crate::scalar::Real;
 use crate::storage::{boxed, float_dispatch, same_shape, Src};
 use crate::strided::par_rows;
@@ -27,7 +28,7 @@ fn im2col_t<T: Real>(x: &[T], g: &ConvGeom, oh: usize, ow: usize) -> Vec<T> {
     let (c_in, h, w) = (g.channels, g.height, g.width);
     let ((kh, kw), (sh, sw), (ph, pw)) = (g.kernel, g.stride, g.padding);
     let pl = g.patch_len();
-    let mut out = vec![T::zero(); g.batch * oh * ow * pl];
+    let mut out = pool::filled(g.batch * oh * ow * pl, T::zero());
     // One task row per output image row.
     par_rows(&mut out, ow * pl, |row, out| {
         let (b, oy) = (row / oh, row % oh);
@@ -70,7 +71,7 @@ fn col2im_t<T: Real>(cols: &[T], g: &ConvGeom, oh: usize, ow: usize) -> Vec<T> {
     let (c_in, h, w) = (g.channels, g.height, g.width);
     let ((kh, kw), (sh, sw), (ph, pw)) = (g.kernel, g.stride, g.padding);
     let pl = g.patch_len();
-    let mut out = vec![T::zero(); g.batch * c_in * h * w];
+    let mut out = pool::filled(g.batch * c_in * h * w, T::zero());
     // One task per (batch, channel) plane.
     par_rows(&mut out, h * w, |plane, out| {
         let (b, c) = (plane / c_in, plane % c_in);

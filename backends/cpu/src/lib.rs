@@ -6,11 +6,14 @@
 //! `matrixmultiply`'s gemm, one single-threaded call per rayon task.
 #![warn(missing_docs)]
 
+mod attention;
 mod conv;
 mod elementwise;
 mod erf;
 mod fastmath;
+mod gemm;
 mod index;
+mod linear;
 mod loss;
 mod matmul;
 mod norm;
@@ -25,10 +28,11 @@ mod strided;
 #[cfg(test)]
 mod testutil;
 
+pub use pool::release_pool;
 pub use storage::CpuStorage;
 
 use beit_engine::{
-    AdamWStep, Backend, BackendStorage, BinaryOp, CmpOp, ConvGeom, DType, Device, HostData, Layout, ReduceOp, Result,
+    AdamWStep, Backend, BackendStorage, BinaryOp, CmpOp, ConvGeom, DType, Device, Epilogue, HostData, Layout, ReduceOp, Result,
     StorageBox, UnaryOp, View,
 };
 use std::sync::{Arc, OnceLock};
@@ -94,6 +98,14 @@ impl Backend for CpuBackend {
 
     fn matmul(&self, lhs: View, rhs: View) -> Result<StorageBox> {
         matmul::matmul(lhs, rhs)
+    }
+
+    fn linear(&self, x: View, w: View, epilogue: &Epilogue) -> Result<StorageBox> {
+        linear::linear(x, w, epilogue)
+    }
+
+    fn attention(&self, q: View, k: View, v: View, bias: Option<View>, scale: f64) -> Result<StorageBox> {
+        attention::attention(q, k, v, bias, scale)
     }
 
     fn softmax_last(&self, src: View) -> Result<StorageBox> {

@@ -12,7 +12,7 @@ use std::ops::Range;
 const PAR_MIN_MACS: usize = 1 << 18;
 /// Operand blocks of at most this many elements are re-laid out before the gemm call.
 const RELAYOUT_MAX: usize = 1 << 16;
-/// Row/column blocks are multiples of this (the widest micro-kernel tile).
+/// Row/column blocks are multiples of this for `matrixmultiply` (its widest tile).
 const TILE: usize = 16;
 
 /// Batched matmul `[..., m, k] × [..., k, n] → [..., m, n]`.
@@ -66,7 +66,7 @@ impl<'a, T: Real> Operand<'a, T> {
 
 /// The pointer to a shared output, for threads that write disjoint blocks of it.
 #[derive(Clone, Copy)]
-struct OutPtr<T>(*mut T);
+pub(crate) struct OutPtr<T>(pub(crate) *mut T);
 // SAFETY: every task writes a block no other task touches.
 unsafe impl<T> Send for OutPtr<T> {}
 unsafe impl<T> Sync for OutPtr<T> {}
@@ -76,7 +76,7 @@ impl<T> OutPtr<T> {
     ///
     /// # Safety
     /// The result must stay inside the output buffer.
-    unsafe fn add(self, n: usize) -> Self {
+    pub(crate) unsafe fn add(self, n: usize) -> Self {
         OutPtr(self.0.add(n))
     }
 }
@@ -103,6 +103,10 @@ impl<'a, T: Real> Gemm<'a, T> {
     unsafe fn block(&self, i: usize, rows: Range<usize>, cols: Range<usize>, c: OutPtr<T>) {
         let c = c.add(rows.start * self.n + cols.start).0;
         let (mr, nc, k) = (rows.len(), cols.len(), self.k);
+        if T::gemm_tiles().is_some() {
+            let (a, b) = (self.a.at(i, rows.start, 0), self.b.at(i, 0, cols.start));
+            return T::gemm(mr, k, nc, a, b, (c, self.n as isize, 1));
+        }
         // Small blocks go through copies in the layouts that matrixmultiply packs with plain
         // memcpy (A column-major, B row-major); the strided packing dominates there.
         let a_copy = (self.a.rs != 1 && mr * k <= RELAYOUT_MAX).then(|| self.a.copy(i, rows.clone(), 0..k, true));
@@ -119,49 +123,53 @@ impl<'a, T: Real> Gemm<'a, T> {
     }
 
     fn run(self) -> Vec<T> {
-        let (m, n) = (self.m, self.n);
-        let len = self.a.batch_offsets.len() * m * n;
+        let (m, n, batch) = (self.m, self.n, self.a.batch_offsets.len());
+        let len = batch * m * n;
         if len == 0 || self.k == 0 {
             return pool::filled(len, T::zero());
         }
         let mut out = pool::reuse(len);
-        let tasks = self.plan();
         let base = OutPtr(out.as_mut_ptr());
-        let run = |(i, rows, cols): (usize, Range<usize>, Range<usize>)| {
-            // SAFETY: the operands were bounds-checked by `Src::new`; the tasks' blocks are
+        let tiles = T::gemm_tiles().unwrap_or((TILE, TILE));
+        for_blocks(batch, m, self.k, n, tiles, |i, rows, cols| {
+            // SAFETY: the operands were bounds-checked by `Src::new`; the blocks are
             // disjoint and inside entry i's output.
             unsafe { self.block(i, rows, cols, base.add(i * m * n)) }
-        };
-        if tasks.len() == 1 || self.a.batch_offsets.len() * m * n * self.k < PAR_MIN_MACS {
-            tasks.into_iter().for_each(run);
-        } else {
-            tasks.into_par_iter().for_each(run);
-        }
+        });
         out
     }
+}
 
-    /// The blocks `(entry, rows, cols)` to compute: each entry's longer side split into
-    /// `threads / gcd(batch, threads)` blocks, so that the tasks divide evenly among the
-    /// threads with as few splits (each repacks the other operand) as possible.
-    fn plan(&self) -> Vec<(usize, Range<usize>, Range<usize>)> {
-        let (m, n, batch) = (self.m, self.n, self.a.batch_offsets.len());
-        let threads = rayon::current_num_threads();
-        let per_entry = if m * n * self.k < PAR_MIN_MACS { 1 } else { threads / gcd(batch, threads) };
-        let split_rows = m >= n;
-        let len = if split_rows { m } else { n };
-        let step = len.div_ceil(per_entry).div_ceil(TILE) * TILE;
-        let blocks = len.div_ceil(step);
-        (0..batch * blocks)
-            .map(|t| {
-                let (i, j) = (t / blocks, t % blocks);
-                let part = j * step..((j + 1) * step).min(len);
-                if split_rows {
-                    (i, part, 0..n)
-                } else {
-                    (i, 0..m, part)
-                }
-            })
-            .collect()
+/// Runs `f(entry, rows, cols)` over blocks covering `batch` outputs of `m × n` (inner
+/// dimension `k`), in parallel unless the work is small: each entry's longer side is split
+/// into `threads / gcd(batch, threads)` blocks (multiples of `tiles`' rows or columns), so
+/// that the blocks divide evenly among the threads with as few splits (each repacks the
+/// other operand) as possible.
+pub(crate) fn for_blocks<F>(batch: usize, m: usize, k: usize, n: usize, tiles: (usize, usize), f: F)
+where
+    F: Fn(usize, Range<usize>, Range<usize>) + Send + Sync,
+{
+    let small = batch * m * n * k < PAR_MIN_MACS;
+    let threads = rayon::current_num_threads();
+    let per_entry = if m * n * k < PAR_MIN_MACS { 1 } else { threads / gcd(batch, threads) };
+    let split_rows = m >= n;
+    let len = if split_rows { m } else { n };
+    let tile = if split_rows { tiles.0 } else { tiles.1 };
+    let step = len.div_ceil(per_entry).div_ceil(tile).max(1) * tile;
+    let blocks = len.div_ceil(step);
+    let run = |t: usize| {
+        let (i, j) = (t / blocks, t % blocks);
+        let part = j * step..((j + 1) * step).min(len);
+        if split_rows {
+            f(i, part, 0..n)
+        } else {
+            f(i, 0..m, part)
+        }
+    };
+    if small || batch * blocks == 1 {
+        (0..batch * blocks).for_each(run);
+    } else {
+        (0..batch * blocks).into_par_iter().for_each(run);
     }
 }
 

@@ -24,18 +24,24 @@ fn softmax_t<T: Real>(x: &[T], d: usize) -> Vec<T> {
         d,
         #[inline(always)]
         |r, y| {
-            let x = &x[r * d..(r + 1) * d];
-            let m = max_of(x);
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = (x - m).fexp();
-            }
-            let inv = sum_by(y, |e| e).recip();
-            for y in y.iter_mut() {
-                *y *= inv;
-            }
+            y.copy_from_slice(&x[r * d..(r + 1) * d]);
+            softmax_row(y);
         },
     );
     y
+}
+
+/// One row's softmax in place, max-subtracted.
+#[inline(always)]
+pub(crate) fn softmax_row<T: Real>(y: &mut [T]) {
+    let m = max_of(y);
+    for y in y.iter_mut() {
+        *y = (*y - m).fexp();
+    }
+    let inv = sum_by(y, |e| e).recip();
+    for y in y.iter_mut() {
+        *y *= inv;
+    }
 }
 
 /// `y ⊙ (dy − Σ dy ⊙ y)` over the last dim.

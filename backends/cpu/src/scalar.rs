@@ -171,7 +171,13 @@ pub(crate) trait Real:
     fn gelu(self) -> Self;
     /// d GELU/dx = Φ(x) + x·φ(x).
     fn gelu_grad(self) -> Self;
-    /// C = A·B for strided A `[m, k]`, B `[k, n]`, C `[m, n]` (overwritten), on this thread.
+    /// The `(rows, columns)` tile of [`Real::gemm`] when it is our own GEMM, which packs
+    /// strided operands itself; `None` for `matrixmultiply`.
+    fn gemm_tiles() -> Option<(usize, usize)> {
+        None
+    }
+    /// C = A·B for strided A `[m, k]`, B `[k, n]`, C `[m, n]` (overwritten, row-major for
+    /// our GEMM), on this thread.
     ///
     /// # Safety
     /// Every element addressed through the pointers and strides must be in bounds, and C
@@ -216,7 +222,19 @@ impl Real for f32 {
         b: (*const Self, isize, isize),
         c: (*mut Self, isize, isize),
     ) {
+        if crate::gemm::available() {
+            let (a, b) = (crate::gemm::Mat { ptr: a.0, rs: a.1, cs: a.2 }, crate::gemm::Mat { ptr: b.0, rs: b.1, cs: b.2 });
+            // C is row-major in every caller.
+            debug_assert_eq!(c.2, 1);
+            return crate::gemm::sgemm(m, k, n, a, b, c.0, c.1 as usize, &crate::gemm::Post::NONE);
+        }
         matrixmultiply::sgemm(m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, 0.0, c.0, c.1, c.2)
+    }
+    fn gemm_tiles() -> Option<(usize, usize)> {
+        if crate::gemm::available() {
+            return Some((crate::gemm::MR, crate::gemm::NR));
+        }
+        None
     }
 }
 
@@ -275,5 +293,14 @@ pub(crate) fn sum_by<T: Real>(xs: &[T], f: impl Fn(T) -> T) -> T {
 /// The largest value of a slice (NaN if any element is NaN; −∞ if empty).
 #[inline]
 pub(crate) fn max_of<T: Real>(xs: &[T]) -> T {
-    xs.iter().fold(T::LOWEST, |m, &x| m.max_of(x))
+    // 16 independent lanes, so that the loop vectorises.
+    let mut acc = [T::LOWEST; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail = chunks.remainder().iter().fold(T::LOWEST, |m, &x| m.max_of(x));
+    for c in chunks {
+        for (m, &x) in acc.iter_mut().zip(c) {
+            *m = m.max_of(x);
+        }
+    }
+    acc.into_iter().fold(tail, |m, x| m.max_of(x))
 }

@@ -7,12 +7,16 @@ use std::any::Any;
 use std::borrow::Cow;
 
 /// A CPU buffer: one vector of a single element type, booleans as 0/1 bytes.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// The buffer pool counts every `CpuStorage` vector as live from creation to drop (see
+/// `pool.rs`), so all of them are made by [`CpuStorage::new`].
+#[derive(Debug, PartialEq)]
 pub struct CpuStorage(HostData);
 
 impl CpuStorage {
     /// A buffer holding `data`.
     pub fn new(data: HostData) -> Self {
+        pool::adopt(&data);
         CpuStorage(data)
     }
 
@@ -23,7 +27,14 @@ impl CpuStorage {
 
     /// The elements, by value.
     pub fn into_data(mut self) -> HostData {
+        pool::disown(&self.0);
         std::mem::replace(&mut self.0, HostData::U8(Vec::new()))
+    }
+}
+
+impl Clone for CpuStorage {
+    fn clone(&self) -> Self {
+        CpuStorage::new(self.0.clone())
     }
 }
 
@@ -51,7 +62,7 @@ impl BackendStorage for CpuStorage {
 
 /// Box a fresh vector as a buffer of `dtype` (`dtype` only matters for `u8`: U8 or Bool).
 pub(crate) fn boxed<T: Scalar>(dtype: DType, v: Vec<T>) -> StorageBox {
-    Box::new(CpuStorage(T::host(v, dtype)))
+    Box::new(CpuStorage::new(T::host(v, dtype)))
 }
 
 fn not_cpu(op: &'static str) -> Error {

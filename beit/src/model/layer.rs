@@ -6,7 +6,7 @@ use super::relpos::RelativePositionBias;
 use super::{Inits, Mode};
 use crate::BeitConfig;
 use beit_engine::nn::{DropPath, LayerNorm, Linear, Module, Param, VarBuilder};
-use beit_engine::{Error, Result, Tensor};
+use beit_engine::{Error, LinearPost, Result, Tensor};
 
 /// Multi-head self-attention with separate query/key/value projections.
 pub struct SelfAttention {
@@ -41,17 +41,12 @@ impl SelfAttention {
         };
         let hd = d / self.heads;
         let split = |t: Tensor| t.reshape(&[b, l, self.heads, hd])?.permute(&[0, 2, 1, 3]);
-        let q = split(self.query.forward(x)?.mul_scalar(1.0 / (hd as f64).sqrt())?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(rp) = &self.rel_pos {
-            scores = scores.add(&rp.forward()?)?;
-        }
-        if let Some(bias) = shared_bias {
-            scores = scores.add(bias)?;
-        }
-        scores.softmax_last()?.matmul(&v)?.permute(&[0, 2, 1, 3])?.reshape(&[b, l, d])
+        let (q, k, v) = (split(self.query.forward(x)?)?, split(self.key.forward(x)?)?, split(self.value.forward(x)?)?);
+        let bias = match (self.rel_pos.as_ref().map(RelativePositionBias::forward).transpose()?, shared_bias) {
+            (Some(own), Some(shared)) => Some(own.add(shared)?),
+            (own, shared) => own.or_else(|| shared.cloned()),
+        };
+        q.attention(&k, &v, bias.as_ref(), 1.0 / (hd as f64).sqrt())
     }
 }
 
@@ -111,17 +106,24 @@ impl Layer {
 
     /// `x [B, L, D]` to `[B, L, D]`; `shared_bias` is the shared relative position bias.
     pub fn forward(&self, x: &Tensor, shared_bias: Option<&Tensor>, mode: Mode) -> Result<Tensor> {
-        let branch = |h: Tensor, lambda: &Option<Param>, salt: u64| -> Result<Tensor> {
-            let h = match lambda {
-                Some(l) => h.mul(&l.tensor())?,
-                None => h,
-            };
-            self.drop_path.forward(&h, mode.train, mode.seed ^ salt)
+        // x + drop_path(λ ⊙ dense(h)): one fused kernel when drop path is inactive.
+        let residual = |dense: &Linear, h: &Tensor, x: &Tensor, lambda: &Option<Param>, salt: u64| -> Result<Tensor> {
+            let scale = lambda.as_ref().map(Param::tensor);
+            if mode.train && self.drop_path.p() > 0.0 {
+                let h = dense.forward(h)?;
+                let h = match &scale {
+                    Some(l) => h.mul(l)?,
+                    None => h,
+                };
+                return x.add(&self.drop_path.forward(&h, true, mode.seed ^ salt)?);
+            }
+            dense.forward_with(h, LinearPost { residual: Some(x), scale: scale.as_ref(), ..LinearPost::default() })
         };
         let a = self.attention.forward(&self.layernorm_before.forward(x)?, shared_bias)?;
-        let x = x.add(&branch(self.attention_output.forward(&a)?, &self.lambda_1, 1)?)?;
-        let h = self.intermediate.forward(&self.layernorm_after.forward(&x)?)?.gelu()?;
-        x.add(&branch(self.output.forward(&h)?, &self.lambda_2, 2)?)
+        let x = residual(&self.attention_output, &a, x, &self.lambda_1, 1)?;
+        let gelu = LinearPost { gelu: true, ..LinearPost::default() };
+        let h = self.intermediate.forward_with(&self.layernorm_after.forward(&x)?, gelu)?;
+        residual(&self.output, &h, &x, &self.lambda_2, 2)
     }
 }
 

@@ -45,10 +45,11 @@ impl RelativePositionBias {
         Ok(RelativePositionBias { table, index, tokens, heads })
     }
 
-    /// The bias `[heads, N+1, N+1]` to add to attention logits.
+    /// The bias `[heads, N+1, N+1]` to add to attention logits, contiguous (gathered from
+    /// the transposed table, so that each head's rows are read in order).
     pub fn forward(&self) -> Result<Tensor> {
         let n = self.tokens;
-        self.table.tensor().index_select(0, &self.index)?.reshape(&[n, n, self.heads])?.permute(&[2, 0, 1])
+        self.table.tensor().t()?.index_select(1, &self.index)?.reshape(&[self.heads, n, n])
     }
 }
 

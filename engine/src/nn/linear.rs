@@ -1,7 +1,7 @@
 //! [`Linear`]: `y = x·Wᵀ + b` with PyTorch's `[out, in]` weight layout.
 
 use super::{Init, Module, Param, VarBuilder};
-use crate::{Error, Result, Tensor};
+use crate::{Error, LinearPost, Result, Tensor};
 
 /// A fully connected layer: `weight [out, in]`, optional `bias [out]`, named `weight` and
 /// `bias` under its builder's prefix (as `torch.nn.Linear`).
@@ -66,11 +66,14 @@ impl Linear {
 
     /// `x [..., in]` to `[..., out]`: one GEMM against the transposed view of the weight.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.tensor().t()?)?;
-        match &self.bias {
-            Some(b) => y.add(&b.tensor()),
-            None => Ok(y),
-        }
+        self.forward_with(x, LinearPost::default())
+    }
+
+    /// [`Linear::forward`] followed by `post` (GELU, `residual + scale ⊙ ·`), fused into
+    /// one kernel at inference ([`Tensor::linear`]).
+    pub fn forward_with(&self, x: &Tensor, post: LinearPost) -> Result<Tensor> {
+        let bias = self.bias.as_ref().map(Param::tensor);
+        x.linear(&self.weight.tensor(), bias.as_ref(), post)
     }
 }
 

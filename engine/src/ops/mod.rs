@@ -1,6 +1,7 @@
 //! Differentiable ops on [`crate::Tensor`], one file per family. Each op checks its inputs,
 //! calls one backend kernel (or composes other ops) and records its backward.
 
+mod attention;
 mod batch_norm;
 pub use batch_norm::BatchStats;
 mod cast;
@@ -9,6 +10,8 @@ mod conv_transpose;
 mod dropout;
 mod elementwise;
 mod index;
+mod linear;
+pub use linear::LinearPost;
 mod loss;
 pub use loss::IGNORE_INDEX;
 mod matmul;

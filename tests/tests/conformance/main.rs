@@ -13,6 +13,7 @@ mod dropout;
 mod errors;
 mod fused;
 mod index;
+mod inference;
 mod integer;
 mod matmul;
 mod optim;

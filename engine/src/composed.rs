@@ -1,0 +1,54 @@
+//! The fused inference kernels of [`Backend`] written with its primitive kernels: the
+//! defaults of [`Backend::linear`] and [`Backend::attention`], and the fallback of a
+//! backend that fuses only some dtypes.
+
+use crate::checks::{attention_shapes, linear_shapes};
+use crate::{Backend, BinaryOp, Epilogue, Layout, Result, StorageBox, UnaryOp, View};
+
+/// `epilogue(x·wᵀ)` by matmul, then one elementwise kernel per epilogue term.
+pub fn linear<B: Backend + ?Sized>(be: &B, x: View, w: View, epi: &Epilogue) -> Result<StorageBox> {
+    let (m, _, n) = linear_shapes("linear", x, w, epi)?;
+    let wt = w.layout.permute(&[1, 0])?;
+    let out = Layout::contiguous(&[m, n]);
+    let mut y = be.matmul(x, View { storage: w.storage, layout: &wt })?;
+    if let Some(bias) = epi.bias {
+        let rows = bias.layout.broadcast_to(&[m, n])?;
+        y = be.binary(BinaryOp::Add, on(&y, &out), View { storage: bias.storage, layout: &rows })?;
+    }
+    if epi.gelu {
+        y = be.unary(UnaryOp::Gelu, on(&y, &out))?;
+    }
+    if let Some(residual) = epi.residual {
+        if let Some(scale) = epi.scale {
+            let rows = scale.layout.broadcast_to(&[m, n])?;
+            y = be.binary(BinaryOp::Mul, on(&y, &out), View { storage: scale.storage, layout: &rows })?;
+        }
+        y = be.binary(BinaryOp::Add, residual, on(&y, &out))?;
+    }
+    Ok(y)
+}
+
+/// `softmax(scale·q·kᵀ + bias)·v`, heads merged into `[B, L, H, D]`, through `[B, H, L, L]`
+/// scores in memory.
+pub fn attention<B: Backend + ?Sized>(be: &B, q: View, k: View, v: View, bias: Option<View>, scale: f64) -> Result<StorageBox> {
+    let [b, h, l, d] = attention_shapes("attention", q, k, v, bias)?;
+    let kt = k.layout.permute(&[0, 1, 3, 2])?;
+    let scores_layout = Layout::contiguous(&[b, h, l, l]);
+    let mut s = be.matmul(q, View { storage: k.storage, layout: &kt })?;
+    s = be.unary(UnaryOp::Affine { mul: scale, add: 0.0 }, on(&s, &scores_layout))?;
+    if let Some(bias) = bias {
+        s = be.binary(BinaryOp::Add, on(&s, &scores_layout), bias)?;
+    }
+    let p = be.softmax_last(on(&s, &scores_layout))?;
+    let o = be.matmul(on(&p, &scores_layout), v)?;
+    let mut merged = be.full(q.dtype(), b * l * h * d, 0.0)?;
+    let heads_last = Layout::contiguous(&[b, l, h, d]).permute(&[0, 2, 1, 3])?;
+    let o_layout = Layout::contiguous(&[b, h, l, d]);
+    be.copy_strided(View { storage: &*o, layout: &o_layout }, &mut *merged, &heads_last)?;
+    Ok(merged)
+}
+
+/// A fresh buffer seen through `layout`.
+fn on<'a>(s: &'a StorageBox, layout: &'a Layout) -> View<'a> {
+    View { storage: &**s, layout }
+}

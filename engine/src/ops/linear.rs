@@ -1,0 +1,71 @@
+//! A Linear layer and the terms that follow it in a transformer block (bias, GELU,
+//! `residual + layer-scale ⊙ ·`): one fused backend call at inference, tracked ops in training.
+
+use crate::autograd::is_grad_enabled;
+use crate::{Epilogue, Error, Result, Tensor};
+
+/// What [`Tensor::linear`] applies after `x·wᵀ + bias`, in this order: GELU, then
+/// `residual + scale ⊙ y`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinearPost<'a> {
+    /// GELU (erf form).
+    pub gelu: bool,
+    /// Added last; the output's shape.
+    pub residual: Option<&'a Tensor>,
+    /// `[n]`, multiplies `y` before the residual is added; needs `residual`.
+    pub scale: Option<&'a Tensor>,
+}
+
+impl Tensor {
+    /// `self [..., k] · wᵀ + bias` for a weight `w [n, k]` and `bias [n]`, then `post`.
+    ///
+    /// When no operand tracks gradients (or under [`crate::no_grad`]), one
+    /// [`crate::Backend::linear`] call; else the same composed of tracked ops (the same
+    /// values up to rounding).
+    pub fn linear(&self, w: &Tensor, bias: Option<&Tensor>, post: LinearPost) -> Result<Tensor> {
+        const OP: &str = "linear";
+        if post.scale.is_some() && post.residual.is_none() {
+            return Err(Error::invalid(OP, "a scale needs a residual"));
+        }
+        let operands = [Some(self), Some(w), bias, post.residual, post.scale];
+        let tracked = is_grad_enabled() && operands.iter().flatten().any(|t| t.tracks_grad());
+        let (r, ws) = (self.rank(), w.shape());
+        let out_shape = match (r, ws) {
+            (1.., &[n, k]) if self.shape()[r - 1] == k => [&self.shape()[..r - 1], &[n][..]].concat(),
+            _ => return Err(Error::ShapeMismatch { op: OP, lhs: self.shape().to_vec(), rhs: ws.to_vec() }),
+        };
+        // A residual of another shape broadcasts: the composed form handles it.
+        if tracked || post.residual.is_some_and(|t| t.shape() != out_shape.as_slice()) {
+            let mut y = self.matmul(&w.t()?)?;
+            if let Some(b) = bias {
+                y = y.add(b)?;
+            }
+            if post.gelu {
+                y = y.gelu()?;
+            }
+            if let Some(res) = post.residual {
+                if let Some(s) = post.scale {
+                    y = y.mul(s)?;
+                }
+                y = res.add(&y)?;
+            }
+            return Ok(y);
+        }
+        for t in operands.iter().flatten().skip(1) {
+            self.check_same(t, OP)?;
+        }
+        self.check_float(OP)?;
+        let (k, n) = (ws[1], ws[0]);
+        let rows = self.numel() / k.max(1);
+        let x = self.reshape(&[rows, k])?;
+        let res = post.residual.map(|t| t.reshape(&[rows, n])).transpose()?;
+        let epi = Epilogue {
+            bias: bias.map(Tensor::view),
+            gelu: post.gelu,
+            residual: res.as_ref().map(Tensor::view),
+            scale: post.scale.map(Tensor::view),
+        };
+        let out = self.device().backend().linear(x.view(), w.view(), &epi)?;
+        Tensor::from_storage(out, &out_shape, self.device())
+    }
+}

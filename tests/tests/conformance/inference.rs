@@ -1,0 +1,115 @@
+//! The fused inference kernels: a Linear layer with its epilogue (bias, GELU,
+//! `residual + layer scale ⊙ ·`) and multi-head attention with an additive bias. The
+//! `forward` cases run the fused kernel (inputs that track no gradient); the `gradcheck`
+//! cases the tracked composition that training uses.
+
+use beit_conformance::{assert_close, conformance, op_cases, reference as r, Array, Gen, Input, OpCase, Tol};
+use beit_engine::{no_grad, LinearPost, Result, Tensor};
+
+/// Tolerances for the long dot products of these kernels.
+const TOL: Tol = Tol { f32: 3e-5, ..Tol::DEFAULT };
+
+/// `x·wᵀ + bias` then the epilogue: inputs x, w, bias, then residual and scale if present.
+fn linear(x: Input, w: Input, gelu: bool, residual: bool, scale: bool, seed: u64) -> OpCase {
+    let mut g = Gen::new(seed);
+    let (n, out_shape) = {
+        let (xs, ws) = (&x.values.shape, &w.values.shape);
+        (ws[0], [&xs[..xs.len() - 1], &[ws[0]][..]].concat())
+    };
+    let mut inputs = vec![x, w, g.normal(&[n], 1.0).into()];
+    if residual {
+        inputs.push(Input::new(g.normal(&out_shape, 1.0)).padded());
+    }
+    if scale {
+        inputs.push(g.normal(&[n], 0.5).into());
+    }
+    OpCase::new(
+        inputs,
+        move |t| {
+            let post = LinearPost { gelu, residual: residual.then(|| &t[3]), scale: scale.then(|| &t[4]) };
+            t[0].linear(&t[1], Some(&t[2]), post)
+        },
+        move |a| r::linear(&a[0], &a[1], Some(&a[2]), gelu, residual.then(|| &a[3]), scale.then(|| &a[4])),
+    )
+    .tol(TOL)
+}
+
+/// Attention on `[B, H, L, D]` views of `[B, L, H, D]` buffers (the model's head split),
+/// with a `[H, L, L]` bias broadcast over the batch.
+fn attention(b: usize, h: usize, l: usize, d: usize, bias: bool, seed: u64) -> OpCase {
+    let mut g = Gen::new(seed);
+    let heads = |g: &mut Gen| Input::new(g.normal(&[b, h, l, d], 1.0)).permuted(&[0, 2, 1, 3]);
+    let mut inputs = vec![heads(&mut g), heads(&mut g), heads(&mut g)];
+    if bias {
+        inputs.push(g.normal(&[h, l, l], 1.0).into());
+    }
+    let scale = 1.0 / (d as f64).sqrt();
+    OpCase::new(
+        inputs,
+        move |t| t[0].attention(&t[1], &t[2], bias.then(|| &t[3]), scale),
+        move |a| r::attention(&a[0], &a[1], &a[2], bias.then(|| &a[3]), scale),
+    )
+    .tol(TOL)
+}
+
+op_cases! {
+    /// Bias only, batched rows `[2, 5, 7]`, the weight a transposed view.
+    linear_bias => {
+        let mut g = Gen::new(1);
+        linear(g.normal(&[2, 5, 7], 1.0).into(), Input::new(g.normal(&[6, 7], 1.0)).transposed(), false, false, false, 2)
+    };
+    /// Bias and GELU (BEiT's MLP), a narrowed input.
+    linear_gelu => {
+        let mut g = Gen::new(3);
+        linear(Input::new(g.normal(&[9, 17], 1.0)).padded(), g.normal(&[33, 17], 0.5).into(), true, false, false, 4)
+    };
+    /// `residual + scale ⊙ (x·wᵀ + b)` (a block's output projection with layer scale).
+    linear_residual_scaled => {
+        let mut g = Gen::new(5);
+        linear(g.normal(&[3, 4, 18], 1.0).into(), g.normal(&[35, 18], 0.5).into(), false, true, true, 6)
+    };
+    /// A residual without layer scale, after GELU.
+    linear_gelu_residual => {
+        let mut g = Gen::new(7);
+        linear(g.normal(&[6, 10], 1.0).into(), g.normal(&[12, 10], 0.5).into(), true, true, false, 8)
+    };
+    /// Two heads of 7 tokens, with a relative position bias.
+    attention_bias => attention(2, 2, 7, 5, true, 9);
+    /// No bias, one head of 13 tokens.
+    attention_plain => attention(1, 1, 13, 4, false, 10);
+}
+
+conformance! {
+    /// BEiT-Base's shapes at batch 1 through the fused linear: 197 rows, k past one packed
+    /// block (300), every epilogue term, against the f64 reference.
+    fn linear_large(dev: &Device) -> Result<()> {
+        let mut g = Gen::new(11);
+        let (x, w) = (g.normal(&[197, 300], 1.0), g.normal(&[800, 300], 0.05));
+        let (b, res, s) = (g.normal(&[800], 1.0), g.normal(&[197, 800], 1.0), g.normal(&[800], 0.5));
+        let t = |a: &Array| a.to_tensor(beit_engine::DType::F32, dev);
+        let (xt, wt, bt, rt, st) = (t(&x)?, t(&w)?, t(&b)?, t(&res)?, t(&s)?);
+        let post = LinearPost { gelu: true, residual: Some(&rt), scale: Some(&st) };
+        let got = Array::from_tensor(&xt.linear(&wt, Some(&bt), post)?)?;
+        let want = r::linear(&x, &w, Some(&b), true, Some(&res), Some(&s));
+        assert_close(&format!("linear 197x300x800 on {dev}"), &got, &want, 1e-5);
+        Ok(())
+    }
+
+    /// BEiT-Base's attention shapes (197 tokens, heads of 64) at batch 2, under no_grad, with
+    /// the relative position bias, against the f64 reference.
+    fn attention_large(dev: &Device) -> Result<()> {
+        let mut g = Gen::new(12);
+        let (b, h, l, d) = (2, 3, 197, 64);
+        let qkv: Vec<Array> = (0..3).map(|_| g.normal(&[b, l, h, d], 1.0)).collect();
+        let bias = g.normal(&[h, l, l], 1.0);
+        let _guard = no_grad();
+        let t = |a: &Array| -> Result<Tensor> { a.to_tensor(beit_engine::DType::F32, dev)?.permute(&[0, 2, 1, 3]) };
+        let (q, k, v) = (t(&qkv[0])?, t(&qkv[1])?, t(&qkv[2])?);
+        let bt = bias.to_tensor(beit_engine::DType::F32, dev)?;
+        let got = Array::from_tensor(&q.attention(&k, &v, Some(&bt), 0.125)?)?;
+        let heads = |a: &Array| a.permute(&[0, 2, 1, 3]);
+        let want = r::attention(&heads(&qkv[0]), &heads(&qkv[1]), &heads(&qkv[2]), Some(&bias), 0.125);
+        assert_close(&format!("attention 2x3x197x64 on {dev}"), &got, &want, 1e-5);
+        Ok(())
+    }
+}
