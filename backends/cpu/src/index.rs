@@ -1,5 +1,6 @@
 //! Gather and scatter-add along a dim by an index vector, and top-k over the last dim.
 
+use crate::pool;
 use crate::scalar::{Num, Real};
 use crate::storage::{any_dispatch, boxed, float_dispatch, num_dispatch, same_dtype, same_shape, Src};
 use crate::strided::par_rows;
@@ -35,7 +36,7 @@ pub(crate) fn index_select(src: View, dim: usize, indices_view: View) -> Result<
     let dtype = src.dtype();
     any_dispatch!(dtype, T => {
         let s = Src::<T>::new(OP, src)?.contiguous();
-        let mut out = vec![T::default(); s.len() / n.max(1) * idx.len()];
+        let mut out = pool::reuse(s.len() / n.max(1) * idx.len());
         par_rows(&mut out, idx.len() * inner, |o, out| {
             for (dst, &i) in out.chunks_mut(inner).zip(&idx) {
                 dst.copy_from_slice(&s[(o * n + i) * inner..][..inner]);

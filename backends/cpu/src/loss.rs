@@ -2,6 +2,7 @@
 //! (PyTorch semantics: the target distribution is (1−ε)·onehot + ε/C).
 
 use crate::fastmath::simd;
+use crate::pool;
 use crate::scalar::{max_of, sum_by, Real};
 use crate::storage::{boxed, float_dispatch, Src};
 use crate::strided::{par_rows, rows_per_task};
@@ -74,7 +75,7 @@ impl<'a, T: Real> Batch<'a, T> {
     fn grad(&self, dloss: f64) -> Vec<T> {
         let scale = T::of(dloss / self.count() as f64);
         let (hit, off) = (T::of(1.0 - self.eps), T::of(self.eps / self.c as f64));
-        let mut g = vec![T::zero(); self.logits.len()];
+        let mut g = pool::filled(self.logits.len(), T::zero());
         par_rows(
             &mut g,
             self.c,

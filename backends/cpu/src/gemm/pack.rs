@@ -17,7 +17,7 @@ pub(super) unsafe fn a_block(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize,
         let out = dst[t * MR * kc..][..rows * kc].as_mut_ptr();
         let src = |i: usize| a.at(r0 + start + i, k0);
         // Row-major A: 16 k-steps of every row at a time, transposed in registers.
-        let full_k = if a.cs == 1 { kc / 16 * 16 } else { 0 };
+        let full_k = if a.cs == 1 && a.rs != 1 { kc / 16 * 16 } else { 0 };
         let mask = (1u16 << rows) - 1;
         for p in (0..full_k).step_by(16) {
             let mut r = [_mm512_setzero_ps(); 16];
@@ -28,6 +28,15 @@ pub(super) unsafe fn a_block(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize,
             for (q, v) in r.iter().enumerate() {
                 _mm512_mask_storeu_ps(out.add((p + q) * rows), mask, *v);
             }
+        }
+        if a.rs == 1 {
+            // Column-major A (a transposed activation, as in weight gradients): each k-step's
+            // rows are contiguous.
+            let s = src(0);
+            for p in 0..kc {
+                std::ptr::copy_nonoverlapping(s.offset(p as isize * a.cs), out.add(p * rows), rows);
+            }
+            continue;
         }
         for i in 0..rows {
             let s = src(i);
