@@ -45,6 +45,12 @@ pub fn is_grad_enabled() -> bool {
     GRAD_ENABLED.with(|g| g.get())
 }
 
+/// Whether an op on `inputs` records the graph: grad mode is on and an input tracks
+/// gradients.
+pub(crate) fn records(inputs: &[&Tensor]) -> bool {
+    is_grad_enabled() && inputs.iter().any(|t| t.tracks_grad())
+}
+
 /// Restores the previous grad mode when dropped.
 pub struct NoGradGuard(bool);
 

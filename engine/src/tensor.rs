@@ -337,8 +337,7 @@ impl Tensor {
         parents: &[&Tensor],
         backward: BackwardFn,
     ) -> Tensor {
-        let track =
-            autograd::is_grad_enabled() && storage.dtype().is_float() && parents.iter().any(|p| p.tracks_grad());
+        let track = storage.dtype().is_float() && autograd::records(parents);
         let node = track.then(|| Arc::new(Node::new(name, parents, backward)));
         Self::make(storage, layout, device, node, false)
     }

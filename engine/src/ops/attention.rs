@@ -2,7 +2,7 @@
 //! at inference (no `[B, H, L, L]` scores in memory on backends that fuse), tracked ops in
 //! training.
 
-use crate::autograd::is_grad_enabled;
+use crate::autograd::records;
 use crate::{Error, Result, Tensor};
 
 impl Tensor {
@@ -17,15 +17,15 @@ impl Tensor {
         let &[b, h, l, d] = self.shape() else {
             return Err(Error::invalid(OP, format!("q must be [B, H, L, D], got {:?}", self.shape())));
         };
-        let operands = [Some(self), Some(k), Some(v), bias];
-        if is_grad_enabled() && operands.iter().flatten().any(|t| t.tracks_grad()) {
+        let operands: Vec<&Tensor> = [Some(self), Some(k), Some(v), bias].into_iter().flatten().collect();
+        if records(&operands) {
             let mut scores = self.mul_scalar(scale)?.matmul(&k.t()?)?;
             if let Some(bias) = bias {
                 scores = scores.add(bias)?;
             }
             return scores.softmax_last()?.matmul(v)?.permute(&[0, 2, 1, 3])?.reshape(&[b, l, h * d]);
         }
-        for t in operands.iter().flatten().skip(1) {
+        for t in &operands[1..] {
             self.check_same(t, OP)?;
         }
         self.check_float(OP)?;

@@ -1,7 +1,7 @@
 //! A Linear layer and the terms that follow it in a transformer block (bias, GELU,
 //! `residual + layer-scale ⊙ ·`): one fused backend call at inference, tracked ops in training.
 
-use crate::autograd::is_grad_enabled;
+use crate::autograd::records;
 use crate::{Epilogue, Error, Result, Tensor};
 
 /// What [`Tensor::linear`] applies after `x·wᵀ + bias`, in this order: GELU, then
@@ -27,8 +27,8 @@ impl Tensor {
         if post.scale.is_some() && post.residual.is_none() {
             return Err(Error::invalid(OP, "a scale needs a residual"));
         }
-        let operands = [Some(self), Some(w), bias, post.residual, post.scale];
-        let tracked = is_grad_enabled() && operands.iter().flatten().any(|t| t.tracks_grad());
+        let operands: Vec<&Tensor> = [Some(self), Some(w), bias, post.residual, post.scale].into_iter().flatten().collect();
+        let tracked = records(&operands);
         let (r, ws) = (self.rank(), w.shape());
         let out_shape = match (r, ws) {
             (1.., &[n, k]) if self.shape()[r - 1] == k => [&self.shape()[..r - 1], &[n][..]].concat(),
@@ -51,7 +51,7 @@ impl Tensor {
             }
             return Ok(y);
         }
-        for t in operands.iter().flatten().skip(1) {
+        for t in &operands[1..] {
             self.check_same(t, OP)?;
         }
         self.check_float(OP)?;
