@@ -3,19 +3,20 @@ the CPU: PyTorch (Hugging Face BeitForSemanticSegmentation, fp32, eval, no_grad)
 our `seg_forward` bench binary, on the same weights and with the same thread count.
 
     cargo build --release -p beit-benches --bin seg_forward
-    python benches/pytorch/seg_forward.py [--iters 3] [--threads 2] [--model DIR]
+    python benches/pytorch/seg_forward.py [--iters 2] [--rounds 3] [--threads 2] [--model DIR]
 
 Without --model, `seg_forward --save` writes a random model (ADE20K layout: out_indices
-[3, 5, 7, 11], 150 classes) into a temporary folder and times ours; Hugging Face then loads
-that folder (the script stops if any weight is missing, unused or misshapen) and is timed
-on random input of the model's size: 1 warm-up, then the median of --iters forwards.
+[3, 5, 7, 11], 150 classes) into a temporary folder; Hugging Face loads that folder (the
+script stops if any weight is missing, unused or misshapen). Each round runs
+`seg_forward --model DIR --iters N` and N PyTorch forwards (inference_mode) on random input
+of the model's size, 1 warm-up each; the medians are over all timed forwards of each side.
+Prints both medians, ours/PyTorch, and the peak RSS of our process and of the Python one.
 Threads: torch.set_num_threads(--threads) and RAYON_NUM_THREADS=--threads for ours.
 Needs torch, transformers and safetensors; not run in CI.
 """
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -29,53 +30,71 @@ import transformers
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def ours(binary, folder, iters, threads, save):
-    """Run the Rust bench binary; returns its summary line."""
-    flag = "--save" if save else "--model"
+def ours(binary, threads, *args):
+    """Run the Rust bench binary; returns its JSON summary."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    cmd = [str(binary), "--iters", str(iters), flag, str(folder)]
+    cmd = [str(binary), *map(str, args)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr}")
-    return out.stdout.strip().splitlines()[-1]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def pytorch(folder, iters):
+def pytorch(folder):
+    """Hugging Face's model on `folder` (loaded cleanly) and one input of its size."""
     model, info = transformers.BeitForSemanticSegmentation.from_pretrained(folder, output_loading_info=True)
     bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     if bad:
         sys.exit(f"Hugging Face did not load {folder} cleanly: {bad}")
     model.eval()
     size = json.loads((folder / "config.json").read_text())["image_size"]
-    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    return model, torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+def timed(model, x, iters):
     times = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for i in range(iters + 1):
             start = time.perf_counter()
             model(pixel_values=x)
             if i > 0:
                 times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), times
+    return times
+
+
+def peak_rss_mib():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", type=Path)
     ap.add_argument("--binary", type=Path, default=ROOT / "target/release/seg_forward")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.model or Path(tmp) / "seg"
-        line = ours(args.binary, folder, args.iters, args.threads, save=args.model is None)
-        print(f"ours:    {line}")
-        median, times = pytorch(folder, args.iters)
-        print(f"pytorch: torch {torch.__version__}, {args.threads} threads: median {median:.0f} ms over {len(times)} "
-              f"(min {min(times):.0f}, max {max(times):.0f})")
-        m = re.search(r"median (\d+) ms", line)
-        if m:
-            print(f"ours / pytorch = {float(m.group(1)) / median:.2f}")
+        folder = args.model
+        if folder is None:
+            folder = Path(tmp) / "seg"
+            ours(args.binary, args.threads, "--iters", 1, "--save", folder)
+        model, x = pytorch(folder)
+        mine, theirs, encoder, rss = [], [], [], 0.0
+        for _ in range(args.rounds):
+            line = ours(args.binary, args.threads, "--iters", args.iters, "--model", folder)
+            mine += line["times_ms"]
+            encoder.append(line["encoder_ms"])
+            rss = max(rss, line["peak_rss_mib"])
+            theirs += timed(model, x, args.iters)
+        o, t = statistics.median(mine), statistics.median(theirs)
+        print(f"segmentation forward 512 b1, {args.threads} threads, torch {torch.__version__}: PyTorch {t:.0f} ms, "
+              f"ours {o:.0f} ms (encoder {statistics.median(encoder):.0f}), ours/PyTorch {o / t:.2f}; "
+              f"peak RSS ours {rss:.0f} MiB, PyTorch process {peak_rss_mib():.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -299,6 +299,20 @@ pub trait Backend: Send + Sync + Debug {
     /// A copy of `dst` with `src` added at `indices` along `dim` (repeats accumulate).
     fn index_add(&self, dst: View, dim: usize, indices: View, src: View) -> Result<StorageBox>;
 
+    /// 2-D convolution (groups = 1) of NCHW `x` with a weight `[O, C, kh, kw]` and optional
+    /// bias `[O]` (any strides): `[B, O, out_h, out_w]`. The default composes
+    /// [`Backend::im2col`] and [`Backend::matmul`] ([`crate::composed::conv2d`]); a backend
+    /// may gather the patches as it multiplies (implicit GEMM) instead of storing them.
+    fn conv2d(&self, x: View, w: View, bias: Option<View>, geom: &ConvGeom) -> Result<StorageBox> {
+        crate::composed::conv2d(self, x, w, bias, geom)
+    }
+    /// The weight gradient of [`Backend::conv2d`]: `Σ_b dy[b]·patches(x[b])ᵀ` for
+    /// `dy [B, O, out_h, out_w]`, as `[O, C, kh, kw]`. The default is
+    /// [`crate::composed::conv2d_weight_grad`].
+    fn conv2d_weight_grad(&self, x: View, dy: View, geom: &ConvGeom) -> Result<StorageBox> {
+        crate::composed::conv2d_weight_grad(self, x, dy, geom)
+    }
+
     /// im2col: NCHW `x` to `[batch, out_h·out_w, channels·kh·kw]` (zero padding).
     fn im2col(&self, x: View, geom: &ConvGeom) -> Result<StorageBox>;
     /// col2im, the adjoint of [`Backend::im2col`]: sums the patches back into `[B, C, H, W]`.

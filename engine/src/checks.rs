@@ -99,6 +99,32 @@ pub fn conv_out(op: &'static str, g: &ConvGeom) -> Result<(usize, usize)> {
     Ok((g.out_h(), g.out_w()))
 }
 
+/// A convolution's operands: NCHW `x` of `g`'s shape, weight `[O, C, kh, kw]` and
+/// optional bias `[O]` of `x`'s dtype: `(O, out_h, out_w)`.
+pub fn conv2d_shapes(op: &'static str, x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Result<(usize, usize, usize)> {
+    same_shape(op, x.shape(), &[g.batch, g.channels, g.height, g.width])?;
+    same_dtype(op, x, w)?;
+    let o = w.shape().first().copied().unwrap_or(0);
+    same_shape(op, w.shape(), &[o, g.channels, g.kernel.0, g.kernel.1])?;
+    if let Some(bias) = bias {
+        same_dtype(op, x, bias)?;
+        same_shape(op, bias.shape(), &[o])?;
+    }
+    let (oh, ow) = conv_out(op, g)?;
+    Ok((o, oh, ow))
+}
+
+/// A convolution's weight gradient: NCHW `x` of `g`'s shape and `dy [B, O, out_h, out_w]`
+/// of its dtype: `(O, out_h, out_w)`.
+pub fn conv2d_weight_grad_shapes(op: &'static str, x: View, dy: View, g: &ConvGeom) -> Result<(usize, usize, usize)> {
+    same_shape(op, x.shape(), &[g.batch, g.channels, g.height, g.width])?;
+    same_dtype(op, x, dy)?;
+    let (oh, ow) = conv_out(op, g)?;
+    let o = dy.shape().get(1).copied().unwrap_or(0);
+    same_shape(op, dy.shape(), &[g.batch, o, oh, ow])?;
+    Ok((o, oh, ow))
+}
+
 /// `(outer, size, inner)`: a shape seen as `[outer, size, inner]` around `dim`.
 pub fn around(op: &'static str, shape: &[usize], dim: usize) -> Result<(usize, usize, usize)> {
     if dim >= shape.len() {

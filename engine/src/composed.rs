@@ -1,9 +1,9 @@
-//! The fused inference kernels of [`Backend`] written with its primitive kernels: the
-//! defaults of [`Backend::linear`] and [`Backend::attention`], and the fallback of a
+//! The fused kernels of [`Backend`] written with its primitive kernels: the defaults of
+//! [`Backend::linear`], [`Backend::attention`] and the convolutions, and the fallback of a
 //! backend that fuses only some dtypes.
 
-use crate::checks::{attention_shapes, linear_shapes};
-use crate::{Backend, BinaryOp, Epilogue, Layout, Result, StorageBox, UnaryOp, View};
+use crate::checks::{attention_shapes, conv2d_shapes, conv2d_weight_grad_shapes, linear_shapes};
+use crate::{Backend, BinaryOp, ConvGeom, Epilogue, Layout, ReduceOp, Result, StorageBox, UnaryOp, View};
 
 /// `epilogue(x·wᵀ)` by matmul, then one elementwise kernel per epilogue term.
 pub fn linear<B: Backend + ?Sized>(be: &B, x: View, w: View, epi: &Epilogue) -> Result<StorageBox> {
@@ -46,6 +46,44 @@ pub fn attention<B: Backend + ?Sized>(be: &B, q: View, k: View, v: View, bias: O
     let o_layout = Layout::contiguous(&[b, h, l, d]);
     be.copy_strided(View { storage: &*o, layout: &o_layout }, &mut *merged, &heads_last)?;
     Ok(merged)
+}
+
+/// Convolution by im2col: `[B, out_h·out_w, C·kh·kw]` patches times the weight, plus the
+/// bias, copied into NCHW.
+pub fn conv2d<B: Backend + ?Sized>(be: &B, x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Result<StorageBox> {
+    let (o, oh, ow) = conv2d_shapes("conv2d", x, w, bias, g)?;
+    let (p, k) = (oh * ow, g.patch_len());
+    let cols = be.im2col(x, g)?;
+    let w = contiguous(be, w)?;
+    let wt = Layout::contiguous(&[o, k]).permute(&[1, 0])?.broadcast_to(&[g.batch, k, o])?;
+    let mut y = be.matmul(on(&cols, &Layout::contiguous(&[g.batch, p, k])), on(&w, &wt))?;
+    let pixels_last = Layout::contiguous(&[g.batch, p, o]);
+    if let Some(bias) = bias {
+        let rows = bias.layout.broadcast_to(&[g.batch, p, o])?;
+        y = be.binary(BinaryOp::Add, on(&y, &pixels_last), View { storage: bias.storage, layout: &rows })?;
+    }
+    let mut out = be.full(x.dtype(), g.batch * o * p, 0.0)?;
+    let nchw = Layout::contiguous(&[g.batch, o, p]).permute(&[0, 2, 1])?;
+    be.copy_strided(on(&y, &pixels_last), &mut *out, &nchw)?;
+    Ok(out)
+}
+
+/// The weight gradient of [`conv2d`]: `dy [B, O, out_h·out_w]` times the im2col patches,
+/// summed over the batch.
+pub fn conv2d_weight_grad<B: Backend + ?Sized>(be: &B, x: View, dy: View, g: &ConvGeom) -> Result<StorageBox> {
+    let (o, oh, ow) = conv2d_weight_grad_shapes("conv2d_weight_grad", x, dy, g)?;
+    let (p, k) = (oh * ow, g.patch_len());
+    let cols = be.im2col(x, g)?;
+    let dy = contiguous(be, dy)?;
+    let per_image = be.matmul(on(&dy, &Layout::contiguous(&[g.batch, o, p])), on(&cols, &Layout::contiguous(&[g.batch, p, k])))?;
+    be.reduce(ReduceOp::Sum, on(&per_image, &Layout::contiguous(&[g.batch, o, k])), &[0])
+}
+
+/// A row-major copy of `v`'s elements.
+fn contiguous<B: Backend + ?Sized>(be: &B, v: View) -> Result<StorageBox> {
+    let mut out = be.full(v.dtype(), v.layout.numel(), 0.0)?;
+    be.copy_strided(v, &mut *out, &Layout::contiguous(v.shape()))?;
+    Ok(out)
 }
 
 /// A fresh buffer seen through `layout`.

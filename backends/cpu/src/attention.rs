@@ -44,11 +44,11 @@ pub(crate) fn attention(q: View, k: View, v: View, bias: Option<View>, scale: f6
             // SAFETY: the operands' matrices are in bounds (checked layouts); the scores
             // buffer is L × L; entry (bi, hi) writes only its own head's columns of the output.
             unsafe {
-                gemm::sgemm(l, d, l, qm.get(bi, hi, false), km.get(bi, hi, true), s.as_mut_ptr(), l, &gemm::Post::NONE);
+                gemm::sgemm(l, d, l, qm.get(bi, hi, false), &km.get(bi, hi, true), s.as_mut_ptr(), l, &gemm::Post::NONE);
                 let bias_row = bias_m.as_ref().map(|m| m.get(bi, hi, false));
                 bias_softmax(&mut s, l, scale, bias_row.as_ref());
                 let p = gemm::Mat { ptr: s.as_ptr(), rs: l as isize, cs: 1 };
-                gemm::sgemm(l, l, d, p, vm.get(bi, hi, false), o.add(bi * l * h * d + hi * d).0, h * d, &gemm::Post::NONE);
+                gemm::sgemm(l, l, d, p, &vm.get(bi, hi, false), o.add(bi * l * h * d + hi * d).0, h * d, &gemm::Post::NONE);
             }
         })
     });

@@ -8,6 +8,7 @@
 
 mod attention;
 mod conv;
+mod conv2d;
 mod elementwise;
 mod erf;
 mod fastmath;
@@ -162,6 +163,14 @@ impl Backend for CpuBackend {
 
     fn index_add(&self, dst: View, dim: usize, indices: View, src: View) -> Result<StorageBox> {
         index::index_add(dst, dim, indices, src)
+    }
+
+    fn conv2d(&self, x: View, w: View, bias: Option<View>, geom: &ConvGeom) -> Result<StorageBox> {
+        conv2d::conv2d(x, w, bias, geom)
+    }
+
+    fn conv2d_weight_grad(&self, x: View, dy: View, geom: &ConvGeom) -> Result<StorageBox> {
+        conv2d::conv2d_weight_grad(x, dy, geom)
     }
 
     fn im2col(&self, x: View, geom: &ConvGeom) -> Result<StorageBox> {

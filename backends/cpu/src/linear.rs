@@ -19,7 +19,7 @@ pub(crate) fn linear(x: View, w: View, epi: &Epilogue) -> Result<StorageBox> {
     let (xs, ws) = (Src::<f32>::new(OP, x)?, Src::<f32>::new(OP, w)?);
     let (bias, scale, residual) = (contiguous(epi.bias)?, contiguous(epi.scale)?, contiguous(epi.residual)?);
     let ptr = |v: &Option<Cow<[f32]>>| v.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
-    let post = gemm::Post { bias: ptr(&bias), gelu: epi.gelu, scale: ptr(&scale), residual: ptr(&residual) };
+    let post = gemm::Post { bias: ptr(&bias), gelu: epi.gelu, scale: ptr(&scale), residual: ptr(&residual), ..gemm::Post::NONE };
     let (xl, wl) = (x.layout.strides(), w.layout.strides());
     // SAFETY: `Src::new` checked that both layouts stay inside their buffers.
     let a = gemm::Mat { ptr: unsafe { xs.data.as_ptr().add(x.layout.offset()) }, rs: xl[0] as isize, cs: xl[1] as isize };
@@ -33,7 +33,7 @@ pub(crate) fn linear(x: View, w: View, epi: &Epilogue) -> Result<StorageBox> {
         unsafe {
             let (a, b) = (a.from(rows.start, 0), b.from(0, cols.start));
             let post = post.offset(rows.start, cols.start, n);
-            gemm::sgemm(rows.len(), k, cols.len(), a, b, c.add(rows.start * n + cols.start).0, n, &post);
+            gemm::sgemm(rows.len(), k, cols.len(), a, &b, c.add(rows.start * n + cols.start).0, n, &post);
         }
     });
     Ok(boxed(DType::F32, out))

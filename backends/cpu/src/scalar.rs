@@ -226,7 +226,7 @@ impl Real for f32 {
             let (a, b) = (crate::gemm::Mat { ptr: a.0, rs: a.1, cs: a.2 }, crate::gemm::Mat { ptr: b.0, rs: b.1, cs: b.2 });
             // C is row-major in every caller.
             debug_assert_eq!(c.2, 1);
-            return crate::gemm::sgemm(m, k, n, a, b, c.0, c.1 as usize, &crate::gemm::Post::NONE);
+            return crate::gemm::sgemm(m, k, n, a, &b, c.0, c.1 as usize, &crate::gemm::Post::NONE);
         }
         matrixmultiply::sgemm(m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, 0.0, c.0, c.1, c.2)
     }

@@ -133,6 +133,12 @@ impl DalleEncoder {
         Ok(enc)
     }
 
+    /// Write a folder that [`DalleEncoder::from_folder`] loads: `config.json` and
+    /// `model.safetensors` in `dir` (created if missing).
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        super::save_folder(self, &self.config, dir.as_ref())
+    }
+
     /// The sizes.
     pub fn config(&self) -> &DalleConfig {
         &self.config

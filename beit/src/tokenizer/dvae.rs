@@ -125,12 +125,7 @@ impl Dvae {
 
     /// Write `config.json` and `model.safetensors` into `dir` (created if missing).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
-        let path = dir.join("config.json");
-        let text = serde_json::to_string_pretty(&self.config).expect("a config serialises");
-        std::fs::write(&path, text).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-        self.state_dict().save(dir.join("model.safetensors"), None)
+        super::save_folder(self, &self.config, dir.as_ref())
     }
 
     /// The sizes.

@@ -54,6 +54,16 @@ fn read_config<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T> {
 
 /// Load `model.safetensors` of `dir` into `module`; a missing or wrongly shaped weight is an
 /// error naming it.
+/// Write `config.json` and `model.safetensors` (the module's state dict) into `dir`,
+/// created if missing.
+fn save_folder(module: &impl Module, config: &impl serde::Serialize, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+    let path = dir.join("config.json");
+    let text = serde_json::to_string_pretty(config).expect("a config serialises");
+    std::fs::write(&path, text).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    module.state_dict().save(dir.join("model.safetensors"), None)
+}
+
 fn load_weights(module: &impl Module, dir: &Path, device: &Device) -> Result<()> {
     let sd = load_safetensors(dir.join("model.safetensors"), device)?;
     let report = load_params(&module.params(), &sd, false)?;

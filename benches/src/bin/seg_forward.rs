@@ -1,7 +1,7 @@
 //! Segmentation forward latency on the CPU: BEiT-Base/16 + UperNet + auxiliary FCN head
 //! (Hugging Face's ADE20K layout: out_indices [3, 5, 7, 11], 150 classes) at 512x512,
-//! fp32, inference mode. Median of `--iters` timed forwards after one warm-up, the median
-//! time of the encoder alone, and the process's peak RSS.
+//! fp32, inference mode. Prints one JSON line: `median_ms` and `times_ms` of `--iters` timed
+//! forwards after one warm-up, `encoder_ms` (the median of the encoder alone), `peak_rss_mib`.
 //!
 //! ```text
 //! cargo run --release -p beit-benches --bin seg_forward -- [--iters 3] [--size 512] [--batch 1]
@@ -15,6 +15,7 @@
 use beit::engine::rng::Rng;
 use beit::engine::{no_grad, DType, Result, Tensor};
 use beit::{BeitConfig, BeitForSemanticSegmentation, Mode};
+use beit_benches::{median, peak_rss_mib};
 use std::time::Instant;
 
 struct Args {
@@ -56,12 +57,6 @@ fn ade_base(size: usize) -> BeitConfig {
     }
 }
 
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn main() -> Result<()> {
     let args = parse();
     let dev = beit::open_device("cpu")?;
@@ -88,18 +83,12 @@ fn main() -> Result<()> {
             encoder.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
-    times.sort_by(f64::total_cmp);
-    encoder.sort_by(f64::total_cmp);
-    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    let list = times.iter().map(|t| format!("{t:.1}")).collect::<Vec<_>>().join(", ");
     println!(
-        "seg_forward size {size} batch {} threads {threads}: median {:.0} ms over {} (min {:.0}, max {:.0}), \
-         of which the encoder {:.0} ms; peak RSS {:.0} MiB",
+        "{{\"median_ms\": {:.1}, \"times_ms\": [{list}], \"encoder_ms\": {:.1}, \"batch\": {}, \"size\": {size}, \"peak_rss_mib\": {:.0}}}",
+        median(&times),
+        median(&encoder),
         args.batch,
-        times[times.len() / 2],
-        times.len(),
-        times[0],
-        times[times.len() - 1],
-        encoder[encoder.len() / 2],
         peak_rss_mib().unwrap_or(f64::NAN)
     );
     Ok(())

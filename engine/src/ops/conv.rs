@@ -1,4 +1,4 @@
-//! Convolution family: im2col-based conv2d, BEiT's patch embedding (stride = kernel as
+//! Convolution family: conv2d (one backend call), im2col (`unfold2d`), BEiT's patch embedding (stride = kernel as
 //! reshape + matmul), and 2x2 max pooling as a reshaped max.
 
 use crate::{ConvGeom, Error, Result, Tensor};
@@ -25,7 +25,10 @@ impl Tensor {
         })
     }
 
-    /// 2-D convolution (groups = 1): NCHW `self`, weight `[O, C, kh, kw]`, optional bias `[O]`.
+    /// 2-D convolution (groups = 1): NCHW `self`, weight `[O, C, kh, kw]`, optional bias `[O]`;
+    /// one [`crate::Backend::conv2d`] call. Backward: the input gradient is the convolution
+    /// of `dy` with the flipped kernel (stride 1) or patches folded back (col2im), the
+    /// weight gradient one [`crate::Backend::conv2d_weight_grad`] call.
     pub fn conv2d(
         &self,
         weight: &Tensor,
@@ -33,29 +36,41 @@ impl Tensor {
         stride: (usize, usize),
         padding: (usize, usize),
     ) -> Result<Tensor> {
+        const OP: &str = "conv2d";
         let [o, c, kh, kw] = *weight.shape() else {
-            return Err(Error::invalid("conv2d", format!("weight must be [O, C, kh, kw], got {:?}", weight.shape())));
+            return Err(Error::invalid(OP, format!("weight must be [O, C, kh, kw], got {:?}", weight.shape())));
         };
         if self.rank() != 4 || self.shape()[1] != c {
-            return Err(Error::ShapeMismatch { op: "conv2d", lhs: self.shape().to_vec(), rhs: weight.shape().to_vec() });
+            return Err(Error::ShapeMismatch { op: OP, lhs: self.shape().to_vec(), rhs: weight.shape().to_vec() });
         }
-        let (b, h, w) = (self.shape()[0], self.shape()[2], self.shape()[3]);
-        if h + 2 * padding.0 < kh || w + 2 * padding.1 < kw {
-            return Err(Error::invalid("conv2d", format!("kernel ({kh}, {kw}) larger than padded input {:?}", self.shape())));
+        let (batch, height, width) = (self.shape()[0], self.shape()[2], self.shape()[3]);
+        if height + 2 * padding.0 < kh || width + 2 * padding.1 < kw {
+            return Err(Error::invalid(OP, format!("kernel ({kh}, {kw}) larger than padded input {:?}", self.shape())));
         }
-        let cols = if (kh, kw) == (1, 1) && stride == (1, 1) && padding == (0, 0) {
-            // 1x1 convolution: channels-last view, no im2col.
-            self.reshape(&[b, c, h * w])?.transpose(1, 2)?
-        } else {
-            self.unfold2d((kh, kw), stride, padding)?
-        };
-        let oh = (h + 2 * padding.0 - kh) / stride.0 + 1;
-        let ow = (w + 2 * padding.1 - kw) / stride.1 + 1;
-        let mut y = cols.matmul(&weight.reshape(&[o, c * kh * kw])?.t()?)?;
-        if let Some(bias) = bias {
-            y = y.add(bias)?;
+        self.check_float(OP)?;
+        self.check_same(weight, OP)?;
+        if let Some(b) = bias {
+            self.check_same(b, OP)?;
         }
-        y.transpose(1, 2)?.reshape(&[b, o, oh, ow])
+        let geom = ConvGeom { batch, channels: c, height, width, kernel: (kh, kw), stride, padding };
+        let out = self.device().backend().conv2d(self.view(), weight.view(), bias.map(Tensor::view), &geom)?;
+        let shape = [batch, o, geom.out_h(), geom.out_w()];
+        let parents: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
+        let (x, w) = (self.clone(), weight.clone());
+        Tensor::from_op(out, &shape, self.device(), OP, &parents, move |g, needs| {
+            let dx = if needs[0] { Some(conv2d_input_grad(g, &w, &geom)?) } else { None };
+            let dw = if needs[1] {
+                let dw = g.device().backend().conv2d_weight_grad(x.view(), g.view(), &geom)?;
+                Some(Tensor::from_storage(dw, w.shape(), g.device())?)
+            } else {
+                None
+            };
+            let mut grads = vec![dx, dw];
+            if needs.len() > 2 {
+                grads.push(if needs[2] { Some(g.sum(&[0, 2, 3], false)?) } else { None });
+            }
+            Ok(grads)
+        })
     }
 
     /// Patch embedding: a conv with stride = kernel = `patch`, as reshape + matmul.
@@ -97,4 +112,20 @@ impl Tensor {
         let x = if (h, w) == (2 * oh, 2 * ow) { self.clone() } else { self.narrow(2, 0, 2 * oh)?.narrow(3, 0, 2 * ow)? };
         x.reshape(&[b, c, oh, 2, ow, 2])?.max(&[3, 5], false)
     }
+}
+
+/// The input gradient of a convolution with weight `w` under `g`, for `dy [B, O, oh, ow]`.
+/// At stride 1 (and padding below the kernel) it is itself a convolution: `dy`, padded by
+/// `k − 1 − padding`, with the kernel flipped and its channels swapped. Otherwise the
+/// patches' gradient `dyᵀ·w` is folded back into the image (col2im).
+fn conv2d_input_grad(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Tensor> {
+    let ((kh, kw), (ph, pw)) = (g.kernel, g.padding);
+    if g.stride == (1, 1) && ph < kh && pw < kw {
+        let reversed = |n: usize| Tensor::from_vec((0..n as i64).rev().collect(), &[n], dy.device());
+        let flipped = w.permute(&[1, 0, 2, 3])?.index_select(2, &reversed(kh)?)?.index_select(3, &reversed(kw)?)?;
+        return dy.conv2d(&flipped, None, (1, 1), (kh - 1 - ph, kw - 1 - pw));
+    }
+    let (o, pixels) = (w.shape()[0], g.out_h() * g.out_w());
+    let cols = dy.reshape(&[g.batch, o, pixels])?.transpose(1, 2)?.matmul(&w.reshape(&[o, g.patch_len()])?)?;
+    cols.fold2d((g.channels, g.height, g.width), g.kernel, g.stride, g.padding)
 }

@@ -1,8 +1,9 @@
 //! The convolution family: patch embedding (stride = kernel), conv2d with stride and
 //! padding (and the 1x1 fast path), im2col, 2x2 max pooling, against direct loops.
 
+use beit_conformance::gradcheck::analytic_grads;
 use beit_conformance::reference::{self as r, Conv};
-use beit_conformance::{op_cases, Array, Gen, Input, OpCase};
+use beit_conformance::{assert_close, conformance, cpu, op_cases, Array, DType, Device, Gen, Input, OpCase, Result, Tensor};
 
 /// `conv2d(x, w, b)` for `x [2, c, h, w]`, `w [o, c, kh, kw]` and a bias `[o]`.
 fn conv2d(seed: u64, x: [usize; 4], w: [usize; 4], stride: (usize, usize), padding: (usize, usize)) -> OpCase {
@@ -38,9 +39,16 @@ op_cases! {
     conv2d_stride_padding => conv2d(3, [2, 3, 7, 7], [4, 3, 3, 3], (2, 2), (1, 1));
     /// A rectangular `2x3` kernel, stride (1, 2), padding (0, 1).
     conv2d_rectangular => conv2d(4, [2, 2, 5, 6], [3, 2, 2, 3], (1, 2), (0, 1));
-    /// 1x1 (the channels-last matmul path).
+    /// 3x3, stride 1, padding 1 (UperNet's and the dVAE's; the input gradient is a
+    /// convolution with the flipped kernel).
+    conv2d_3x3_same => conv2d(10, [2, 5, 9, 11], [6, 5, 3, 3], (1, 1), (1, 1));
+    /// 7x7, padding 3 (the DALL-E encoder's input convolution).
+    conv2d_7x7 => conv2d(11, [2, 3, 9, 8], [4, 3, 7, 7], (1, 1), (3, 3));
+    /// 3x3 without padding on a non-square input.
+    conv2d_valid => conv2d(12, [2, 4, 6, 9], [3, 4, 3, 3], (1, 1), (0, 0));
+    /// 1x1 (the image itself is the GEMM operand).
     conv2d_1x1 => conv2d(5, [2, 3, 5, 5], [4, 3, 1, 1], (1, 1), (0, 0));
-    /// 1x1 with stride 2 (the im2col path).
+    /// 1x1 with stride 2.
     conv2d_1x1_stride_2 => conv2d(6, [2, 3, 5, 5], [4, 3, 1, 1], (2, 2), (0, 0));
     /// im2col with a `3x2` kernel, stride (2, 1), padding (1, 0).
     unfold2d => {
@@ -62,4 +70,39 @@ op_cases! {
         let x: Array = Gen::new(9).normal(&[1, 2, 2, 2], 1.0);
         OpCase::new(vec![x.into()], |x| x[0].max_pool2x2(), |x| r::max_pool2x2(&x[0]))
     };
+}
+
+/// `conv2d` in f32 on `dev` against the f64 reference (forward) and the CPU's f64 gradients
+/// (backward), for `x [2, c, h, w]`, `w [o, c, k, k]` and a bias.
+fn conv2d_large(dev: &Device, seed: u64, x: [usize; 4], w: [usize; 4], padding: usize) -> Result<()> {
+    let mut g = Gen::new(seed);
+    let (xv, wv, bv) = (g.normal(&x, 1.0), g.normal(&w, 0.1), g.normal(&[w[0]], 1.0));
+    let pad = (padding, padding);
+    let f = move |t: &[Tensor]| t[0].conv2d(&t[1], Some(&t[2]), (1, 1), pad);
+    let on = |d: &Device, dtype: DType| -> Result<Vec<Tensor>> {
+        [&xv, &wv, &bv].iter().map(|a| a.to_tensor(dtype, d)).collect()
+    };
+    let name = format!("conv2d {x:?} * {w:?} on {dev}");
+    let got = Array::from_tensor(&f(&on(dev, DType::F32)?)?)?;
+    let rounded: Vec<Array> = [&xv, &wv, &bv].iter().map(|a| a.rounded(DType::F32)).collect();
+    assert_close(&name, &got, &r::conv2d(&rounded[0], &rounded[1], Some(&rounded[2]), (1, 1), pad), 1e-5);
+    let want = analytic_grads(&on(&cpu(), DType::F64)?, f)?;
+    let grads = analytic_grads(&on(dev, DType::F32)?, f)?;
+    for (j, (got, want)) in grads.iter().zip(&want).enumerate() {
+        assert_close(&format!("{name}: f32 gradient of input {j} vs f64 on cpu"), got, want, 1e-4);
+    }
+    Ok(())
+}
+
+conformance! {
+    /// A 3x3 convolution across the GEMM's blocks: 900 pixels (two column blocks, a ragged
+    /// panel), 360 taps (two depth blocks), 30 output channels (a ragged row tile).
+    fn conv2d_3x3_large(dev: &Device) -> Result<()> {
+        conv2d_large(dev, 13, [2, 40, 20, 45], [30, 40, 3, 3], 1)
+    }
+
+    /// A 1x1 convolution of the same size: the image and its transpose as GEMM operands.
+    fn conv2d_1x1_large(dev: &Device) -> Result<()> {
+        conv2d_large(dev, 14, [2, 300, 10, 90], [20, 300, 1, 1], 0)
+    }
 }

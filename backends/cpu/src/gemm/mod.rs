@@ -11,6 +11,9 @@
 mod kernel;
 #[cfg(target_arch = "x86_64")]
 mod pack;
+mod patches;
+
+pub(crate) use patches::Patches;
 
 use crate::fastmath::gelu_f32;
 use std::cell::RefCell;
@@ -68,13 +71,39 @@ impl Mat {
     }
 }
 
-/// What is applied to each element `v` of `A·B` at `(r, c)`, in this order: `v + bias[c]`,
-/// GELU, `residual[r, c] + scale[c]·v`. Null pointers are absent terms; the pointers are
-/// for the output block's column 0 / element (0, 0), the residual with C's row stride.
+/// A B operand that [`sgemm`] packs block by block: a strided matrix ([`Mat`]) or the
+/// patches of a convolution ([`Patches`]), which are never stored whole.
+pub(crate) trait Panels: Sync {
+    /// Packs rows `k0..k0+kc`, columns `c0..c0+nc` into `dst`: panel `j` (columns `j·NR..`)
+    /// at `j·NR·kc`, [`NR`] values per row, columns past `nc` zero.
+    ///
+    /// # Safety
+    /// [`available`] is true; the block is inside the operand; `dst` holds
+    /// `nc.div_ceil(NR)·NR·kc` values.
+    unsafe fn pack(&self, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]);
+}
+
+impl Panels for Mat {
+    unsafe fn pack(&self, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        pack::b_block(*self, k0, c0, kc, nc, dst);
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("gemm runs only where `available()` ({k0}, {c0}, {kc}, {nc}, {})", dst.len());
+    }
+}
+
+/// What is applied to each element `v` of `A·B` at `(r, c)`, in this order: `C[r, c] + v`
+/// (with `accumulate`), `v + bias[c] + row_bias[r]`, GELU, `residual[r, c] + scale[c]·v`.
+/// Null pointers are absent terms; the pointers are for the output block's row / column 0
+/// / element (0, 0), the residual with C's row stride.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Post {
+    /// Adds the product to C's old values instead of overwriting them.
+    pub accumulate: bool,
     /// Per-column bias.
     pub bias: *const f32,
+    /// Per-row bias (a convolution's, whose rows are output channels).
+    pub row_bias: *const f32,
     /// GELU (erf form) after the bias.
     pub gelu: bool,
     /// Per-column scale of the product (layer scale), with `residual`; null: 1.
@@ -89,11 +118,18 @@ unsafe impl Sync for Post {}
 
 impl Post {
     /// No epilogue: C = A·B.
-    pub(crate) const NONE: Post =
-        Post { bias: std::ptr::null(), gelu: false, scale: std::ptr::null(), residual: std::ptr::null() };
+    pub(crate) const NONE: Post = Post {
+        accumulate: false,
+        bias: std::ptr::null(),
+        row_bias: std::ptr::null(),
+        gelu: false,
+        scale: std::ptr::null(),
+        residual: std::ptr::null(),
+    };
 
+    /// Whether nothing is applied after the product is stored.
     fn is_none(&self) -> bool {
-        self.bias.is_null() && !self.gelu && self.residual.is_null()
+        self.bias.is_null() && self.row_bias.is_null() && !self.gelu && self.residual.is_null()
     }
 
     /// The epilogue of the block at `(r, c)` of this one, for outputs of row stride `ldc`.
@@ -101,9 +137,14 @@ impl Post {
     /// # Safety
     /// The offsets stay inside the buffers the pointers point into.
     pub(crate) unsafe fn offset(&self, r: usize, c: usize, ldc: usize) -> Post {
-        let col = |p: *const f32| if p.is_null() { p } else { p.add(c) };
-        let res = if self.residual.is_null() { self.residual } else { self.residual.add(r * ldc + c) };
-        Post { bias: col(self.bias), gelu: self.gelu, scale: col(self.scale), residual: res }
+        let at = |p: *const f32, i: usize| if p.is_null() { p } else { p.add(i) };
+        Post {
+            bias: at(self.bias, c),
+            row_bias: at(self.row_bias, r),
+            scale: at(self.scale, c),
+            residual: at(self.residual, r * ldc + c),
+            ..*self
+        }
     }
 
     /// Applies the epilogue to the `rows × cols` block at `c` (row stride `ldc`).
@@ -116,6 +157,7 @@ impl Post {
         for i in 0..rows {
             let out = std::slice::from_raw_parts_mut(c.add(i * ldc), cols);
             let residual = if self.residual.is_null() { self.residual } else { self.residual.add(i * ldc) };
+            let row_bias = if self.row_bias.is_null() { None } else { Some(*self.row_bias.add(i)) };
             // 16 columns at a time in a fixed-size array: one vector register each, also for
             // the 32-column tiles, where a loop over the slice would run its scalar remainder.
             for (j, chunk) in out.chunks_mut(16).enumerate().map(|(q, ch)| (16 * q, ch)) {
@@ -129,6 +171,9 @@ impl Post {
                 if !self.bias.is_null() {
                     let b = lanes(self.bias);
                     v.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+                }
+                if let Some(b) = row_bias {
+                    v.iter_mut().for_each(|x| *x += b);
                 }
                 if self.gelu {
                     v.iter_mut().for_each(|x| *x = gelu_f32(*x));
@@ -163,13 +208,15 @@ thread_local! {
 /// [`available`] is true; every element of A, B, C and of the epilogue's operands is in
 /// bounds; C does not overlap A, B or the residual.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: *mut f32, ldc: usize, post: &Post) {
+pub(crate) unsafe fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, c: *mut f32, ldc: usize, post: &Post) {
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        for i in 0..m {
-            std::ptr::write_bytes(c.add(i * ldc), 0, n);
+        if !post.accumulate {
+            for i in 0..m {
+                std::ptr::write_bytes(c.add(i * ldc), 0, n);
+            }
         }
         return post.apply(m, n, c, ldc);
     }
@@ -189,13 +236,13 @@ pub(crate) unsafe fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: *mut
                 pack::a_block(a, ic, pc, mc, kc, ap);
                 for jc in (0..n).step_by(NC) {
                     let nc = NC.min(n - jc);
-                    pack::b_block(b, pc, jc, kc, nc, bp);
+                    b.pack(pc, jc, kc, nc, bp);
                     for ir in (0..mc).step_by(MR) {
                         let rows = MR.min(mc - ir);
                         for jr in (0..nc).step_by(NR) {
                             let cols = NR.min(nc - jr);
                             let tile = c.add((ic + ir) * ldc + jc + jr);
-                            kernel::run(rows, kc, ap.as_ptr().add(ir * kc), bp.as_ptr().add(jr * kc), tile, ldc, cols, pc > 0);
+                            kernel::run(rows, kc, ap.as_ptr().add(ir * kc), bp.as_ptr().add(jr * kc), tile, ldc, cols, pc > 0 || post.accumulate);
                             if last && !post.is_none() {
                                 post.offset(ic + ir, jc + jr, ldc).apply(rows, cols, tile, ldc);
                             }
@@ -239,10 +286,11 @@ mod tests {
             gelu,
             scale: if res == Some(true) { scale_v.as_ptr() } else { std::ptr::null() },
             residual: if res.is_some() { res_v.as_ptr() } else { std::ptr::null() },
+            ..Post::NONE
         };
         let mut c = vec![f32::NAN; m * ldc];
         // SAFETY: the operands cover the shapes; C is separate.
-        unsafe { sgemm(m, k, n, a, b, c.as_mut_ptr(), ldc, &post) };
+        unsafe { sgemm(m, k, n, a, &b, c.as_mut_ptr(), ldc, &post) };
         let at = |mat: &Mat, v: &[f32], r: usize, col: usize| v[(r as isize * mat.rs + col as isize * mat.cs) as usize] as f64;
         for i in 0..m {
             for j in 0..n {

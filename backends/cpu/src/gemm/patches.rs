@@ -1,0 +1,190 @@
+//! The im2col matrix of one NCHW image as a GEMM operand that is never stored: [`sgemm`]
+//! packs it block by block straight from the image (an implicit-GEMM convolution), with
+//! AVX-512 gathers whose masks are the zero padding.
+//!
+//! [`sgemm`]: super::sgemm
+
+use super::Panels;
+use beit_engine::ConvGeom;
+
+/// The patches of image `x` (`channels × height × width`, contiguous) under `geom`'s
+/// kernel, stride and padding, as a matrix whose rows are kernel taps `(c, i, j)` and
+/// columns output pixels `(oy, ox)` (the forward operand, `[C·kh·kw, oh·ow]`), or, when
+/// `by_pixel`, its transpose (the weight gradient's operand, `[oh·ow, C·kh·kw]`). Column
+/// `0` of the operand is column `first_col` of that matrix.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Patches {
+    /// The image's first element.
+    pub x: *const f32,
+    /// The convolution (its `batch` is not used).
+    pub geom: ConvGeom,
+    /// Rows are output pixels and columns taps.
+    pub by_pixel: bool,
+    /// The matrix column that is the operand's column 0.
+    pub first_col: usize,
+}
+
+// SAFETY: the image is only read, by threads that write disjoint outputs.
+unsafe impl Send for Patches {}
+unsafe impl Sync for Patches {}
+
+impl Patches {
+    /// Whether every offset into the image fits the gathers' i32 lanes.
+    pub(crate) fn fits(geom: &ConvGeom) -> bool {
+        let image = geom.channels * (geom.height + 2 * geom.padding.0 + 1) * (geom.width + 2 * geom.padding.1 + 1);
+        image < i32::MAX as usize / 2
+    }
+
+    /// The row and column of a tap `t` and of a pixel `p`, as `(dy, dx, channel offset)`:
+    /// the input element under tap and pixel is at `(tap.0 + pix.0, tap.1 + pix.1)` of the
+    /// channel starting at `tap.2`.
+    fn tap(&self, t: usize) -> [i32; 3] {
+        let (kh, kw) = self.geom.kernel;
+        let (c, i, j) = (t / (kh * kw), t / kw % kh, t % kw);
+        [i as i32, j as i32, (c * self.geom.height * self.geom.width) as i32]
+    }
+
+    fn pixel(&self, p: usize) -> [i32; 3] {
+        let ow = self.geom.out_w();
+        let g = &self.geom;
+        let (oy, ox) = (p / ow, p % ow);
+        [(oy * g.stride.0) as i32 - g.padding.0 as i32, (ox * g.stride.1) as i32 - g.padding.1 as i32, 0]
+    }
+
+    /// Row `r`'s and column `q`'s parts of the element's coordinates.
+    fn row(&self, r: usize) -> [i32; 3] {
+        if self.by_pixel {
+            self.pixel(r)
+        } else {
+            self.tap(r)
+        }
+    }
+
+    fn col(&self, q: usize) -> [i32; 3] {
+        if self.by_pixel {
+            self.tap(self.first_col + q)
+        } else {
+            self.pixel(self.first_col + q)
+        }
+    }
+}
+
+impl Panels for Patches {
+    unsafe fn pack(&self, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.by_pixel || self.geom.stride.1 != 1 {
+            gather_block(self, k0, c0, kc, nc, dst)
+        } else {
+            row_runs_block(self, k0, c0, kc, nc, dst)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("gemm runs only where `available()` ({self:?}, {k0}, {c0}, {kc}, {nc}, {})", dst.len());
+    }
+}
+
+/// [`Panels::pack`] of [`Patches`] by tap rows at horizontal stride 1: a panel's pixels are
+/// runs along output rows, and each run of a tap is a run of one input row, loaded 16 at a
+/// time with the columns outside the image masked off.
+///
+/// # Safety
+/// As for [`gather_block`]; `!src.by_pixel` and `src.geom.stride.1 == 1`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn row_runs_block(src: &Patches, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+    use super::NR;
+    use std::arch::x86_64::*;
+    let g = &src.geom;
+    let (h, w, ow) = (g.height as isize, g.width as isize, g.out_w());
+    let (sh, ph, pw) = (g.stride.0 as isize, g.padding.0 as isize, g.padding.1 as isize);
+    let mut taps = [[0i32; 3]; super::KC];
+    for (p, t) in taps.iter_mut().enumerate().take(kc) {
+        *t = src.tap(k0 + p);
+    }
+    for (j, start) in (0..nc).step_by(NR).enumerate() {
+        let cols = NR.min(nc - start);
+        let out = dst[j * NR * kc..][..NR * kc].as_mut_ptr();
+        // The panel's runs: (first lane, length, output row, first output column).
+        let mut runs = [(0usize, 0usize, 0isize, 0isize); NR];
+        let (mut n_runs, mut lane) = (0, 0);
+        while lane < cols {
+            let pixel = src.first_col + c0 + start + lane;
+            let (oy, ox) = (pixel / ow, pixel % ow);
+            let len = (cols - lane).min(ow - ox);
+            runs[n_runs] = (lane, len, oy as isize, ox as isize);
+            (n_runs, lane) = (n_runs + 1, lane + len);
+        }
+        for (p, &[i, jt, coff]) in taps.iter().enumerate().take(kc) {
+            let row = out.add(p * NR);
+            _mm512_storeu_ps(row, _mm512_setzero_ps());
+            _mm512_storeu_ps(row.add(16), _mm512_setzero_ps());
+            for &(lane, len, oy, ox) in &runs[..n_runs] {
+                let iy = oy * sh + i as isize - ph;
+                if !(0..h).contains(&iy) {
+                    continue;
+                }
+                let line = src.x.wrapping_offset(coff as isize + iy * w);
+                for q in (0..len).step_by(16) {
+                    let n = (len - q).min(16) as isize;
+                    // Input column of the chunk's first lane; lanes lo..hi are inside the row.
+                    let ix = ox + q as isize + jt as isize - pw;
+                    let (lo, hi) = ((-ix).max(0), (w - ix).min(n));
+                    if hi <= lo {
+                        continue;
+                    }
+                    let inside = (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16;
+                    let v = _mm512_maskz_loadu_ps(inside, line.wrapping_offset(ix));
+                    _mm512_mask_storeu_ps(row.add(lane + q), ((1u32 << n) - 1) as u16, v);
+                }
+            }
+        }
+    }
+}
+
+/// [`Panels::pack`] of [`Patches`]: per panel, each column's coordinates in 2 × 16 lanes;
+/// per row, its own added, the lanes outside the image masked off (they read as zero).
+///
+/// # Safety
+/// As for [`Panels::pack`]; the CPU has AVX-512F and the geometry [`Patches::fits`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_block(src: &Patches, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+    use super::NR;
+    use std::arch::x86_64::*;
+    let (h, w) = (_mm512_set1_epi32(src.geom.height as i32), _mm512_set1_epi32(src.geom.width as i32));
+    let row_len = _mm512_set1_epi32(src.geom.width as i32);
+    // Each row's coordinates once per block, for all its panels.
+    let mut rows = [[0i32; 3]; super::KC];
+    for (p, r) in rows.iter_mut().enumerate().take(kc) {
+        *r = src.row(k0 + p);
+    }
+    for (j, start) in (0..nc).step_by(NR).enumerate() {
+        let cols = NR.min(nc - start);
+        let out = dst[j * NR * kc..][..NR * kc].as_mut_ptr();
+        let (lo, hi) = super::pack::masks(cols);
+        let mut lanes = [[[0i32; 16]; 3]; 2];
+        for q in 0..cols {
+            let [y, x, c] = src.col(c0 + start + q);
+            let (half, l) = (q / 16, q % 16);
+            (lanes[half][0][l], lanes[half][1][l], lanes[half][2][l]) = (y, x, c);
+        }
+        let load = |v: &[i32; 16]| _mm512_loadu_si512(v.as_ptr().cast());
+        let cy = [load(&lanes[0][0]), load(&lanes[1][0])];
+        let cx = [load(&lanes[0][1]), load(&lanes[1][1])];
+        let cc = [load(&lanes[0][2]), load(&lanes[1][2])];
+        for (p, &[ry, rx, rc]) in rows.iter().enumerate().take(kc) {
+            for half in 0..2 {
+                let valid = if half == 0 { lo } else { hi };
+                let iy = _mm512_add_epi32(cy[half], _mm512_set1_epi32(ry));
+                let ix = _mm512_add_epi32(cx[half], _mm512_set1_epi32(rx));
+                // Unsigned compares: a negative coordinate is out too.
+                let inside = _mm512_mask_cmplt_epu32_mask(_mm512_mask_cmplt_epu32_mask(valid, iy, h), ix, w);
+                let at = _mm512_add_epi32(
+                    _mm512_add_epi32(cc[half], _mm512_set1_epi32(rc)),
+                    _mm512_add_epi32(_mm512_mullo_epi32(iy, row_len), ix),
+                );
+                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), inside, at, src.x.cast());
+                _mm512_storeu_ps(out.add(p * NR + 16 * half), v);
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! DALL-E dVAE encoder latency on the CPU (openai's sizes: 4 groups of 2 blocks, 256 wide,
+//! 8192 tokens), fp32 under no_grad: token logits of `--batch` random images of `--size`²
+//! pixels, 1 warm-up then `--iters` timed forwards. Prints one JSON line: `median_ms`,
+//! `times_ms`, `batch`, `size`, `peak_rss_mib`.
+//!
+//! ```text
+//! cargo run --release -p beit-benches --bin dalle_forward -- [--iters 3] [--batch 8] [--size 112]
+//!     [--model DIR | --save DIR]
+//! ```
+//! Without `--model` the weights are random (the package's init); `--save` writes them as a
+//! tokenizer folder first, so that `benches/pytorch/dalle_encoder.py` times PyTorch on the
+//! same weights. Threads: rayon's default (all cores) or `RAYON_NUM_THREADS`.
+
+use beit::engine::rng::Rng;
+use beit::engine::{no_grad, DType, Result, Tensor};
+use beit::tokenizer::{DalleConfig, DalleEncoder, Tokenizer};
+use beit_benches::{median, peak_rss_mib};
+use std::time::Instant;
+
+struct Args {
+    iters: usize,
+    batch: usize,
+    size: usize,
+    model: Option<String>,
+    save: Option<String>,
+}
+
+fn parse() -> Args {
+    let mut a = Args { iters: 3, batch: 8, size: 112, model: None, save: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--iters" => a.iters = value().parse().expect("--iters: a number"),
+            "--batch" => a.batch = value().parse().expect("--batch: a number"),
+            "--size" => a.size = value().parse().expect("--size: a number"),
+            "--model" => a.model = Some(value()),
+            "--save" => a.save = Some(value()),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    a
+}
+
+fn main() -> Result<()> {
+    let args = parse();
+    let dev = beit::open_device("cpu")?;
+    let enc = match &args.model {
+        Some(dir) => DalleEncoder::from_folder(dir, &dev)?,
+        None => DalleEncoder::new(DalleConfig::default(), &dev, 0)?,
+    };
+    if let Some(dir) = &args.save {
+        enc.save(dir)?;
+    }
+    let shape = [args.batch, enc.config().input_channels, args.size, args.size];
+    let pixels = Tensor::rand_uniform(&shape, 0.1, 0.9, DType::F32, &mut Rng::new(1), &dev)?;
+    let _guard = no_grad();
+    let mut times = Vec::new();
+    for i in 0..=args.iters {
+        let start = Instant::now();
+        enc.logits(&pixels)?.to_vec::<f32>()?;
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let list = times.iter().map(|t| format!("{t:.1}")).collect::<Vec<_>>().join(", ");
+    println!(
+        "{{\"median_ms\": {:.1}, \"times_ms\": [{list}], \"batch\": {}, \"size\": {}, \"peak_rss_mib\": {:.0}}}",
+        median(&times),
+        args.batch,
+        args.size,
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
