@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from common import peak_rss_mib
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,13 +59,6 @@ def encoder(weights, config):
         return conv("blocks.output.conv", F.relu(x))
 
     return forward, used
-
-
-def peak_rss_mib():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main():

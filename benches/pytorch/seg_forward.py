@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from common import peak_rss_mib
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,13 +61,6 @@ def timed(model, x, iters):
             if i > 0:
                 times.append((time.perf_counter() - start) * 1e3)
     return times
-
-
-def peak_rss_mib():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main():

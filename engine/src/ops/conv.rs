@@ -1,5 +1,5 @@
-//! Convolution family: conv2d (one backend call), im2col (`unfold2d`), BEiT's patch embedding (stride = kernel as
-//! reshape + matmul), and 2x2 max pooling as a reshaped max.
+//! Convolution family: conv2d (one backend call), im2col (`unfold2d`), BEiT's patch
+//! embedding (stride = kernel as reshape + matmul), and 2x2 max pooling as a reshaped max.
 
 use crate::{ConvGeom, Error, Result, Tensor};
 

@@ -35,15 +35,16 @@ impl Patches {
         image < i32::MAX as usize / 2
     }
 
-    /// The row and column of a tap `t` and of a pixel `p`, as `(dy, dx, channel offset)`:
-    /// the input element under tap and pixel is at `(tap.0 + pix.0, tap.1 + pix.1)` of the
-    /// channel starting at `tap.2`.
+    /// Tap `t`'s part of an input element's coordinates, `[dy, dx, channel offset]`: the
+    /// element under a tap and a pixel is at `(tap[0] + pixel[0], tap[1] + pixel[1])` of the
+    /// channel starting at `tap[2]`.
     fn tap(&self, t: usize) -> [i32; 3] {
         let (kh, kw) = self.geom.kernel;
         let (c, i, j) = (t / (kh * kw), t / kw % kh, t % kw);
         [i as i32, j as i32, (c * self.geom.height * self.geom.width) as i32]
     }
 
+    /// Output pixel `p`'s part: its top-left input row and column, padding subtracted.
     fn pixel(&self, p: usize) -> [i32; 3] {
         let ow = self.geom.out_w();
         let g = &self.geom;
@@ -51,7 +52,7 @@ impl Patches {
         [(oy * g.stride.0) as i32 - g.padding.0 as i32, (ox * g.stride.1) as i32 - g.padding.1 as i32, 0]
     }
 
-    /// Row `r`'s and column `q`'s parts of the element's coordinates.
+    /// Row `r`'s part of the element's coordinates.
     fn row(&self, r: usize) -> [i32; 3] {
         if self.by_pixel {
             self.pixel(r)
@@ -60,6 +61,7 @@ impl Patches {
         }
     }
 
+    /// Operand column `q`'s part.
     fn col(&self, q: usize) -> [i32; 3] {
         if self.by_pixel {
             self.tap(self.first_col + q)
