@@ -1,12 +1,12 @@
 //! Attention at inference, per (batch entry, head) on one thread: `S = q·kᵀ` by our GEMM
 //! into an `L × L` buffer that stays in L2, `scale·S + bias` and softmax row by row, then
-//! `S·v` written straight into the heads-merged output. f32 with AVX-512F; otherwise
-//! composed of the primitive kernels.
+//! `S·v` written straight into the heads-merged output. f32 with AVX-512F or AVX2;
+//! otherwise composed of the primitive kernels.
 
 use crate::matmul::OutPtr;
 use crate::rows::softmax_row;
 use crate::storage::{boxed, Src};
-use crate::{gemm, pool, CpuBackend};
+use crate::{fastmath, gemm, pool, CpuBackend};
 use beit_engine::checks::attention_shapes;
 use beit_engine::{composed, DType, Result, StorageBox, View};
 use rayon::prelude::*;
@@ -46,7 +46,10 @@ pub(crate) fn attention(q: View, k: View, v: View, bias: Option<View>, scale: f6
             unsafe {
                 gemm::sgemm(l, d, l, qm.get(bi, hi, false), &km.get(bi, hi, true), s.as_mut_ptr(), l, &gemm::Post::NONE);
                 let bias_row = bias_m.as_ref().map(|m| m.get(bi, hi, false));
-                bias_softmax(&mut s, l, scale, bias_row.as_ref());
+                fastmath::widest(
+                    #[inline(always)]
+                    || bias_softmax(&mut s, l, scale, bias_row.as_ref()),
+                );
                 let p = gemm::Mat { ptr: s.as_ptr(), rs: l as isize, cs: 1 };
                 gemm::sgemm(l, l, d, p, &vm.get(bi, hi, false), o.add(bi * l * h * d + hi * d).0, h * d, &gemm::Post::NONE);
             }
@@ -77,11 +80,12 @@ impl Heads {
     }
 }
 
-/// Each row of the `L × L` scores `s` becomes `softmax(scale·s + bias)`, 16 lanes wide.
+/// Each row of the `L × L` scores `s` becomes `softmax(scale·s + bias)`, compiled for the
+/// widest registers by the caller ([`fastmath::widest`]).
 ///
 /// # Safety
-/// `bias` addresses an `L × L` matrix; the CPU has AVX-512F (as for [`gemm::sgemm`]).
-#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+/// `bias` addresses an `L × L` matrix.
+#[inline(always)]
 unsafe fn bias_softmax(s: &mut [f32], l: usize, scale: f32, bias: Option<&gemm::Mat>) {
     for (i, row) in s.chunks_exact_mut(l).enumerate() {
         match bias {

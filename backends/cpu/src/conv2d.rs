@@ -10,7 +10,7 @@ use crate::{gemm, pool, CpuBackend};
 use beit_engine::checks::{conv2d_shapes, conv2d_weight_grad_shapes};
 use beit_engine::{composed, ConvGeom, DType, Result, StorageBox, View};
 
-/// Whether `g` runs on our GEMM (f32 views of this `dtype`, AVX-512, offsets within i32).
+/// Whether `g` runs on our GEMM (f32 views of this `dtype`, AVX-512 or AVX2, offsets within i32).
 fn implicit(dtype: DType, g: &ConvGeom) -> bool {
     dtype == DType::F32 && gemm::available() && gemm::Patches::fits(g)
 }
@@ -34,7 +34,7 @@ pub(crate) fn conv2d(x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Resu
     let a = gemm::Mat { ptr: ws.as_ptr(), rs: k as isize, cs: 1 };
     let mut out = pool::reuse::<f32>(g.batch * o * p);
     let c = OutPtr(out.as_mut_ptr());
-    for_blocks(g.batch, o, k, p, (gemm::MR, gemm::NR), |b, rows, cols| {
+    for_blocks(g.batch, o, k, p, gemm::tile(), |b, rows, cols| {
         // SAFETY: image `b` and the weight rows are inside their buffers; the blocks are
         // disjoint and inside the output; the bias has `o` values.
         unsafe {
@@ -67,7 +67,7 @@ pub(crate) fn conv2d_weight_grad(x: View, dy: View, g: &ConvGeom) -> Result<Stor
     let (k, p, image) = (g.patch_len(), oh * ow, g.channels * g.height * g.width);
     let mut out = pool::reuse::<f32>(o * k);
     let c = OutPtr(out.as_mut_ptr());
-    for_blocks(1, o, p * g.batch, k, (gemm::MR, gemm::NR), |_, rows, cols| {
+    for_blocks(1, o, p * g.batch, k, gemm::tile(), |_, rows, cols| {
         for b in 0..g.batch {
             let post = gemm::Post { accumulate: b > 0, ..gemm::Post::NONE };
             // SAFETY: as in `conv2d`; `dy[b]` is `[O, p]` row-major.

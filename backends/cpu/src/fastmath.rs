@@ -1,5 +1,5 @@
-//! Branch-free f32 transcendentals that vectorise (libm's `expf` does not), and a
-//! wrapper that compiles hot loops for AVX2+FMA when the CPU has them.
+//! Branch-free f32 transcendentals that vectorise (libm's `expf` does not), and wrappers
+//! that compile hot loops for AVX2+FMA or AVX-512F when the CPU has them.
 
 /// Run `f` compiled for AVX2 and FMA when the CPU supports them, so that the loops
 /// inlined into it vectorise 8 lanes wide; plain `f()` elsewhere.
@@ -17,6 +17,24 @@ pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     f()
+}
+
+/// Run `f` compiled for AVX-512F when the CPU has it, else as [`simd`]: for the loops that
+/// run beside our GEMM, which uses the widest registers too.
+#[inline(always)]
+pub(crate) fn widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { avx512(f) };
+        }
+    }
+    simd(f)
 }
 
 /// e^x in f32 (Cephes `expf`: within 2 ulp), exact 0 for very negative x, ∞ on overflow.

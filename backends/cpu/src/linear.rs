@@ -27,7 +27,7 @@ pub(crate) fn linear(x: View, w: View, epi: &Epilogue) -> Result<StorageBox> {
     let b = gemm::Mat { ptr: unsafe { ws.data.as_ptr().add(w.layout.offset()) }, rs: wl[1] as isize, cs: wl[0] as isize };
     let mut out = pool::reuse::<f32>(m * n);
     let c = OutPtr(out.as_mut_ptr());
-    for_blocks(1, m, k, n, (gemm::MR, gemm::NR), |_, rows, cols| {
+    for_blocks(1, m, k, n, gemm::tile(), |_, rows, cols| {
         // SAFETY: the blocks are disjoint and inside the output; the epilogue's operands
         // are contiguous with the output's shape.
         unsafe {

@@ -232,7 +232,7 @@ impl Real for f32 {
     }
     fn gemm_tiles() -> Option<(usize, usize)> {
         if crate::gemm::available() {
-            return Some((crate::gemm::MR, crate::gemm::NR));
+            return Some(crate::gemm::tile());
         }
         None
     }

@@ -1,41 +1,112 @@
-//! Our f32 GEMM for CPUs with AVX-512F (x86-64; elsewhere [`available`] is false), with an epilogue applied while each
-//! output tile is still in L1: `+ bias`, GELU, `residual + scale ⊙ ·`.
+//! Our f32 GEMM for x86-64 CPUs with AVX-512F or AVX2 + FMA (elsewhere [`available`] is
+//! false), with an epilogue ([`Post`]) applied while each output tile is still in L1:
+//! `+ bias`, GELU, `residual + scale ⊙ ·`.
 //!
 //! Goto/BLIS blocking: B in `KC × NC` blocks packed into 32-column panels (a transposed
-//! weight is transposed 16×16 in registers while it is packed), A in `MC × KC` blocks
-//! packed into 14-row tiles; the micro-kernel ([`kernel`]) keeps a 14 × 32 tile of C in 28
-//! zmm registers, with one A tile in L1 while the B panels stream from L2. One call runs
-//! on the calling thread; `matmul` splits the work between threads.
+//! weight is transposed in registers while it is packed), A in `MC × KC` blocks packed
+//! into tiles of `MR` rows; the micro-kernel keeps an `MR × 32` tile of C in registers,
+//! with one A tile in L1 while the B panels stream from L2. Each instruction set is one
+//! [`Arch`]: [`avx512`] (14 × 32 in 28 zmm) and [`avx2`] (6 × 32, in two 6 × 16 halves of
+//! 12 ymm). One call runs on the calling thread; `matmul` splits the work between threads.
+
+/// `$tile::<R>(args…)` for the run-time row count `$rows`: one of the literals `1..$mr`,
+/// or else `$mr`, so that each row count gets a kernel with its loops unrolled.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows {
+    ($rows:expr, $mr:ident, [$($r:literal)*], $tile:ident $args:tt) => {
+        match $rows {
+            $($r => $tile::<$r> $args,)*
+            _ => $tile::<$mr> $args,
+        }
+    };
+}
 
 #[cfg(target_arch = "x86_64")]
-mod kernel;
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod pack;
 mod patches;
+mod post;
 
 pub(crate) use patches::Patches;
+pub(crate) use post::Post;
 
-use crate::fastmath::gelu_f32;
 use std::cell::RefCell;
 
-/// Rows of the micro-kernel's tile.
-pub(crate) const MR: usize = 14;
-/// Columns of the micro-kernel's tile (two zmm registers).
+/// Columns of the micro-kernels' tile (two zmm or four ymm registers).
 pub(crate) const NR: usize = 32;
-/// Depth of a packed block: a B panel (`KC × NR`) is 32 KiB, in L1.
+/// The greatest depth of a packed block ([`Blocking::kc`]).
 const KC: usize = 256;
-/// Columns of a packed B block (`KC × NC`, 768 KiB, in L2; BEiT's widths are multiples).
-const NC: usize = 768;
-/// Rows of a packed A block (`MC × KC`, 896 KiB, in L2 with a B block); a multiple of
-/// [`MR`]. A is packed once per block, B once per A block (once when `m ≤ MC`).
-const MC: usize = 64 * MR;
+
+/// The instruction set [`sgemm`] runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// AVX-512F: 16 f32 lanes, 32 registers.
+    Avx512,
+    /// AVX2 and FMA: 8 f32 lanes, 16 registers.
+    Avx2,
+}
+
+/// The instruction set [`sgemm`] uses on this CPU: the widest it has, or none.
+pub(crate) fn isa() -> Option<Isa> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Some(Isa::Avx512);
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Some(Isa::Avx2);
+        }
+    }
+    None
+}
 
 /// Whether this CPU runs [`sgemm`].
 pub(crate) fn available() -> bool {
+    isa().is_some()
+}
+
+/// The micro-kernel's tile `(rows, columns)` on this CPU: callers that split a product
+/// between threads cut it at multiples of these.
+pub(crate) fn tile() -> (usize, usize) {
     #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    if let Some(isa) = isa() {
+        return (isa.blocking().mr, NR);
+    }
+    (16, NR)
+}
+
+/// Block sizes of one instruction set's GEMM.
+#[derive(Clone, Copy, Debug)]
+struct Blocking {
+    /// Rows of the micro-kernel's tile.
+    mr: usize,
+    /// Depth of a packed block, at most [`KC`].
+    kc: usize,
+    /// Rows of a packed A block (a multiple of `mr`). A is packed once per block, B once
+    /// per A block (once when `m ≤ mc`).
+    mc: usize,
+    /// Columns of a packed B block (`kc × nc`; BEiT's widths are multiples).
+    nc: usize,
+    /// The order of the loops. False: A blocks outermost, each A tile in L1 while the B
+    /// panels of a B block in L2 stream past it (a tall tile uses each B value many
+    /// times). True (BLIS's order): B blocks outermost, in L3, each B panel in L1 while the
+    /// A tiles of an A block in L2 stream past it (a short tile would use each B value too
+    /// few times for L2's bandwidth).
+    panel_outer: bool,
+}
+
+impl Isa {
+    /// The block sizes of this instruction set.
+    #[cfg(target_arch = "x86_64")]
+    fn blocking(self) -> Blocking {
+        match self {
+            Isa::Avx512 => avx512::BLOCKING,
+            Isa::Avx2 => avx2::BLOCKING,
+        }
+    }
 }
 
 /// A strided f32 matrix: element `(r, c)` at `ptr + r·rs + c·cs`.
@@ -78,122 +149,45 @@ pub(crate) trait Panels: Sync {
     /// at `j·NR·kc`, [`NR`] values per row, columns past `nc` zero.
     ///
     /// # Safety
-    /// [`available`] is true; the block is inside the operand; `dst` holds
+    /// The CPU has `isa`; the block is inside the operand; `dst` holds
     /// `nc.div_ceil(NR)·NR·kc` values.
-    unsafe fn pack(&self, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]);
+    unsafe fn pack(&self, isa: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]);
 }
 
 impl Panels for Mat {
-    unsafe fn pack(&self, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+    unsafe fn pack(&self, isa: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        pack::b_block(*self, k0, c0, kc, nc, dst);
+        match isa {
+            Isa::Avx512 => pack::b_block(*self, k0, c0, kc, nc, dst),
+            Isa::Avx2 => avx2::b_block(*self, k0, c0, kc, nc, dst),
+        }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("gemm runs only where `available()` ({k0}, {c0}, {kc}, {nc}, {})", dst.len());
+        unreachable!("gemm runs only where `available()` ({isa:?}, {k0}, {c0}, {kc}, {nc}, {})", dst.len());
     }
 }
 
-/// What is applied to each element `v` of `A·B` at `(r, c)`, in this order: `C[r, c] + v`
-/// (with `accumulate`), `v + bias[c] + row_bias[r]`, GELU, `residual[r, c] + scale[c]·v`.
-/// Null pointers are absent terms; the pointers are for the output block's row / column 0
-/// / element (0, 0), the residual with C's row stride.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Post {
-    /// Adds the product to C's old values instead of overwriting them.
-    pub accumulate: bool,
-    /// Per-column bias.
-    pub bias: *const f32,
-    /// Per-row bias (a convolution's, whose rows are output channels).
-    pub row_bias: *const f32,
-    /// GELU (erf form) after the bias.
-    pub gelu: bool,
-    /// Per-column scale of the product (layer scale), with `residual`; null: 1.
-    pub scale: *const f32,
-    /// The row-major residual added last.
-    pub residual: *const f32,
-}
+/// One instruction set's A packing and micro-kernel, which [`sgemm`] drives.
+#[cfg(target_arch = "x86_64")]
+trait Arch {
+    /// The instruction set.
+    const ISA: Isa;
 
-// SAFETY: as for `Mat`.
-unsafe impl Send for Post {}
-unsafe impl Sync for Post {}
-
-impl Post {
-    /// No epilogue: C = A·B.
-    pub(crate) const NONE: Post = Post {
-        accumulate: false,
-        bias: std::ptr::null(),
-        row_bias: std::ptr::null(),
-        gelu: false,
-        scale: std::ptr::null(),
-        residual: std::ptr::null(),
-    };
-
-    /// Whether nothing is applied after the product is stored.
-    fn is_none(&self) -> bool {
-        self.bias.is_null() && self.row_bias.is_null() && !self.gelu && self.residual.is_null()
-    }
-
-    /// The epilogue of the block at `(r, c)` of this one, for outputs of row stride `ldc`.
+    /// Packs rows `r0..r0+mc`, columns `k0..k0+kc` of `a` into `dst`: tile `t` (rows
+    /// `t·mr..`) starts at `t·mr·kc` and holds `rows_t` values per k.
     ///
     /// # Safety
-    /// The offsets stay inside the buffers the pointers point into.
-    pub(crate) unsafe fn offset(&self, r: usize, c: usize, ldc: usize) -> Post {
-        let at = |p: *const f32, i: usize| if p.is_null() { p } else { p.add(i) };
-        Post {
-            bias: at(self.bias, c),
-            row_bias: at(self.row_bias, r),
-            scale: at(self.scale, c),
-            residual: at(self.residual, r * ldc + c),
-            ..*self
-        }
-    }
+    /// The CPU has [`Arch::ISA`]; every element of the block is readable; `dst` holds
+    /// `mc.div_ceil(mr)·mr·kc` values.
+    unsafe fn pack_a(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize, dst: &mut [f32]);
 
-    /// Applies the epilogue to the `rows × cols` block at `c` (row stride `ldc`).
+    /// `C[rows, ncols] (+)= A·B` over `kc` steps: `a` holds `rows` values per step, `b`
+    /// [`NR`]; with `accumulate`, C's old values are added; only `ncols` columns are written.
     ///
     /// # Safety
-    /// The block and the epilogue's operands for it are in bounds.
-    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
-    unsafe fn apply(&self, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
-        let at = |p: *const f32, j: usize, n: usize| if p.is_null() { None } else { Some(std::slice::from_raw_parts(p.add(j), n)) };
-        for i in 0..rows {
-            let out = std::slice::from_raw_parts_mut(c.add(i * ldc), cols);
-            let residual = if self.residual.is_null() { self.residual } else { self.residual.add(i * ldc) };
-            let row_bias = if self.row_bias.is_null() { None } else { Some(*self.row_bias.add(i)) };
-            // 16 columns at a time in a fixed-size array: one vector register each, also for
-            // the 32-column tiles, where a loop over the slice would run its scalar remainder.
-            for (j, chunk) in out.chunks_mut(16).enumerate().map(|(q, ch)| (16 * q, ch)) {
-                let n = chunk.len();
-                let lanes = |src: &[f32]| -> [f32; 16] {
-                    // A full chunk is one vector load; a copy of n < 16 would be a call.
-                    <[f32; 16]>::try_from(src).unwrap_or_else(|_| std::array::from_fn(|q| src.get(q).copied().unwrap_or(0.0)))
-                };
-                let mut v = lanes(chunk);
-                let lanes = |p: *const f32| at(p, j, n).map_or([0.0; 16], lanes);
-                if !self.bias.is_null() {
-                    let b = lanes(self.bias);
-                    v.iter_mut().zip(b).for_each(|(x, b)| *x += b);
-                }
-                if let Some(b) = row_bias {
-                    v.iter_mut().for_each(|x| *x += b);
-                }
-                if self.gelu {
-                    v.iter_mut().for_each(|x| *x = gelu_f32(*x));
-                }
-                if !residual.is_null() {
-                    let r = lanes(residual);
-                    if self.scale.is_null() {
-                        v.iter_mut().zip(r).for_each(|(x, r)| *x += r);
-                    } else {
-                        let s = lanes(self.scale);
-                        v.iter_mut().zip(r).zip(s).for_each(|((x, r), s)| *x = r + s * *x);
-                    }
-                }
-                match <&mut [f32; 16]>::try_from(&mut *chunk) {
-                    Ok(full) => *full = v,
-                    Err(_) => chunk.iter_mut().zip(v).for_each(|(c, x)| *c = x),
-                }
-            }
-        }
-    }
+    /// The CPU has [`Arch::ISA`]; `rows ≤ mr`, `ncols ≤ NR`; `a` and `b` hold `kc` steps;
+    /// C's `rows` rows of `ncols` at stride `ldc` are writable.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel(rows: usize, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ncols: usize, accumulate: bool);
 }
 
 thread_local! {
@@ -202,13 +196,23 @@ thread_local! {
 }
 
 /// `C = post(A·B)` for strided `A [m, k]`, `B [k, n]` and row-major `C [m, n]` of row
-/// stride `ldc`, on the calling thread.
+/// stride `ldc`, on the calling thread, with this CPU's [`isa`].
 ///
 /// # Safety
 /// [`available`] is true; every element of A, B, C and of the epilogue's operands is in
 /// bounds; C does not overlap A, B or the residual.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, c: *mut f32, ldc: usize, post: &Post) {
+    let isa = isa().expect("gemm::sgemm runs only where `available()`");
+    sgemm_with(isa, m, k, n, a, b, c, ldc, post)
+}
+
+/// [`sgemm`] with instruction set `isa`.
+///
+/// # Safety
+/// As for [`sgemm`]; the CPU has `isa`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_with(isa: Isa, m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, c: *mut f32, ldc: usize, post: &Post) {
     if m == 0 || n == 0 {
         return;
     }
@@ -223,30 +227,64 @@ pub(crate) unsafe fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: &impl Panels
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("gemm::sgemm runs only where `available()`");
     #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Avx512 => drive::<avx512::Avx512>(m, k, n, a, b, c, ldc, post),
+        Isa::Avx2 => drive::<avx2::Avx2>(m, k, n, a, b, c, ldc, post),
+    }
+}
+
+/// The blocked loops of [`sgemm_with`] for `k > 0`, on [`Arch`] `A`.
+///
+/// # Safety
+/// As for [`sgemm_with`] with `A::ISA`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, c: *mut f32, ldc: usize, post: &Post) {
+    let Blocking { mr, kc: block_k, mc: block_m, nc: block_n, panel_outer } = A::ISA.blocking();
     PACKED.with(|buf| {
         let mut buf = buf.borrow_mut();
-        let b_len = NC * KC;
-        buf.resize(b_len + MC * KC, 0.0);
-        let (bp, ap) = buf.split_at_mut(b_len);
-        for ic in (0..m).step_by(MC) {
-            let mc = MC.min(m - ic);
-            for pc in (0..k).step_by(KC) {
-                let kc = KC.min(k - pc);
-                let last = pc + kc == k;
-                pack::a_block(a, ic, pc, mc, kc, ap);
-                for jc in (0..n).step_by(NC) {
-                    let nc = NC.min(n - jc);
-                    b.pack(pc, jc, kc, nc, bp);
-                    for ir in (0..mc).step_by(MR) {
-                        let rows = MR.min(mc - ir);
+        let b_len = block_n * block_k;
+        // 16 spare values, so that the panels can start on a cache line: a vector load
+        // that straddles two lines costs two.
+        buf.resize(b_len + block_m * block_k + 16, 0.0);
+        let skip = buf.as_ptr().align_offset(64).min(16);
+        let (bp, ap) = buf[skip..].split_at_mut(b_len);
+        // The kernel reads through these while the packing writes through slices made from them.
+        let (b_ptr, b_len, a_ptr, a_len) = (bp.as_mut_ptr(), bp.len(), ap.as_mut_ptr(), ap.len());
+        let (bp, ap) = (|| std::slice::from_raw_parts_mut(b_ptr, b_len), || std::slice::from_raw_parts_mut(a_ptr, a_len));
+        // One micro-kernel call on the packed blocks at (ic, pc, jc), plus the epilogue
+        // after the last depth block.
+        let tile = |(ic, mc): (usize, usize), (pc, kc): (usize, usize), (jc, nc): (usize, usize), ir: usize, jr: usize| {
+            let (rows, cols) = (mr.min(mc - ir), NR.min(nc - jr));
+            let tile = c.add((ic + ir) * ldc + jc + jr);
+            A::kernel(rows, kc, a_ptr.add(ir * kc), b_ptr.add(jr * kc), tile, ldc, cols, pc > 0 || post.accumulate);
+            if pc + kc == k && !post.is_none() {
+                post.offset(ic + ir, jc + jr, ldc).apply(rows, cols, tile, ldc);
+            }
+        };
+        let blocks = |len: usize, step: usize| (0..len).step_by(step).map(move |i| (i, step.min(len - i)));
+        if panel_outer {
+            // BLIS's order: each B block packed once, each A block once per B block.
+            for (jc, nc) in blocks(n, block_n) {
+                for (pc, kc) in blocks(k, block_k) {
+                    b.pack(A::ISA, pc, jc, kc, nc, bp());
+                    for (ic, mc) in blocks(m, block_m) {
+                        A::pack_a(a, ic, pc, mc, kc, ap());
                         for jr in (0..nc).step_by(NR) {
-                            let cols = NR.min(nc - jr);
-                            let tile = c.add((ic + ir) * ldc + jc + jr);
-                            kernel::run(rows, kc, ap.as_ptr().add(ir * kc), bp.as_ptr().add(jr * kc), tile, ldc, cols, pc > 0 || post.accumulate);
-                            if last && !post.is_none() {
-                                post.offset(ic + ir, jc + jr, ldc).apply(rows, cols, tile, ldc);
-                            }
+                            (0..mc).step_by(mr).for_each(|ir| tile((ic, mc), (pc, kc), (jc, nc), ir, jr));
                         }
+                    }
+                }
+            }
+            return;
+        }
+        for (ic, mc) in blocks(m, block_m) {
+            for (pc, kc) in blocks(k, block_k) {
+                A::pack_a(a, ic, pc, mc, kc, ap());
+                for (jc, nc) in blocks(n, block_n) {
+                    b.pack(A::ISA, pc, jc, kc, nc, bp());
+                    for ir in (0..mc).step_by(mr) {
+                        (0..nc).step_by(NR).for_each(|jr| tile((ic, mc), (pc, kc), (jc, nc), ir, jr));
                     }
                 }
             }
@@ -275,6 +313,26 @@ mod tests {
     /// `post(A·B)` with A `[m, k]` stored row-major (`a_t`: column-major), B `[k, n]`
     /// stored row-major (`b_t`: column-major, as a transposed weight) against f64 loops.
     fn check((m, k, n): (usize, usize, usize), (a_t, b_t): (bool, bool), (bias, gelu, res): (bool, bool, Option<bool>)) {
+        for isa in isas() {
+            check_on(isa, (m, k, n), (a_t, b_t), (bias, gelu, res));
+        }
+    }
+
+    /// Every instruction set this CPU has, so that the AVX2 GEMM is tested on AVX-512 CPUs too.
+    fn isas() -> Vec<Isa> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx512 = has!("avx512f").then_some(Isa::Avx512);
+            let avx2 = (has!("avx2") && has!("fma")).then_some(Isa::Avx2);
+            avx512.into_iter().chain(avx2).collect()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Vec::new()
+    }
+
+    /// [`check`] on one instruction set.
+    fn check_on(isa: Isa, (m, k, n): (usize, usize, usize), (a_t, b_t): (bool, bool), (bias, gelu, res): (bool, bool, Option<bool>)) {
         let (av, bv) = (vals(m * k, 1), vals(k * n, 2));
         let a = if a_t { Mat { ptr: av.as_ptr(), rs: 1, cs: m as isize } } else { Mat { ptr: av.as_ptr(), rs: k as isize, cs: 1 } };
         let b = if b_t { Mat { ptr: bv.as_ptr(), rs: 1, cs: k as isize } } else { Mat { ptr: bv.as_ptr(), rs: n as isize, cs: 1 } };
@@ -290,7 +348,7 @@ mod tests {
         };
         let mut c = vec![f32::NAN; m * ldc];
         // SAFETY: the operands cover the shapes; C is separate.
-        unsafe { sgemm(m, k, n, a, &b, c.as_mut_ptr(), ldc, &post) };
+        unsafe { sgemm_with(isa, m, k, n, a, &b, c.as_mut_ptr(), ldc, &post) };
         let at = |mat: &Mat, v: &[f32], r: usize, col: usize| v[(r as isize * mat.rs + col as isize * mat.cs) as usize] as f64;
         for i in 0..m {
             for j in 0..n {
@@ -306,7 +364,7 @@ mod tests {
                 }
                 let got = c[i * ldc + j] as f64;
                 let tol = 2e-6 * (k as f64).sqrt().max(1.0) * (1.0 + want.abs());
-                assert!((got - want).abs() <= tol, "{m}x{k}x{n} a_t={a_t} b_t={b_t}: C[{i},{j}] = {got}, want {want}");
+                assert!((got - want).abs() <= tol, "{isa:?} {m}x{k}x{n} a_t={a_t} b_t={b_t}: C[{i},{j}] = {got}, want {want}");
             }
             assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|x| x.is_nan()), "wrote past column {n} in row {i}");
         }
@@ -315,12 +373,14 @@ mod tests {
     #[test]
     fn products_match_f64_across_block_edges() {
         if !available() {
-            eprintln!("gemm: this CPU has no AVX-512F; the kernel is not used here");
+            eprintln!("gemm: this CPU has neither AVX-512F nor AVX2 + FMA; the kernels are not used here");
             return;
         }
         // Tiles of 1..14 rows and 1..32 columns, k not a multiple of 16, and shapes crossing
-        // the MC (896), KC (256) and NC (768) block edges.
-        for (m, k, n) in [(1, 1, 1), (5, 17, 33), (14, 16, 32), (29, 300, 70), (197, 64, 97), (900, 20, 40), (15, 5, 800)] {
+        // the block edges: A blocks of 288 (AVX2) and 896 rows, depth 128 (AVX2) and 256,
+        // B blocks of 768 and 3072 (AVX2) columns.
+        let shapes = [(1, 1, 1), (5, 17, 33), (14, 16, 32), (29, 300, 70), (197, 64, 97), (900, 20, 40), (15, 5, 800), (822, 260, 33), (3, 7, 3100)];
+        for (m, k, n) in shapes {
             for (a_t, b_t) in [(false, false), (false, true), (true, false), (true, true)] {
                 check((m, k, n), (a_t, b_t), (false, false, None));
             }

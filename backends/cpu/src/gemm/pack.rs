@@ -1,7 +1,8 @@
 //! Packing of operand blocks into the micro-kernel's order: A in tiles of [`MR`] rows
 //! (`rows` values per k), B in panels of [`NR`] columns (32 values per k, zero padded).
 
-use super::{Mat, MR, NR};
+use super::avx512::MR;
+use super::{Mat, NR};
 use std::arch::x86_64::*;
 
 /// Packs rows `r0..r0+mc`, columns `k0..k0+kc` of `a` into `dst`: tile `t` (rows

@@ -4,7 +4,7 @@
 //!
 //! [`sgemm`]: super::sgemm
 
-use super::Panels;
+use super::{Isa, Panels};
 use beit_engine::ConvGeom;
 
 /// The patches of image `x` (`channels × height × width`, contiguous) under `geom`'s
@@ -72,27 +72,74 @@ impl Patches {
 }
 
 impl Panels for Patches {
-    unsafe fn pack(&self, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+    unsafe fn pack(&self, isa: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if self.by_pixel || self.geom.stride.1 != 1 {
-            gather_block(self, k0, c0, kc, nc, dst)
-        } else {
-            row_runs_block(self, k0, c0, kc, nc, dst)
+        match (isa, self.by_pixel || self.geom.stride.1 != 1) {
+            (Isa::Avx512, true) => gather_block(self, k0, c0, kc, nc, dst),
+            (Isa::Avx2, true) => scalar_block(self, k0, c0, kc, nc, dst),
+            (Isa::Avx512, false) => row_runs_avx512(self, k0, c0, kc, nc, dst),
+            (Isa::Avx2, false) => row_runs_avx2(self, k0, c0, kc, nc, dst),
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("gemm runs only where `available()` ({self:?}, {k0}, {c0}, {kc}, {nc}, {})", dst.len());
+        unreachable!("gemm runs only where `available()` ({isa:?}, {self:?}, {k0}, {c0}, {kc}, {nc}, {})", dst.len());
     }
 }
 
-/// [`Panels::pack`] of [`Patches`] by tap rows at horizontal stride 1: a panel's pixels are
-/// runs along output rows, and each run of a tap is a run of one input row, loaded 16 at a
-/// time with the columns outside the image masked off.
+/// [`Panels::pack`] of [`Patches`] element by element: the AVX2 GEMM's for the weight
+/// gradient's operand and horizontal strides (AVX2 has no gathers worth the name); a packed
+/// element feeds a whole A block's rows.
 ///
 /// # Safety
-/// As for [`gather_block`]; `!src.by_pixel` and `src.geom.stride.1 == 1`.
+/// As for [`Panels::pack`]; the geometry [`Patches::fits`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn scalar_block(src: &Patches, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+    use super::NR;
+    let (h, w) = (src.geom.height as i32, src.geom.width as i32);
+    for (j, start) in (0..nc).step_by(NR).enumerate() {
+        let cols = NR.min(nc - start);
+        let panel: [[i32; 3]; NR] = std::array::from_fn(|q| if q < cols { src.col(c0 + start + q) } else { [0; 3] });
+        for (p, row) in dst[j * NR * kc..][..NR * kc].chunks_exact_mut(NR).enumerate() {
+            let [ry, rx, rc] = src.row(k0 + p);
+            for (q, (v, &[cy, cx, cc])) in row.iter_mut().zip(&panel).enumerate() {
+                let (iy, ix) = (ry + cy, rx + cx);
+                let inside = q < cols && (0..h).contains(&iy) && (0..w).contains(&ix);
+                *v = if inside { *src.x.offset((rc + cc + iy * w + ix) as isize) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// [`row_runs_block`] with AVX-512F.
+///
+/// # Safety
+/// As for [`row_runs_block`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn row_runs_block(src: &Patches, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+unsafe fn row_runs_avx512(src: &Patches, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+    row_runs_block::<true>(src, k0, c0, kc, nc, dst)
+}
+
+/// [`row_runs_block`] with AVX2.
+///
+/// # Safety
+/// As for [`row_runs_block`], on a CPU with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_runs_avx2(src: &Patches, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+    row_runs_block::<false>(src, k0, c0, kc, nc, dst)
+}
+
+/// [`Panels::pack`] of [`Patches`] by tap rows at horizontal stride 1: a panel's pixels are
+/// runs along output rows, and each run of a tap is a run of one input row: with `AVX512`,
+/// loaded 16 at a time with the columns outside the image masked off; otherwise the
+/// columns inside copied one by one.
+///
+/// # Safety
+/// As for [`Panels::pack`]; `!src.by_pixel` and `src.geom.stride.1 == 1`; with `AVX512`,
+/// the CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn row_runs_block<const AVX512: bool>(src: &Patches, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
     use super::NR;
     use std::arch::x86_64::*;
     let g = &src.geom;
@@ -117,14 +164,21 @@ unsafe fn row_runs_block(src: &Patches, k0: usize, c0: usize, kc: usize, nc: usi
         }
         for (p, &[i, jt, coff]) in taps.iter().enumerate().take(kc) {
             let row = out.add(p * NR);
-            _mm512_storeu_ps(row, _mm512_setzero_ps());
-            _mm512_storeu_ps(row.add(16), _mm512_setzero_ps());
+            std::slice::from_raw_parts_mut(row, NR).fill(0.0);
             for &(lane, len, oy, ox) in &runs[..n_runs] {
                 let iy = oy * sh + i as isize - ph;
                 if !(0..h).contains(&iy) {
                     continue;
                 }
                 let line = src.x.wrapping_offset(coff as isize + iy * w);
+                if !AVX512 {
+                    // Input column of the run's first lane; lanes lo..hi are inside the row.
+                    let ix = ox + jt as isize - pw;
+                    for q in (-ix).max(0)..(w - ix).min(len as isize) {
+                        *row.add(lane + q as usize) = *line.offset(ix + q);
+                    }
+                    continue;
+                }
                 for q in (0..len).step_by(16) {
                     let n = (len - q).min(16) as isize;
                     // Input column of the chunk's first lane; lanes lo..hi are inside the row.

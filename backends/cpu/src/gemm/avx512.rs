@@ -1,8 +1,33 @@
-//! The AVX-512 micro-kernel: an `R × 32` tile of C (R ≤ [`MR`]) in 2·R zmm accumulators,
-//! from a packed A micro-panel (`R` values per k) and a packed B micro-panel (32 per k).
+//! The AVX-512 [`Arch`]: an `R × 32` tile of C (R ≤ [`MR`]) in 2·R zmm accumulators, from a
+//! packed A micro-panel (`R` values per k) and a packed B micro-panel (32 per k); packing in
+//! [`super::pack`].
 
-use super::{MR, NR};
+use super::{pack, Arch, Blocking, Isa, Mat, NR};
 use std::arch::x86_64::*;
+
+/// Rows of the micro-kernel's tile (28 of the 32 zmm registers accumulate).
+pub(super) const MR: usize = 14;
+
+/// Blocks 256 deep (a B panel is 32 KiB); B blocks of 768 columns (768 KiB, in L2; BEiT's
+/// widths are multiples) and A blocks of 64 tiles (896 KiB, in L2 with a B block); each A
+/// tile stays in L1 while the B panels stream past it.
+pub(super) const BLOCKING: Blocking = Blocking { mr: MR, kc: 256, mc: 64 * MR, nc: 768, panel_outer: false };
+
+/// The AVX-512F GEMM.
+pub(super) struct Avx512;
+
+impl Arch for Avx512 {
+    const ISA: Isa = Isa::Avx512;
+
+    unsafe fn pack_a(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize, dst: &mut [f32]) {
+        pack::a_block(a, r0, k0, mc, kc, dst)
+    }
+
+    unsafe fn kernel(rows: usize, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ncols: usize, acc: bool) {
+        debug_assert!((1..=MR).contains(&rows) && ncols <= NR);
+        by_rows!(rows, MR, [1 2 3 4 5 6 7 8 9 10 11 12 13], tile(kc, a, b, c, ldc, ncols, acc))
+    }
+}
 
 /// `C[R, ncols] (+)= A·B` over `kc` steps; `a` holds `R` values per step, `b` [`NR`].
 /// With `accumulate`, C's old values are added; only the first `ncols` columns are written.
@@ -36,23 +61,4 @@ unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut 
         _mm512_mask_storeu_ps(p, lo, v0);
         _mm512_mask_storeu_ps(p.add(16), hi, v1);
     }
-}
-
-/// [`tile`] for a run-time row count `rows` in `1..=MR`.
-///
-/// # Safety
-/// As for [`tile`] with `R = rows`.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn run(rows: usize, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ncols: usize, acc: bool) {
-    debug_assert!((1..=MR).contains(&rows) && ncols <= NR);
-    macro_rules! by_rows {
-        ($($r:literal)*) => {
-            match rows {
-                $($r => tile::<$r>(kc, a, b, c, ldc, ncols, acc),)*
-                _ => tile::<MR>(kc, a, b, c, ldc, ncols, acc),
-            }
-        };
-    }
-    by_rows!(1 2 3 4 5 6 7 8 9 10 11 12 13)
 }

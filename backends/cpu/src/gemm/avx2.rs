@@ -1,0 +1,234 @@
+//! The AVX2 + FMA [`Arch`], for x86-64 CPUs without AVX-512 (Zen 1–3, Intel client cores):
+//! an `R × 32` tile of C (R ≤ [`MR`]) computed as two `R × 16` halves, each in 2·R ymm
+//! accumulators (12 of the 16 registers, with two for B and one for the broadcast of A), and
+//! the packing of A and B in the same layouts as [`super::pack`].
+
+use super::{Arch, Blocking, Isa, Mat, NR};
+use std::arch::x86_64::*;
+
+/// Rows of the micro-kernel's tile.
+const MR: usize = 6;
+
+/// Blocks 128 deep: each B panel (16 KiB) stays in L1 while the A tiles (3 KiB each) of an
+/// A block (48 tiles, 144 KiB, in L2) stream past it; B blocks of up to 3072 columns (1.5
+/// MiB, in L3), so that BEiT's products pack each operand once.
+pub(super) const BLOCKING: Blocking = Blocking { mr: MR, kc: 128, mc: 48 * MR, nc: 3072, panel_outer: true };
+
+/// The AVX2 + FMA GEMM.
+pub(super) struct Avx2;
+
+impl Arch for Avx2 {
+    const ISA: Isa = Isa::Avx2;
+
+    unsafe fn pack_a(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize, dst: &mut [f32]) {
+        a_block(a, r0, k0, mc, kc, dst)
+    }
+
+    unsafe fn kernel(rows: usize, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ncols: usize, acc: bool) {
+        debug_assert!((1..=MR).contains(&rows) && ncols <= NR);
+        by_rows!(rows, MR, [1 2 3 4 5], tile(kc, a, b, c, ldc, ncols, acc))
+    }
+}
+
+/// `C[R, ncols] (+)= A·B`: the tile's two 16-column halves one after the other.
+///
+/// # Safety
+/// As for [`Arch::kernel`] with `rows = R`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ncols: usize, accumulate: bool) {
+    for half in 0..2 {
+        let q0 = 16 * half;
+        if ncols > q0 {
+            half_tile::<R>(kc, a, b.add(q0), c.add(q0), ldc, (ncols - q0).min(16), accumulate);
+        }
+    }
+}
+
+/// `C[R, ncols] (+)= A·B[:, ..16]` for `ncols ≤ 16`, `b` advancing [`NR`] per step.
+///
+/// # Safety
+/// As for [`tile`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn half_tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ncols: usize, accumulate: bool) {
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        let (b0, b1) = (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)));
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm256_broadcast_ss(&*a.add(i));
+            row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+        }
+        a = a.add(R);
+        b = b.add(NR);
+    }
+    let [lo, hi] = masks(ncols);
+    for (i, row) in acc.iter().enumerate() {
+        let p = c.add(i * ldc);
+        let (mut v0, mut v1) = (row[0], row[1]);
+        if ncols == 16 {
+            if accumulate {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(p));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(p.add(8)));
+            }
+            _mm256_storeu_ps(p, v0);
+            _mm256_storeu_ps(p.add(8), v1);
+            continue;
+        }
+        if accumulate {
+            v0 = _mm256_add_ps(v0, _mm256_maskload_ps(p, lo));
+            v1 = _mm256_add_ps(v1, _mm256_maskload_ps(p.add(8), hi));
+        }
+        _mm256_maskstore_ps(p, lo, v0);
+        _mm256_maskstore_ps(p.add(8), hi, v1);
+    }
+}
+
+/// Lane masks (all ones: written) of two 8-lane vectors covering `ncols ≤ 16` columns.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn masks(ncols: usize) -> [__m256i; 2] {
+    let n = _mm256_set1_epi32(ncols as i32);
+    let lanes = |q0: i32| _mm256_setr_epi32(q0, q0 + 1, q0 + 2, q0 + 3, q0 + 4, q0 + 5, q0 + 6, q0 + 7);
+    [_mm256_cmpgt_epi32(n, lanes(0)), _mm256_cmpgt_epi32(n, lanes(8))]
+}
+
+/// Packs rows `r0..r0+mc`, columns `k0..k0+kc` of `a`: tile `t` (rows `t·MR..`) starts at
+/// `t·MR·kc` and holds `rows_t` values per k. A row-major A is transposed 8×8 in registers.
+///
+/// # Safety
+/// As for [`Arch::pack_a`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn a_block(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize, dst: &mut [f32]) {
+    for (t, start) in (0..mc).step_by(MR).enumerate() {
+        let rows = MR.min(mc - start);
+        let out = &mut dst[t * MR * kc..];
+        let src = |i: usize| a.at(r0 + start + i, k0);
+        if a.rs == 1 {
+            // Column-major A: each k-step's rows are contiguous.
+            for (p, chunk) in out[..rows * kc].chunks_exact_mut(rows).enumerate() {
+                chunk.copy_from_slice(std::slice::from_raw_parts(src(0).offset(p as isize * a.cs), rows));
+            }
+            continue;
+        }
+        let full_k = if a.cs == 1 { kc / 8 * 8 } else { 0 };
+        for p in (0..full_k).step_by(8) {
+            let r: [__m256; 8] = std::array::from_fn(|i| if i < rows { _mm256_loadu_ps(src(i).add(p)) } else { _mm256_setzero_ps() });
+            for (q, v) in transpose8(r).iter().enumerate() {
+                // A full store's lanes past `rows` land where the next steps go, which are
+                // written after it; past the end of `dst`, only `rows` lanes are stored.
+                let at = (p + q) * rows;
+                if at + 8 <= out.len() {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(at), *v);
+                } else {
+                    let mut lanes = [0.0f32; 8];
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), *v);
+                    out[at..at + rows].copy_from_slice(&lanes[..rows]);
+                }
+            }
+        }
+        for i in 0..rows {
+            for p in full_k..kc {
+                out[p * rows + i] = *src(i).offset(p as isize * a.cs);
+            }
+        }
+    }
+}
+
+/// Packs rows `k0..k0+kc`, columns `c0..c0+nc` of `b` into `dst`: panel `j` (columns
+/// `j·NR..`) starts at `j·NR·kc`, 32 values per k, columns past `nc` zero. A transposed
+/// weight (column-major B) is transposed 8×8 in registers.
+///
+/// # Safety
+/// The CPU has AVX2; every element of the block is readable; `dst` holds
+/// `nc.div_ceil(NR)·NR·kc` values.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn b_block(b: Mat, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+    for (j, start) in (0..nc).step_by(NR).enumerate() {
+        let cols = NR.min(nc - start);
+        let out = &mut dst[j * NR * kc..][..NR * kc];
+        let src = b.at(k0, c0 + start);
+        if b.cs == 1 {
+            for (p, row) in out.chunks_exact_mut(NR).enumerate() {
+                row[..cols].copy_from_slice(std::slice::from_raw_parts(src.offset(p as isize * b.rs), cols));
+                row[cols..].fill(0.0);
+            }
+        } else if b.rs == 1 {
+            transposed_panel(src, b.cs, kc, cols, out.as_mut_ptr());
+        } else {
+            for (p, row) in out.chunks_exact_mut(NR).enumerate() {
+                for (q, v) in row.iter_mut().enumerate() {
+                    *v = if q < cols { *src.offset(p as isize * b.rs + q as isize * b.cs) } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// One panel of a column-major block (column `q` contiguous at `src + q·ld`): 8×8 blocks
+/// transposed in registers, the ragged rest element by element.
+///
+/// # Safety
+/// As for [`b_block`]; `out` holds `NR·kc` values.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transposed_panel(src: *const f32, ld: isize, kc: usize, cols: usize, out: *mut f32) {
+    let full_k = kc / 8 * 8;
+    for q0 in (0..NR).step_by(8) {
+        let valid = cols.saturating_sub(q0).min(8);
+        if valid == 8 {
+            for p in (0..full_k).step_by(8) {
+                let r: [__m256; 8] = std::array::from_fn(|q| _mm256_loadu_ps(src.offset((q0 + q) as isize * ld).add(p)));
+                for (i, v) in transpose8(r).iter().enumerate() {
+                    _mm256_storeu_ps(out.add((p + i) * NR + q0), *v);
+                }
+            }
+        }
+        let first = if valid == 8 { full_k } else { 0 };
+        for p in first..kc {
+            for q in 0..8 {
+                let v = if q < valid { *src.offset((q0 + q) as isize * ld).add(p) } else { 0.0 };
+                *out.add(p * NR + q0 + q) = v;
+            }
+        }
+    }
+}
+
+/// The transpose of the 8×8 matrix whose rows are `r`: pairs interleaved, then quads, then
+/// the 128-bit halves swapped across rows.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    // t0 = r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5], ...
+    let t = [
+        _mm256_unpacklo_ps(r[0], r[1]),
+        _mm256_unpackhi_ps(r[0], r[1]),
+        _mm256_unpacklo_ps(r[2], r[3]),
+        _mm256_unpackhi_ps(r[2], r[3]),
+        _mm256_unpacklo_ps(r[4], r[5]),
+        _mm256_unpackhi_ps(r[4], r[5]),
+        _mm256_unpacklo_ps(r[6], r[7]),
+        _mm256_unpackhi_ps(r[6], r[7]),
+    ];
+    // u0 = column 0 of rows 0..4 | column 4 of rows 0..4, ...
+    let u = [
+        _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+        _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+        _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+        _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+        _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+        _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+        _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+        _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+    ];
+    [
+        _mm256_permute2f128_ps::<0x20>(u[0], u[4]),
+        _mm256_permute2f128_ps::<0x20>(u[1], u[5]),
+        _mm256_permute2f128_ps::<0x20>(u[2], u[6]),
+        _mm256_permute2f128_ps::<0x20>(u[3], u[7]),
+        _mm256_permute2f128_ps::<0x31>(u[0], u[4]),
+        _mm256_permute2f128_ps::<0x31>(u[1], u[5]),
+        _mm256_permute2f128_ps::<0x31>(u[2], u[6]),
+        _mm256_permute2f128_ps::<0x31>(u[3], u[7]),
+    ]
+}
