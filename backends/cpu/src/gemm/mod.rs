@@ -377,8 +377,9 @@ mod tests {
             return;
         }
         // Tiles of 1..14 rows and 1..32 columns, k not a multiple of 16, and shapes crossing
-        // the block edges: A blocks of 288 (AVX2) and 896 rows, depth 128 (AVX2) and 256,
-        // B blocks of 768 and 3072 (AVX2) columns.
+        // the block edges: A blocks of 144 (AVX2) and 896 rows (822 also ends an AVX2 A
+        // block on a full tile at the end of the buffer), depth 256, B blocks of 768 and
+        // 3072 (AVX2) columns.
         let shapes = [(1, 1, 1), (5, 17, 33), (14, 16, 32), (29, 300, 70), (197, 64, 97), (900, 20, 40), (15, 5, 800), (822, 260, 33), (3, 7, 3100)];
         for (m, k, n) in shapes {
             for (a_t, b_t) in [(false, false), (false, true), (true, false), (true, true)] {
