@@ -1,0 +1,111 @@
+//! The GEMM against f64 loops, on every instruction set this CPU has.
+
+use super::*;
+use crate::erf;
+
+/// Deterministic values in [-1, 1).
+fn vals(n: usize, seed: u64) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// `post(A·B)` with A `[m, k]` stored row-major (`a_t`: column-major), B `[k, n]`
+/// stored row-major (`b_t`: column-major, as a transposed weight) against f64 loops.
+fn check((m, k, n): (usize, usize, usize), (a_t, b_t): (bool, bool), (bias, gelu, res): (bool, bool, Option<bool>)) {
+    for isa in isas() {
+        check_on(isa, (m, k, n), (a_t, b_t), (bias, gelu, res));
+    }
+}
+
+/// Every instruction set this CPU has, so that the AVX2 GEMM is tested on AVX-512 CPUs too.
+fn isas() -> Vec<Isa> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let avx512 = has!("avx512f").then_some(Isa::Avx512);
+        let avx2 = (has!("avx2") && has!("fma")).then_some(Isa::Avx2);
+        avx512.into_iter().chain(avx2).collect()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    Vec::new()
+}
+
+/// [`check`] on one instruction set.
+fn check_on(isa: Isa, (m, k, n): (usize, usize, usize), (a_t, b_t): (bool, bool), (bias, gelu, res): (bool, bool, Option<bool>)) {
+    let (av, bv) = (vals(m * k, 1), vals(k * n, 2));
+    let a = if a_t { Mat { ptr: av.as_ptr(), rs: 1, cs: m as isize } } else { Mat { ptr: av.as_ptr(), rs: k as isize, cs: 1 } };
+    let b = if b_t { Mat { ptr: bv.as_ptr(), rs: 1, cs: k as isize } } else { Mat { ptr: bv.as_ptr(), rs: n as isize, cs: 1 } };
+    // The residual has C's row stride.
+    let ldc = n + 3;
+    let (bias_v, scale_v, res_v) = (vals(n, 3), vals(n, 4), vals(m * ldc, 5));
+    let post = Post {
+        bias: if bias { bias_v.as_ptr() } else { std::ptr::null() },
+        gelu,
+        scale: if res == Some(true) { scale_v.as_ptr() } else { std::ptr::null() },
+        residual: if res.is_some() { res_v.as_ptr() } else { std::ptr::null() },
+        ..Post::NONE
+    };
+    let mut c = vec![f32::NAN; m * ldc];
+    // SAFETY: the operands cover the shapes; C is separate.
+    unsafe { sgemm_with(isa, m, k, n, a, &b, c.as_mut_ptr(), ldc, &post) };
+    let at = |mat: &Mat, v: &[f32], r: usize, col: usize| v[(r as isize * mat.rs + col as isize * mat.cs) as usize] as f64;
+    for i in 0..m {
+        for j in 0..n {
+            let mut want: f64 = (0..k).map(|p| at(&a, &av, i, p) * at(&b, &bv, p, j)).sum();
+            if bias {
+                want += bias_v[j] as f64;
+            }
+            if gelu {
+                want = erf::gelu(want);
+            }
+            if let Some(scaled) = res {
+                want = res_v[i * ldc + j] as f64 + if scaled { scale_v[j] as f64 } else { 1.0 } * want;
+            }
+            let got = c[i * ldc + j] as f64;
+            let tol = 2e-6 * (k as f64).sqrt().max(1.0) * (1.0 + want.abs());
+            assert!((got - want).abs() <= tol, "{isa:?} {m}x{k}x{n} a_t={a_t} b_t={b_t}: C[{i},{j}] = {got}, want {want}");
+        }
+        assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|x| x.is_nan()), "wrote past column {n} in row {i}");
+    }
+}
+
+#[test]
+fn products_match_f64_across_block_edges() {
+    if !available() {
+        eprintln!("gemm: this CPU has neither AVX-512F nor AVX2 + FMA; the kernels are not used here");
+        return;
+    }
+    // Tiles of 1..14 rows and 1..32 columns, k not a multiple of 16, and shapes crossing
+    // the block edges: A blocks of 144 (AVX2) and 896 rows (822 also ends an AVX2 A
+    // block on a full tile at the end of the buffer), depth 256, B blocks of 768 and
+    // 3072 (AVX2) columns.
+    let shapes = [(1, 1, 1), (5, 17, 33), (14, 16, 32), (29, 300, 70), (197, 64, 97), (900, 20, 40), (15, 5, 800), (822, 260, 33), (3, 7, 3100)];
+    for (m, k, n) in shapes {
+        for (a_t, b_t) in [(false, false), (false, true), (true, false), (true, true)] {
+            check((m, k, n), (a_t, b_t), (false, false, None));
+        }
+    }
+}
+
+#[test]
+fn epilogues_match_f64() {
+    if !available() {
+        return;
+    }
+    for (m, k, n) in [(3, 7, 5), (30, 270, 40)] {
+        check((m, k, n), (false, true), (true, false, None));
+        check((m, k, n), (false, true), (true, true, None));
+        check((m, k, n), (false, true), (true, false, Some(true)));
+        check((m, k, n), (false, true), (false, false, Some(false)));
+        check((m, k, n), (true, false), (true, true, Some(true)));
+    }
+    // k = 0: C is the epilogue of zeros.
+    check((4, 0, 6), (false, false), (true, true, Some(true)));
+}
