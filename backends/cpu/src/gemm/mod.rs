@@ -4,10 +4,11 @@
 //!
 //! Goto/BLIS blocking: B in `KC × NC` blocks packed into 32-column panels (a transposed
 //! weight is transposed in registers while it is packed), A in `MC × KC` blocks packed
-//! into tiles of `MR` rows; the micro-kernel keeps an `MR × 32` tile of C in registers,
-//! with one A tile in L1 while the B panels stream from L2. Each instruction set is one
-//! [`Arch`]: [`avx512`] (14 × 32 in 28 zmm) and [`avx2`] (6 × 32, in two 6 × 16 halves of
-//! 12 ymm). One call runs on the calling thread; `matmul` splits the work between threads.
+//! into tiles of `MR` rows; the micro-kernel keeps an `MR × 32` tile of C in registers.
+//! Each instruction set is one [`Arch`] with its own [`Blocking`]: [`avx512`] (14 × 32 in
+//! 28 zmm; one A tile in L1 while the B panels stream from L2) and [`avx2`] (6 × 32, in two
+//! 6 × 16 halves of 12 ymm; BLIS's order, one B panel in L1 while the A tiles stream from
+//! L2). One call runs on the calling thread; `matmul` splits the work between threads.
 
 /// `$tile::<R>(args…)` for the run-time row count `$rows`: one of the literals `1..$mr`,
 /// or else `$mr`, so that each row count gets a kernel with its loops unrolled.
@@ -85,8 +86,9 @@ struct Blocking {
     mr: usize,
     /// Depth of a packed block, at most [`KC`].
     kc: usize,
-    /// Rows of a packed A block (a multiple of `mr`). A is packed once per block, B once
-    /// per A block (once when `m ≤ mc`).
+    /// Rows of a packed A block (a multiple of `mr`). Without `panel_outer`, A is packed
+    /// once per block and B once per A block (once when `m ≤ mc`); with it, B once per
+    /// block and A once per B block (once when `n ≤ nc`).
     mc: usize,
     /// Columns of a packed B block (`kc × nc`; BEiT's widths are multiples).
     nc: usize,
