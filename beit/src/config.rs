@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+mod size;
+
 /// The model heads this crate builds, chosen from `architectures`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Architecture {
@@ -179,12 +181,17 @@ fn field(name: &'static str, msg: impl Into<String>) -> Error {
 }
 
 impl BeitConfig {
-    /// Read and validate a `config.json`; errors name the file and the field.
+    /// Read and validate a `config.json`; errors name the file and the field. A config whose
+    /// model would not fit in memory is refused, and so is one claiming more encoder than the
+    /// `model.safetensors` beside it can hold ([`BeitConfig::check_weights_file`]), before
+    /// anything is built.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-        Self::from_json(&text).map_err(|e| Error::Format { file: path.display().to_string(), msg: e.to_string() })
+        let file = path.display().to_string();
+        let text = crate::limits::read_config_text(path)?;
+        let config = Self::from_json(&text).map_err(|e| Error::Format { file: file.clone(), msg: e.to_string() })?;
+        config.check_weights_file(&path.with_file_name("model.safetensors")).map_err(|e| Error::Format { file, msg: e.to_string() })?;
+        Ok(config)
     }
 
     /// Parse and validate config JSON.
@@ -280,7 +287,7 @@ impl BeitConfig {
         if self.architecture()? == Architecture::BeitForSemanticSegmentation {
             self.validate_segmentation()?;
         }
-        Ok(())
+        self.check_sizes()
     }
 
     fn validate_segmentation(&self) -> Result<()> {

@@ -6,6 +6,7 @@ pub use beit_engine as engine;
 mod config;
 pub mod data;
 mod device;
+pub mod limits;
 pub mod masker;
 pub mod model;
 pub mod preprocess;

@@ -18,11 +18,16 @@
 
 use beit_engine::{Device, Error, Result, Tensor};
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageDecoder};
+use image::DynamicImage;
 use serde::{Deserialize, Deserializer};
 use std::path::Path;
 
-/// Images larger than this many pixels are refused instead of exhausting memory.
+mod load;
+
+pub use load::{load_image, load_image_as_stored, load_image_limited};
+
+/// Images (decoded, resized or cropped) larger than this many pixels are refused instead of
+/// exhausting memory.
 pub const MAX_PIXELS: u64 = 100_000_000;
 
 /// A `{height, width}` or `{shortest_edge}` size, as in Hugging Face configs. A plain
@@ -168,7 +173,7 @@ impl ImageProcessor {
             return Ok(Self::default());
         }
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: file.clone(), source })?;
+        let text = crate::limits::read_config_text(&path)?;
         Self::from_json(&text).map_err(|e| match e {
             Error::Invalid { msg, .. } => Error::Format { file, msg },
             other => other,
@@ -186,11 +191,16 @@ impl ImageProcessor {
     /// Check the settings; the error names the field.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::invalid("preprocessor_config.json", msg));
+        let pixels = |(h, w): (u32, u32)| h as u64 * w as u64;
         if self.do_resize {
             match (self.size.exact(), self.size.shortest_edge) {
                 (Some((h, w)), _) if h > 0 && w > 0 => {}
                 (None, Some(e)) if e > 0 => {}
                 _ => return bad(format!("`size` needs positive height and width, or shortest_edge: {:?}", self.size)),
+            }
+            let side = self.size.shortest_edge.unwrap_or(0);
+            if self.size.exact().map_or(pixels((side, side)), pixels) > MAX_PIXELS {
+                return bad(format!("`size` {:?} is above the limit of {MAX_PIXELS} pixels", self.size));
             }
             if self.resample > 5 {
                 return bad(format!("`resample` {} is not a PIL resampling filter (0-5)", self.resample));
@@ -198,6 +208,9 @@ impl ImageProcessor {
         }
         if self.do_center_crop && !matches!(self.crop_size.exact(), Some((h, w)) if h > 0 && w > 0) {
             return bad(format!("`crop_size` needs positive height and width: {:?}", self.crop_size));
+        }
+        if self.do_center_crop && self.crop_size.exact().map_or(0, pixels) > MAX_PIXELS {
+            return bad(format!("`crop_size` {:?} is above the limit of {MAX_PIXELS} pixels", self.crop_size));
         }
         if self.do_rescale && !self.rescale_factor.is_finite() {
             return bad(format!("`rescale_factor` {} is not finite", self.rescale_factor));
@@ -246,6 +259,10 @@ impl ImageProcessor {
             }
             _ => return Err(Error::invalid("preprocess", "size needs height and width or shortest_edge")),
         };
+        if size.0 as u64 * size.1 as u64 > MAX_PIXELS {
+            let msg = format!("resizing {w}x{h} to {}x{} (`size` {:?}) is above the limit of {MAX_PIXELS} pixels", size.0, size.1, self.size);
+            return Err(Error::invalid("preprocessor_config.json", msg));
+        }
         Ok((size.0.max(1), size.1.max(1)))
     }
 
@@ -313,104 +330,5 @@ impl ImageProcessor {
     }
 }
 
-/// Decode a PNG or JPEG file (format from its contents, not its name), turned upright by
-/// its EXIF orientation as Hugging Face's `load_image` does; errors name the file. Images
-/// above [`MAX_PIXELS`] are refused.
-pub fn load_image(path: impl AsRef<Path>) -> Result<DynamicImage> {
-    load_image_limited(path, MAX_PIXELS)
-}
-
-/// [`load_image`] with another pixel limit: larger images are refused before decoding.
-pub fn load_image_limited(path: impl AsRef<Path>, max_pixels: u64) -> Result<DynamicImage> {
-    let path = path.as_ref();
-    let file = path.display().to_string();
-    let format = |msg: String| Error::Format { file: file.clone(), msg };
-    let mut decoder = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|source| Error::Io { path: file.clone(), source })?
-        .into_decoder()
-        .map_err(|e| format(format!("cannot decode image: {e}")))?;
-    let (w, h) = decoder.dimensions();
-    if w as u64 * h as u64 > max_pixels {
-        return Err(format(format!("{w}x{h} pixels is above the limit of {max_pixels}")));
-    }
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format(format!("cannot decode image: {e}")))?;
-    img.apply_orientation(orientation);
-    Ok(img)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cpu() -> Device {
-        beit_backend_cpu::cpu()
-    }
-
-    #[test]
-    fn resize_crop_normalise_and_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = r#"{"size": {"height": 8, "width": 8}, "crop_size": {"height": 4, "width": 4},
-                      "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "unknown": 1}"#;
-        std::fs::write(dir.path().join("preprocessor_config.json"), cfg).unwrap();
-        let p = ImageProcessor::from_folder(dir.path()).unwrap();
-        assert_eq!(p.output_size(), Some((4, 4)));
-        let white = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(16, 12, image::Rgb([255, 0, 128])));
-        let x = p.preprocess(&[white.clone(), white], &cpu()).unwrap();
-        assert_eq!(x.shape(), &[2, 3, 4, 4]);
-        let v = x.to_vec::<f32>().unwrap();
-        assert!((v[0] - 1.0).abs() < 1e-6 && (v[16] + 1.0).abs() < 1e-6 && (v[32] - 0.00392).abs() < 1e-3);
-        let bad = dir.path().join("bad.png");
-        std::fs::write(&bad, b"not an image").unwrap();
-        let err = load_image(&bad).unwrap_err().to_string();
-        assert!(err.contains("bad.png"), "{err}");
-        assert!(load_image(dir.path().join("missing.png")).unwrap_err().to_string().contains("missing.png"));
-        assert!(ImageProcessor::from_folder("/nonexistent").unwrap() == ImageProcessor::default());
-        std::fs::write(dir.path().join("preprocessor_config.json"), r#"{"image_std": [0, 1, 1]}"#).unwrap();
-        let err = ImageProcessor::from_folder(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("preprocessor_config.json") && err.contains("image_std"), "{err}");
-    }
-
-    #[test]
-    fn legacy_and_partial_configs() {
-        // microsoft/beit-base-patch16-224's file: integer sizes, bilinear, no crop.
-        let p = ImageProcessor::from_json(
-            r#"{"crop_size": 224, "do_center_crop": false, "do_normalize": true, "do_resize": true,
-                "feature_extractor_type": "BeitFeatureExtractor", "image_mean": [0.5, 0.5, 0.5],
-                "image_std": [0.5, 0.5, 0.5], "reduce_labels": false, "resample": 2, "size": 224}"#,
-        )
-        .unwrap();
-        assert_eq!((p.size, p.crop_size, p.filter()), (Size::square(224), Size::square(224), FilterType::Triangle));
-        assert_eq!(p.output_size(), Some((224, 224)));
-        let p = ImageProcessor::from_json(r#"{"image_mean": 0.25, "crop_size": null}"#).unwrap();
-        assert_eq!((p.image_mean, p.crop_size), (vec![0.25; 3], Size::square(224)));
-        assert!(ImageProcessor::from_json(r#"{"size": {"longest_edge": 3}}"#).is_err());
-        assert!(ImageProcessor::from_json(r#"{"resample": 9}"#).is_err());
-        assert!(ImageProcessor::from_json(r#"{"crop_size": {"height": 5}}"#).is_err());
-        assert!(ImageProcessor::from_json(r#"{"do_center_crop": false, "crop_size": {"height": 5}}"#).is_ok());
-    }
-
-    #[test]
-    fn shortest_edge_and_padding() {
-        let p = ImageProcessor::from_json(
-            r#"{"size": {"shortest_edge": 6}, "do_center_crop": false, "do_normalize": false, "do_rescale": false,
-                "resample": 0}"#,
-        )
-        .unwrap();
-        assert_eq!(p.output_size(), None);
-        let img = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(20, 9, image::Rgb([7, 8, 9])));
-        assert_eq!(p.preprocess(std::slice::from_ref(&img), &cpu()).unwrap().shape(), &[1, 3, 6, 13]);
-        let tall = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(9, 20, image::Rgb([7, 8, 9])));
-        assert!(p.preprocess(&[img, tall], &cpu()).unwrap_err().to_string().contains("different sizes"));
-        // A 3x2 image center-cropped to 6x4 sits at (ceil(3/2), ceil(2/2)) = (2, 1) in zeros.
-        let p = ImageProcessor::from_json(
-            r#"{"do_resize": false, "crop_size": {"height": 4, "width": 6}, "do_normalize": false, "do_rescale": false}"#,
-        )
-        .unwrap();
-        let small = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(3, 2, image::Rgb([9, 9, 9])));
-        let v = p.preprocess(&[small], &cpu()).unwrap().to_vec::<f32>().unwrap();
-        let red: Vec<usize> = (0..24).filter(|&i| v[i] != 0.0).collect();
-        assert_eq!(red, vec![8, 9, 10, 14, 15, 16]);
-    }
-}
+mod tests;

@@ -21,8 +21,8 @@ fn zero_images_give_empty_outputs() {
     };
     let model = Beit::new(&config, &dev, 0).unwrap();
     let empty = Tensor::zeros(&[0, 3, 16, 16], DType::F32, &dev).unwrap();
-    let (hidden, pooled, logits) = model.forward(&empty, None).unwrap();
-    assert_eq!(hidden.shape(), [0, 17, 16]);
-    assert_eq!(pooled.unwrap().shape(), [0, 16]);
+    let (logits, out) = model.forward(&empty, None, beit::Mode::eval()).unwrap();
+    assert_eq!(out.last_hidden_state.shape(), [0, 17, 16]);
+    assert_eq!(out.pooler_output.unwrap().shape(), [0, 16]);
     assert_eq!(logits.unwrap().shape(), [0, 3]);
 }

@@ -44,15 +44,21 @@ fn assert_close(ours: &Tensor, expected: &Tensor, what: &str) {
     assert!(err <= 1e-4, "{what}: max abs error {err:e} > 1e-4");
 }
 
-/// Compare `forward`'s outputs with `{prefix}last_hidden_state`, `pooler_output`, `logits`.
+/// Compare `forward`'s outputs with `{prefix}last_hidden_state`, `pooler_output`, `logits`
+/// and `hidden_states.{k}`.
 fn check_forward(c: &Case, masked: bool, prefix: &str) {
     let pixels = c.inputs.get("pixel_values").unwrap();
     let mask = masked.then(|| c.inputs.get("bool_masked_pos").unwrap());
-    let (hidden, pooled, logits) = c.model.forward(&pixels, mask.as_ref()).unwrap();
+    let (logits, out) = c.model.forward(&pixels, mask.as_ref(), Mode::eval().with_hidden_states()).unwrap();
     let key = |k: &str| format!("{prefix}{k}");
-    assert_close(&hidden, &c.expected.get(&key("last_hidden_state")).unwrap(), &key("last_hidden_state"));
-    assert_eq!(pooled.is_some(), c.expected.contains(&key("pooler_output")), "pooler presence");
-    if let Some(p) = pooled {
+    assert_close(&out.last_hidden_state, &c.expected.get(&key("last_hidden_state")).unwrap(), &key("last_hidden_state"));
+    assert_eq!(out.hidden_states.len(), c.model.config().num_hidden_layers + 1, "hidden_states count");
+    for (k, h) in out.hidden_states.iter().enumerate() {
+        let name = key(&format!("hidden_states.{k}"));
+        assert_close(h, &c.expected.get(&name).unwrap(), &name);
+    }
+    assert_eq!(out.pooler_output.is_some(), c.expected.contains(&key("pooler_output")), "pooler presence");
+    if let Some(p) = out.pooler_output {
         assert_close(&p, &c.expected.get(&key("pooler_output")).unwrap(), &key("pooler_output"));
     }
     assert_eq!(logits.is_some(), c.expected.contains(&key("logits")), "logits presence");
@@ -119,8 +125,8 @@ fn beit_model_checkpoint_loads_under_a_head_and_back() {
     c.model.save_pretrained(tmp.path()).unwrap();
     let (again, _) = Beit::from_pretrained(tmp.path(), &dev).unwrap();
     let pixels = c.inputs.get("pixel_values").unwrap();
-    let (a, _, _) = c.model.forward(&pixels, None).unwrap();
-    let (b, _, _) = again.forward(&pixels, None).unwrap();
+    let a = c.model.forward(&pixels, None, Mode::eval()).unwrap().1.last_hidden_state;
+    let b = again.forward(&pixels, None, Mode::eval()).unwrap().1.last_hidden_state;
     assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
 
     let mut config = c.model.config().clone();

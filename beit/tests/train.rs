@@ -223,6 +223,12 @@ fn finetune_converts_the_shared_bias_decays_layers_and_evaluates() {
     }
     let q = "beit.encoder.layer.1.attention.attention.query.weight";
     assert_eq!(sd.get(q).unwrap().to_vec::<f32>().unwrap(), mim.state_dict().get(q).unwrap().to_vec::<f32>().unwrap());
+    // From a classifier of another class count (e.g. an ImageNet-22k checkpoint): the
+    // encoder carries over, the head is new.
+    let three = ["a", "b", "c"].map(String::from);
+    let again = classifier_from_pretrained(model.state_dict(), c, &three, 0.1, 2, &device).unwrap();
+    assert_eq!(again.state_dict().shape("classifier.weight"), Some(&[3, c.hidden_size][..]));
+    assert_eq!(again.state_dict().get(q).unwrap().to_vec::<f32>().unwrap(), sd.get(q).unwrap().to_vec::<f32>().unwrap());
     // Fine-tune a few steps: only the head trains at full rate; embeddings at decay^3.
     let dir = tempfile::tempdir().unwrap();
     let mut fc = FinetuneConfig::default();

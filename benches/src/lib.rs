@@ -19,3 +19,5 @@ pub fn median(times: &[f64]) -> f64 {
         n => (t[n / 2 - 1] + t[n / 2]) / 2.0,
     }
 }
+
+pub mod fuzz;

@@ -12,8 +12,8 @@ use std::time::Instant;
 /// Options of `beit bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Hugging Face model folder.
-    #[arg(long)]
+    /// Hugging Face model folder, or Hub id (`org/name[@revision]`).
+    #[arg(long, value_parser = crate::hub::model_dir)]
     model: PathBuf,
     /// Images per forward.
     #[arg(long, default_value_t = 1)]
@@ -49,6 +49,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let c = model.config();
     let mut rng = Rng::new(0);
     let shape = [args.batch, c.num_channels, c.image_size, c.image_size];
+    let input = shape.iter().fold(4u128, |n, &d| n.saturating_mul(d as u128));
+    beit::limits::check_model_bytes("--batch", input, &format!("an input batch of shape {shape:?}"))?;
     let pixels = Tensor::randn(&shape, 1.0, DType::F32, &mut rng, &device)?;
     let mask = match model {
         Beit::MaskedImageModeling(_) => Some(BlockwiseMasker::beit(c.grid())?.sample_batch(args.batch, &mut rng, &device)?),
@@ -58,7 +60,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut times = Vec::with_capacity(args.iters);
     for i in 0..args.iters + 2 {
         let start = Instant::now();
-        let out = model.forward(&pixels, mask.as_ref())?;
+        let out = model.forward(&pixels, mask.as_ref(), beit::Mode::eval())?;
         device.backend().synchronize()?;
         drop(out);
         if i >= 2 {

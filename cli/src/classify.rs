@@ -1,17 +1,18 @@
 //! `beit classify`: top-5 labels of images, with Hugging Face's BEiT preprocessing
-//! ([`beit::preprocess::ImageProcessor`], from the folder's `preprocessor_config.json`).
+//! ([`beit::preprocess::ImageProcessor`], from the folder's `preprocessor_config.json`, or
+//! the `pretrained_cfg` of a timm `config.json`).
 
 use beit::engine::{no_grad, Error, Result, Tensor};
-use beit::preprocess::{load_image, ImageProcessor};
-use beit::{Architecture, Beit, BeitConfig};
+use beit::preprocess::load_image;
+use beit::{Architecture, Beit};
 use std::path::PathBuf;
 
 /// Options of `beit classify`.
 #[derive(clap::Args, Debug)]
 pub struct ClassifyArgs {
     /// Hugging Face BeitForImageClassification folder (config.json, model.safetensors and,
-    /// optionally, preprocessor_config.json).
-    #[arg(long)]
+    /// optionally, preprocessor_config.json), or Hub id (`org/name[@revision]`).
+    #[arg(long, value_parser = crate::hub::model_dir)]
     model: PathBuf,
     /// PNG or JPEG images.
     #[arg(required = true)]
@@ -38,14 +39,14 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     let device = beit::open_device(&args.device)?;
     // Cheap checks first: the config's head and the preprocessing's output size.
     let config_file = args.model.join("config.json");
-    let config = BeitConfig::from_file(&config_file)?;
+    let config = beit::model::read_folder(&args.model, &device)?.0;
     if config.architecture()? != Architecture::BeitForImageClassification {
         return Err(Error::Format {
             file: config_file.display().to_string(),
             msg: format!("{:?} has no classification head (expected BeitForImageClassification)", config.architecture()?),
         });
     }
-    let processor = ImageProcessor::from_folder(&args.model)?;
+    let processor = beit::model::folder_image_processor(&args.model)?;
     let want = (config.image_size, config.image_size);
     let preprocessor_file = args.model.join("preprocessor_config.json");
     let size_error = |got: (usize, usize)| {
@@ -80,7 +81,7 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
         }
         let pixels = Tensor::cat(&pixels.iter().collect::<Vec<_>>(), 0)?;
         let _guard = no_grad();
-        let (_, _, logits) = model.forward(&pixels, None)?;
+        let (logits, _) = model.forward(&pixels, None, beit::Mode::eval())?;
         let probs = logits.ok_or_else(|| Error::invalid("classify", "the model gave no logits"))?.softmax_last()?;
         let k = probs.dim(-1)?.min(TOP);
         let (values, indices) = probs.topk(k)?;

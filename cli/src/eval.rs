@@ -15,8 +15,8 @@ pub struct EvalArgs {
     /// What the model predicts: image classes, or a class per pixel (mIoU, pixel accuracy).
     #[arg(long, value_enum, default_value = "classification")]
     task: Task,
-    /// Classifier as a Hugging Face folder.
-    #[arg(long, conflicts_with = "checkpoint", required_unless_present = "checkpoint")]
+    /// Classifier as a Hugging Face folder, or Hub id (`org/name[@revision]`).
+    #[arg(long, value_parser = crate::hub::model_dir, conflicts_with = "checkpoint", required_unless_present = "checkpoint")]
     model: Option<PathBuf>,
     /// Classifier as a fine-tuning checkpoint (file, or folder: its newest).
     #[arg(long)]

@@ -4,10 +4,9 @@
 use crate::segmentation::{self, SegDataArgs, SegRecipe};
 use crate::train_args::TrainArgs;
 use beit::data::{Digits, ImageFolder};
-use beit::engine::io::load_safetensors;
 use beit::engine::{Error, Result};
 use beit::train::{classifier_from_pretrained, evaluate, finetune, load_checkpoint, ClassifyData, FinetuneConfig};
-use beit::{Beit, BeitConfig, BeitForImageClassification};
+use beit::{Beit, BeitForImageClassification};
 use std::path::PathBuf;
 
 /// Options of `beit finetune`.
@@ -30,8 +29,8 @@ pub struct FinetuneArgs {
     /// Fraction of the digits' training split that is labelled.
     #[arg(long, default_value_t = 0.1)]
     label_fraction: f64,
-    /// Pretrained Hugging Face folder (config.json + model.safetensors).
-    #[arg(long, conflicts_with = "pretrained_checkpoint")]
+    /// Pretrained Hugging Face folder (config.json + model.safetensors), or Hub id.
+    #[arg(long, value_parser = crate::hub::model_dir, conflicts_with = "pretrained_checkpoint")]
     model: Option<PathBuf>,
     /// Pretraining checkpoint (file, or folder: its newest).
     #[arg(long)]
@@ -79,7 +78,10 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     let resume = args.train.checkpoint(&device)?;
     let (weights, config) = match (&resume, &args.model, &args.pretrained_checkpoint) {
         (Some(ck), ..) => (None, ck.config.clone()),
-        (None, Some(dir), _) => (Some(load_safetensors(dir.join("model.safetensors"), &device)?), BeitConfig::from_file(dir.join("config.json"))?),
+        (None, Some(dir), _) => {
+            let (config, weights) = beit::model::read_folder(dir, &device)?;
+            (Some(weights), config)
+        }
         (None, None, Some(path)) => {
             let ck = load_checkpoint(path, &device)?;
             (Some(ck.model), ck.config)

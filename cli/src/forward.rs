@@ -1,25 +1,31 @@
-//! `beit forward`: run a Hugging Face BEiT folder on tensors from a safetensors file and
-//! write its outputs, to compare with PyTorch (`BeitModel(...)(pixel_values, bool_masked_pos)`).
+//! `beit forward`: run a Hugging Face BEiT folder of any model type on tensors from a
+//! safetensors file and write its outputs, to compare with PyTorch
+//! (`model(pixel_values, bool_masked_pos=..., output_hidden_states=...)`).
 
 use beit::engine::io::{load_safetensors, StateDict};
-use beit::engine::{no_grad, DType, Error, Result};
-use beit::Beit;
-use std::path::PathBuf;
+use beit::engine::{no_grad, DType, Error, Result, Tensor};
+use beit::{Beit, BeitConfig, BeitForSemanticSegmentation, Mode};
+use std::path::{Path, PathBuf};
 
 /// Options of `beit forward`.
 #[derive(clap::Args, Debug)]
 pub struct ForwardArgs {
-    /// Hugging Face model folder (config.json + model.safetensors).
-    #[arg(long)]
+    /// Hugging Face model folder (config.json + model.safetensors) or Hub id: BeitModel,
+    /// BeitForMaskedImageModeling, BeitForImageClassification or BeitForSemanticSegmentation.
+    #[arg(long, value_parser = crate::hub::model_dir)]
     model: PathBuf,
     /// Inputs: `pixel_values` f32 [B, C, H, W] and, optionally, `bool_masked_pos` u8 or
     /// bool [B, N] (1 = masked; required by BeitForMaskedImageModeling).
     #[arg(long)]
     input: PathBuf,
-    /// Where to write `last_hidden_state`, `pooler_output` (when the model has a pooler)
-    /// and `logits` (when it has a head), all f32.
+    /// Where to write the outputs, all f32: `last_hidden_state`, `pooler_output` (when the
+    /// model has a pooler) and `logits` (when it has a head); for segmentation `logits` and
+    /// `auxiliary_logits` (when the model has an auxiliary head).
     #[arg(long)]
     output: PathBuf,
+    /// Also write `hidden_states.{k}`: k = 0 the embeddings, k = 1..L each block's output.
+    #[arg(long)]
+    hidden_states: bool,
     /// Accept inputs of another (square) size than config.image_size, interpolating the
     /// position tables as Hugging Face's `interpolate_pos_encoding=True` does.
     #[arg(long)]
@@ -27,6 +33,30 @@ pub struct ForwardArgs {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+}
+
+/// A loaded checkpoint: one of the three encoder-with-head types, or segmentation.
+enum Model {
+    Beit(Box<Beit>),
+    Segmentation(Box<BeitForSemanticSegmentation>),
+}
+
+impl Model {
+    fn config(&self) -> &BeitConfig {
+        match self {
+            Model::Beit(m) => m.config(),
+            Model::Segmentation(m) => m.config(),
+        }
+    }
+}
+
+/// Whether `dir/config.json` names `BeitForSemanticSegmentation`. A file that cannot be
+/// read or parsed says no here; the loader then reports what is wrong with it.
+fn is_segmentation(dir: &Path) -> bool {
+    let text = std::fs::read_to_string(dir.join("config.json")).unwrap_or_default();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let archs = config.get("architectures").and_then(|a| a.as_array());
+    archs.is_some_and(|a| a.iter().any(|n| n.as_str() == Some("BeitForSemanticSegmentation")))
 }
 
 /// Run `beit forward`.
@@ -54,13 +84,18 @@ pub fn run(args: &ForwardArgs) -> Result<()> {
         }
     }
 
-    let (model, _) = if args.interpolate_pos_encoding {
+    let size = if args.interpolate_pos_encoding {
         if height != width {
             return Err(bad(format!("--interpolate-pos-encoding needs square images, `pixel_values` is {height}x{width}")));
         }
-        Beit::from_pretrained_at(&args.model, &device, Some(height))?
+        Some(height)
     } else {
-        Beit::from_pretrained(&args.model, &device)?
+        None
+    };
+    let model = if is_segmentation(&args.model) {
+        Model::Segmentation(Box::new(BeitForSemanticSegmentation::from_pretrained_at(&args.model, &device, size)?.0))
+    } else {
+        Model::Beit(Box::new(Beit::from_pretrained_at(&args.model, &device, size)?.0))
     };
     let c = model.config();
     if channels != c.num_channels {
@@ -75,8 +110,12 @@ pub fn run(args: &ForwardArgs) -> Result<()> {
         )));
     }
     let patches = (height / c.patch_size) * (width / c.patch_size);
+    let needs_mask = matches!(&model, Model::Beit(m) if matches!(**m, Beit::MaskedImageModeling(_)));
     if has_mask {
         let shape = inputs.shape("bool_masked_pos").unwrap_or_default();
+        if matches!(model, Model::Segmentation(_)) {
+            return Err(bad("`bool_masked_pos` given but BeitForSemanticSegmentation takes no mask".into()));
+        }
         if shape != [batch, patches] {
             let msg = format!("`bool_masked_pos` has shape {shape:?}, expected [{batch}, {patches}] (batch, patches)");
             return Err(bad(msg));
@@ -87,7 +126,7 @@ pub fn run(args: &ForwardArgs) -> Result<()> {
                 args.model.display()
             )));
         }
-    } else if matches!(model, Beit::MaskedImageModeling(_)) {
+    } else if needs_mask {
         return Err(bad(format!(
             "BeitForMaskedImageModeling needs `bool_masked_pos` u8 or bool [{batch}, {patches}] (1 = masked)"
         )));
@@ -95,19 +134,36 @@ pub fn run(args: &ForwardArgs) -> Result<()> {
 
     let pixels = inputs.get("pixel_values")?;
     let mask = has_mask.then(|| inputs.get("bool_masked_pos")).transpose()?;
+    let mode = if args.hidden_states { Mode::eval().with_hidden_states() } else { Mode::eval() };
     let _guard = no_grad();
-    let (hidden, pooled, logits) = model.forward(&pixels, mask.as_ref())?;
     let mut out = StateDict::new();
-    out.insert("last_hidden_state", hidden);
-    if let Some(p) = pooled {
-        out.insert("pooler_output", p);
-    }
-    if let Some(l) = logits {
-        out.insert("logits", l);
+    let hidden = match &model {
+        Model::Beit(m) => {
+            let (logits, o) = m.forward(&pixels, mask.as_ref(), mode)?;
+            out.insert("last_hidden_state", o.last_hidden_state);
+            insert_some(&mut out, "pooler_output", o.pooler_output);
+            insert_some(&mut out, "logits", logits);
+            o.hidden_states
+        }
+        Model::Segmentation(m) => {
+            let o = m.forward(&pixels, mode)?;
+            out.insert("logits", o.logits);
+            insert_some(&mut out, "auxiliary_logits", o.auxiliary_logits);
+            o.hidden_states
+        }
+    };
+    for (k, h) in hidden.into_iter().enumerate() {
+        out.insert(format!("hidden_states.{k}"), h);
     }
     out.save(&args.output, None)?;
     let written: Vec<String> =
         out.names().map(|n| format!("{n} {:?}", out.shape(n).unwrap_or_default())).collect();
     println!("wrote {} to {}", written.join(", "), args.output.display());
     Ok(())
+}
+
+fn insert_some(out: &mut StateDict, name: &str, tensor: Option<Tensor>) {
+    if let Some(t) = tensor {
+        out.insert(name, t);
+    }
 }

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 /// Options of `beit info`.
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {
-    /// Hugging Face model folder (config.json + model.safetensors).
-    #[arg(long)]
+    /// Hugging Face model folder (config.json + model.safetensors), or Hub id
+    /// (`org/name[@revision]`, fetched into the Hugging Face cache).
+    #[arg(long, value_parser = crate::hub::model_dir)]
     model: PathBuf,
     /// Print JSON (`architecture`, `parameters`, `layers`, `hidden_size`, `heads`,
     /// `image_size`, `patch_size`, `relative_position_bias`, `layer_scale`, `pooling`,

@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod finetune;
 mod forward;
+mod hub;
 mod info;
 mod init;
 mod mask;

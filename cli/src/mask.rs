@@ -3,8 +3,11 @@
 use beit::engine::rng::Rng;
 use beit::engine::{Error, Result};
 use beit::masker::{BlockwiseMasker, Mask, Masker, RandomMasker};
-use beit::preprocess::load_image;
+use beit::preprocess::{load_image, MAX_PIXELS};
 use std::path::PathBuf;
+
+/// Most patches a mask window may have (a 4096-pixel side at patch 16).
+const MAX_PATCHES: usize = 1 << 16;
 
 /// Options of `beit mask`.
 #[derive(clap::Args, Debug)]
@@ -49,7 +52,13 @@ pub fn run(args: &MaskArgs) -> Result<()> {
     if args.patch_size == 0 || args.image_size < args.patch_size {
         return Err(Error::invalid("mask", "--image-size must be at least one --patch-size"));
     }
+    if (args.image_size as u128).pow(2) > MAX_PIXELS as u128 {
+        return Err(Error::invalid("mask", format!("--image-size {0}: {0}x{0} is above the limit of {MAX_PIXELS} pixels", args.image_size)));
+    }
     let side = args.image_size / args.patch_size;
+    if side * side > MAX_PATCHES {
+        return Err(Error::invalid("mask", format!("--image-size / --patch-size gives {side}x{side} patches, above the limit of {MAX_PATCHES}")));
+    }
     let window = (side, side);
     let target = args.target.unwrap_or(((side * side * 75 + 98) / 196).max(1));
     let masker: Box<dyn Masker> = if args.random {

@@ -36,8 +36,8 @@ pub struct PretrainArgs {
     /// token grid must match the model's patch grid.
     #[arg(long)]
     tokenizer_size: Option<usize>,
-    /// Start from this Hugging Face folder's weights instead of a fresh model.
-    #[arg(long, conflicts_with = "preset")]
+    /// Start from this Hugging Face folder's (or Hub id's) weights instead of a fresh model.
+    #[arg(long, value_parser = crate::hub::model_dir, conflicts_with = "preset")]
     model: Option<PathBuf>,
     /// Architecture of a fresh model.
     #[arg(long, value_enum, default_value_t = Preset::Base)]

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct SegmentArgs {
     /// Hugging Face BeitForSemanticSegmentation folder (config.json, model.safetensors and,
-    /// optionally, preprocessor_config.json for resampling and normalisation).
-    #[arg(long)]
+    /// optionally, preprocessor_config.json for resampling and normalisation), or Hub id.
+    #[arg(long, value_parser = crate::hub::model_dir)]
     model: PathBuf,
     /// PNG or JPEG image.
     image: PathBuf,

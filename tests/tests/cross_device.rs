@@ -200,8 +200,8 @@ fn parity_fixtures_forward_like_pytorch() -> Result<()> {
         for &(masked, prefix) in runs {
             let pixels = inputs.get("pixel_values")?;
             let mask = if masked { Some(inputs.get("bool_masked_pos")?) } else { None };
-            let (hidden, pooled, logits) = model.forward(&pixels, mask.as_ref())?;
-            for (name, out) in [("last_hidden_state", Some(hidden)), ("pooler_output", pooled), ("logits", logits)] {
+            let (logits, o) = model.forward(&pixels, mask.as_ref(), Mode::eval())?;
+            for (name, out) in [("last_hidden_state", Some(o.last_hidden_state)), ("pooler_output", o.pooler_output), ("logits", logits)] {
                 let key = format!("{prefix}{name}");
                 assert_eq!(out.is_some(), expected.contains(&key), "{case}: {key} presence");
                 if let Some(out) = out {

@@ -113,7 +113,7 @@ impl SegFolder {
 }
 
 fn open_image(path: &Path) -> Result<image::DynamicImage> {
-    image::open(path).map_err(|e| Error::Format { file: path.display().to_string(), msg: e.to_string() })
+    crate::preprocess::load_image_as_stored(path)
 }
 
 impl SegDataset for SegFolder {

@@ -12,7 +12,8 @@ pub struct BeitOutput {
     pub last_hidden_state: Tensor,
     /// `[B, D]` when the model has a pooler.
     pub pooler_output: Option<Tensor>,
-    /// With `keep_hidden`: the embeddings and every block's output (before any final LayerNorm).
+    /// With [`Mode::hidden_states`]: the embeddings and every block's output (before any
+    /// final LayerNorm), Hugging Face's `hidden_states`.
     pub hidden_states: Vec<Tensor>,
 }
 
@@ -50,8 +51,9 @@ impl BeitModel {
     }
 
     /// Encode `pixels [B, C, H, W]`, with masked patches (`mask [B, N]`) replaced by the
-    /// mask token. `keep_hidden` also returns every block's output (costs memory).
-    pub fn forward(&self, pixels: &Tensor, mask: Option<&Tensor>, mode: Mode, keep_hidden: bool) -> Result<BeitOutput> {
+    /// mask token.
+    pub fn forward(&self, pixels: &Tensor, mask: Option<&Tensor>, mode: Mode) -> Result<BeitOutput> {
+        let keep_hidden = mode.hidden_states;
         let mut x = self.embeddings.forward(pixels, mask)?;
         let shared = self.shared_rel_pos.as_ref().map(RelativePositionBias::forward).transpose()?;
         let mut hidden_states = if keep_hidden { vec![x.clone()] } else { Vec::new() };

@@ -25,7 +25,7 @@ impl BeitForMaskedImageModeling {
 
     /// Normalised patch tokens `[B, N, D]` (CLS dropped) and the encoder output.
     fn patch_tokens(&self, pixels: &Tensor, mask: &Tensor, mode: Mode) -> Result<(Tensor, BeitOutput)> {
-        let out = self.beit.forward(pixels, Some(mask), mode, false)?;
+        let out = self.beit.forward(pixels, Some(mask), mode)?;
         let x = self.layernorm.forward(&out.last_hidden_state)?;
         let n = x.shape()[1] - 1;
         Ok((x.narrow(1, 1, n)?, out))
@@ -88,7 +88,7 @@ impl BeitForImageClassification {
 
     /// Class logits `[B, classes]` and the encoder output.
     pub fn forward(&self, pixels: &Tensor, mask: Option<&Tensor>, mode: Mode) -> Result<(Tensor, BeitOutput)> {
-        let out = self.beit.forward(pixels, mask, mode, false)?;
+        let out = self.beit.forward(pixels, mask, mode)?;
         let pooled = out.pooler_output.as_ref().ok_or_else(|| Error::invalid("classification", "no pooler output"))?;
         Ok((self.classifier.forward(pooled)?, out))
     }
@@ -159,23 +159,20 @@ impl Beit {
         self.encoder().config()
     }
 
-    /// Inference as Hugging Face's forward: `(last_hidden_state, pooler_output, logits)`.
+    /// Hugging Face's forward: the head's logits (none for `BeitModel`) and the encoder's
+    /// output (`last_hidden_state`, `pooler_output`, and `hidden_states` when `mode` asks).
     /// The MIM model needs `mask`; its logits cover every patch.
-    pub fn forward(&self, pixels: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
-        let mode = Mode::eval();
+    pub fn forward(&self, pixels: &Tensor, mask: Option<&Tensor>, mode: Mode) -> Result<(Option<Tensor>, BeitOutput)> {
         Ok(match self {
-            Beit::Model(m) => {
-                let o = m.forward(pixels, mask, mode, false)?;
-                (o.last_hidden_state, o.pooler_output, None)
-            }
+            Beit::Model(m) => (None, m.forward(pixels, mask, mode)?),
             Beit::MaskedImageModeling(m) => {
                 let mask = mask.ok_or_else(|| Error::invalid("bool_masked_pos", "the MIM model needs a mask"))?;
                 let (logits, o) = m.forward(pixels, mask, mode)?;
-                (o.last_hidden_state, None, Some(logits))
+                (Some(logits), o)
             }
             Beit::ImageClassification(m) => {
                 let (logits, o) = m.forward(pixels, mask, mode)?;
-                (o.last_hidden_state, o.pooler_output, Some(logits))
+                (Some(logits), o)
             }
         })
     }

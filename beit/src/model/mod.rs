@@ -10,11 +10,15 @@ mod relpos;
 mod resize;
 mod seg_heads;
 mod segmentation;
+mod timm;
+mod timm_config;
+mod timm_preprocess;
 
 pub use embeddings::Embeddings;
 pub use encoder::{BeitModel, BeitOutput};
 pub use heads::{Beit, BeitForImageClassification, BeitForMaskedImageModeling};
 pub use layer::Layer;
+pub use pretrained::{folder_image_processor, read_folder};
 pub use relpos::{relative_position_index, RelativePositionBias};
 pub use seg_heads::{ConvModule, FcnHead, SetrPupHead, UperHead};
 pub use segmentation::{pixel_cross_entropy, BeitForSemanticSegmentation, SegOutput};
@@ -22,13 +26,17 @@ pub use resize::{resize_grid, resize_pos_embed, resize_rel_pos_table, Interp};
 
 use beit_engine::nn::Init;
 
-/// Training or inference, with the seed of this step's stochastic layers (drop path).
+/// Training or inference, with the seed of this step's stochastic layers (drop path), and
+/// whether the encoder's intermediate outputs are returned.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mode {
     /// Whether stochastic layers are active.
     pub train: bool,
     /// Seed of the step's random masks.
     pub seed: u64,
+    /// Return the embeddings and every block's output in [`BeitOutput::hidden_states`]
+    /// (Hugging Face's `output_hidden_states=True`; costs memory).
+    pub hidden_states: bool,
 }
 
 impl Mode {
@@ -39,7 +47,12 @@ impl Mode {
 
     /// Training with the step's `seed`.
     pub fn train(seed: u64) -> Self {
-        Mode { train: true, seed }
+        Mode { train: true, seed, hidden_states: false }
+    }
+
+    /// The same mode, also returning the encoder's hidden states.
+    pub fn with_hidden_states(self) -> Self {
+        Mode { hidden_states: true, ..self }
     }
 }
 

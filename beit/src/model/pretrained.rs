@@ -1,7 +1,9 @@
 //! Hugging Face folders: `config.json` + `model.safetensors`, loaded with keys with or
-//! without the `beit.` prefix, and saved back in the same layout.
+//! without the `beit.` prefix (or from timm's layout, converted), and saved back in
+//! Hugging Face's layout.
 
-use super::{heads::Beit, resize_pos_embed, resize_rel_pos_table, Inits};
+use super::{heads::Beit, resize_pos_embed, resize_rel_pos_table, timm, timm_config, timm_preprocess, Inits};
+use crate::preprocess::ImageProcessor;
 use crate::BeitConfig;
 use beit_engine::io::{load_safetensors, StateDict};
 use beit_engine::nn::{load_params, LoadReport, Module, Param};
@@ -20,13 +22,10 @@ impl Beit {
     /// 224 checkpoint): relative position bias tables and absolute position embeddings are
     /// interpolated to the new patch grid.
     pub fn from_pretrained_at(dir: impl AsRef<Path>, device: &Device, image_size: Option<usize>) -> Result<(Beit, LoadReport)> {
-        let dir = dir.as_ref();
-        let mut config = BeitConfig::from_file(dir.join("config.json"))?;
+        let (mut config, sd) = read_folder(dir.as_ref(), device)?;
         if let Some(size) = image_size {
             config.image_size = size;
         }
-        let weights = dir.join("model.safetensors");
-        let sd = load_safetensors(&weights, device)?;
         let model = Beit::build(&config, device, DType::F32, 0, &Inits::for_loading())?;
         let report = model.load_hf_state_dict(sd)?;
         Ok((model, report))
@@ -57,6 +56,47 @@ impl Beit {
     pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
         save_folder(dir.as_ref(), self.config(), &self.state_dict())
     }
+}
+
+/// Read a model folder's `config.json` and `model.safetensors` (mapped, read lazily) as a
+/// Hugging Face config and state dict: a Hugging Face folder as it is, a timm one (timm's
+/// `config.json` and/or timm's state-dict names) converted. Errors name the file.
+pub fn read_folder(dir: &Path, device: &Device) -> Result<(BeitConfig, StateDict)> {
+    let config_file = dir.join("config.json");
+    let text = crate::limits::read_config_text(&config_file)?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Format { file: config_file.display().to_string(), msg: e.to_string() })?;
+    let timm_config = timm::is_timm_config(&json);
+    let hf_config = if timm_config { None } else { Some(BeitConfig::from_file(&config_file)?) };
+    let sd = load_safetensors(dir.join("model.safetensors"), device)?;
+    let timm_layout = timm::is_timm_layout(&sd);
+    let config = match hf_config {
+        Some(c) => c,
+        None if timm_layout => timm_config::config_from_timm(&json, &sd, &config_file.display().to_string())?,
+        None => {
+            let msg = "config.json is timm's but the weights are not in timm's layout (no `patch_embed.proj.weight`)";
+            return Err(Error::Format { file: sd.source().to_string(), msg: msg.into() });
+        }
+    };
+    let sd = if timm_layout { timm::to_hf_layout(sd, &config)? } else { sd };
+    Ok((config, sd))
+}
+
+/// The preprocessing of a model folder: its `preprocessor_config.json` when it has one, else
+/// what the `pretrained_cfg` of a timm `config.json` says (timm's eval transform), else
+/// [`ImageProcessor::default`]. Errors name the file and the field.
+pub fn folder_image_processor(dir: &Path) -> Result<ImageProcessor> {
+    let config_file = dir.join("config.json");
+    if !dir.join("preprocessor_config.json").is_file() && config_file.is_file() {
+        let text = crate::limits::read_config_text(&config_file)?;
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if timm::is_timm_config(&json) {
+            if let Some(p) = timm_preprocess::image_processor(&json, &config_file.display().to_string())? {
+                return Ok(p);
+            }
+        }
+    }
+    ImageProcessor::from_folder(dir)
 }
 
 /// Interpolate the position tables of `sd` whose size differs from `params`' (a model

@@ -53,6 +53,8 @@ pub struct SegOutput {
     pub logits: Tensor,
     /// `[B, classes, H/p, W/p]` from the auxiliary head, when the model has one.
     pub auxiliary_logits: Option<Tensor>,
+    /// With [`Mode::hidden_states`]: the encoder's embeddings and block outputs `[B, N+1, D]`.
+    pub hidden_states: Vec<Tensor>,
 }
 
 /// BEiT for semantic segmentation, with Hugging Face's parameter names (`beit.*`, `fpn1.*`,
@@ -103,8 +105,18 @@ impl BeitForSemanticSegmentation {
     /// are resized when the checkpoint's grid differs; a missing or misshapen tensor is an
     /// error naming it; unused tensors are reported.
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
+        Self::from_pretrained_at(dir, device, None)
+    }
+
+    /// [`BeitForSemanticSegmentation::from_pretrained`] at another input resolution: the
+    /// position tables are interpolated to the new patch grid (Hugging Face's
+    /// `interpolate_pos_encoding=True`, done once at load).
+    pub fn from_pretrained_at(dir: impl AsRef<Path>, device: &Device, image_size: Option<usize>) -> Result<(Self, LoadReport)> {
         let dir = dir.as_ref();
-        let config = BeitConfig::from_file(dir.join("config.json"))?;
+        let mut config = BeitConfig::from_file(dir.join("config.json"))?;
+        if let Some(size) = image_size {
+            config.image_size = size;
+        }
         let weights = dir.join("model.safetensors");
         let mut sd = load_safetensors(&weights, device)?;
         let model = Self::build(&config, device, DType::F32, 0, &Inits::for_loading())?;
@@ -155,16 +167,17 @@ impl BeitForSemanticSegmentation {
         save_folder(dir.as_ref(), self.config(), &self.state_dict())
     }
 
-    /// The four encoder outputs named by `out_indices` as `[B, D, H/p, W/p]` maps.
-    fn feature_maps(&self, pixels: &Tensor, mode: Mode) -> Result<Vec<Tensor>> {
+    /// The four encoder outputs named by `out_indices` as `[B, D, H/p, W/p]` maps, and the
+    /// hidden states when `mode` asks for them.
+    fn feature_maps(&self, pixels: &Tensor, mode: Mode) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
         let c = self.config();
         let [b, _, h, w] = *pixels.shape() else {
             return Err(Error::invalid("pixel_values", format!("expects [B, C, H, W], got {:?}", pixels.shape())));
         };
         let (gh, gw) = (h / c.patch_size, w / c.patch_size);
-        let hidden = self.beit.forward(pixels, None, mode, true)?.hidden_states;
+        let hidden = self.beit.forward(pixels, None, mode.with_hidden_states())?.hidden_states;
         let indices = c.out_indices.as_deref().unwrap_or_default();
-        indices
+        let maps = indices
             .iter()
             .map(|&i| {
                 // Hugging Face reads hidden_states[i - 1]; Python's index -1 for i = 0.
@@ -172,13 +185,14 @@ impl BeitForSemanticSegmentation {
                 let tokens = x.narrow(1, 1, gh * gw)?;
                 tokens.transpose(1, 2)?.reshape(&[b, c.hidden_size, gh, gw])
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((maps, if mode.hidden_states { hidden } else { Vec::new() }))
     }
 
     /// Logits (and auxiliary logits) for `pixels [B, C, H, W]`. `mode.train` switches
     /// BatchNorm to batch statistics (updating the running ones) and enables drop path.
     pub fn forward(&self, pixels: &Tensor, mode: Mode) -> Result<SegOutput> {
-        let maps = self.feature_maps(pixels, mode)?;
+        let (maps, hidden_states) = self.feature_maps(pixels, mode)?;
         let features = match &self.fpn {
             Some(fpn) => fpn.forward(&maps, mode.train)?,
             None => maps,
@@ -188,7 +202,7 @@ impl BeitForSemanticSegmentation {
             DecodeHead::SetrPup(h) => h.forward(&features, mode.train)?,
         };
         let auxiliary_logits = self.auxiliary_head.as_ref().map(|h| h.forward(&features, mode.train)).transpose()?;
-        Ok(SegOutput { logits, auxiliary_logits })
+        Ok(SegOutput { logits, auxiliary_logits, hidden_states })
     }
 
     /// Hugging Face's loss: both logits upsampled bilinearly to the size of `labels [B, H, W]`

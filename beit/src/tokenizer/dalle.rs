@@ -25,6 +25,44 @@ pub struct DalleConfig {
     pub vocab_size: usize,
 }
 
+/// Most groups a [`DalleConfig`] may have (widths double per group; DALL-E has 4).
+pub const MAX_DALLE_GROUPS: usize = 16;
+
+impl DalleConfig {
+    /// Check the sizes: all positive, at most [`MAX_DALLE_GROUPS`] groups, the weights within
+    /// [`crate::limits::model_bytes_limit`].
+    pub fn validate(&self) -> Result<()> {
+        let c = self;
+        if c.group_count == 0 || c.n_blk_per_group == 0 || c.n_hid == 0 || c.vocab_size == 0 || c.input_channels == 0 {
+            return Err(Error::invalid("dalle config", format!("all sizes must be positive: {c:?}")));
+        }
+        if c.group_count > MAX_DALLE_GROUPS {
+            return Err(Error::invalid("dalle config", format!("group_count {} is above {MAX_DALLE_GROUPS}", c.group_count)));
+        }
+        let what = format!("group_count {} × n_blk_per_group {} of width n_hid {}", c.group_count, c.n_blk_per_group, c.n_hid);
+        crate::limits::check_model_bytes("dalle config", c.num_params().saturating_mul(4), &what)
+    }
+
+    /// Parameters of the encoder (saturating, so that any sizes give a number).
+    pub fn num_params(&self) -> u128 {
+        let c = self;
+        let m = |xs: &[u128]| xs.iter().fold(1u128, |a, &x| a.saturating_mul(x));
+        let n = c.n_hid as u128;
+        let width = |g: usize| n.saturating_mul(1 << g.min(MAX_DALLE_GROUPS));
+        let mut total = m(&[c.input_channels as u128, n, 49]).saturating_add(n);
+        for g in 0..c.group_count.min(MAX_DALLE_GROUPS) {
+            let (w, prev) = (width(g), width(g.saturating_sub(1)));
+            let hid = w / 4;
+            let res = m(&[prev, hid, 9]).saturating_add(m(&[hid, hid, 18])).saturating_add(m(&[hid, w])).saturating_add(3 * hid + w);
+            let first = res.saturating_add(if prev != w { m(&[prev, w]).saturating_add(w) } else { 0 });
+            let rest = m(&[w, hid, 9]).saturating_add(m(&[hid, hid, 18])).saturating_add(m(&[hid, w])).saturating_add(3 * hid + w);
+            total = total.saturating_add(first).saturating_add(m(&[rest, (c.n_blk_per_group as u128).saturating_sub(1)]));
+        }
+        let vocab = c.vocab_size as u128;
+        total.saturating_add(m(&[width(c.group_count.saturating_sub(1)), vocab])).saturating_add(vocab)
+    }
+}
+
 impl Default for DalleConfig {
     fn default() -> Self {
         DalleConfig { group_count: 4, n_hid: 256, n_blk_per_group: 2, input_channels: 3, vocab_size: 8192 }
@@ -100,9 +138,7 @@ impl DalleEncoder {
     /// A randomly initialised encoder (the package's init: normal, std 1/√fan_in).
     pub fn new(config: DalleConfig, device: &Device, seed: u64) -> Result<Self> {
         let c = config;
-        if c.group_count == 0 || c.n_blk_per_group == 0 || c.n_hid == 0 || c.vocab_size == 0 || c.input_channels == 0 {
-            return Err(Error::invalid("dalle config", format!("all sizes must be positive: {c:?}")));
-        }
+        c.validate()?;
         let vb = VarBuilder::new(device, DType::F32, seed).pp("blocks");
         let n_layers = c.group_count * c.n_blk_per_group;
         let width = |g: usize| c.n_hid << g;
@@ -128,7 +164,10 @@ impl DalleEncoder {
     /// input_channels, vocab_size) and `model.safetensors` with the package's parameter names.
     pub fn from_folder(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
-        let enc = Self::new(super::read_config(dir)?, device, 0)?;
+        let config: DalleConfig = super::read_config(dir)?;
+        let what = format!("group_count {} × n_blk_per_group {} of width n_hid {}", config.group_count, config.n_blk_per_group, config.n_hid);
+        super::check_folder(dir, config.validate(), config.num_params(), &what)?;
+        let enc = Self::new(config, device, 0)?;
         super::load_weights(&enc, dir, device)?;
         Ok(enc)
     }
@@ -212,6 +251,7 @@ mod tests {
             let (a, b) = (logits.to_vec_f64().unwrap(), want.to_vec_f64().unwrap());
             let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
             assert!(err <= 2e-4, "{case}: max abs error {err:e}");
+            assert_eq!(enc.config().num_params(), enc.num_params() as u128, "{case}");
             let ids = enc.tokenize(&pixels).unwrap().to_vec::<i64>().unwrap();
             assert_eq!(ids, expected.get("token_ids").unwrap().to_vec::<i64>().unwrap(), "{case}");
         }

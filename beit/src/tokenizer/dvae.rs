@@ -44,7 +44,8 @@ impl DvaeConfig {
         DvaeConfig { model_type: DVAE_MODEL_TYPE.into(), input_channels: 3, image_size: 16, hidden: 64, downsample: 1, vocab_size: 512 }
     }
 
-    /// Check the sizes: all positive, the image divisible by the downsampling.
+    /// Check the sizes: all positive, the image divisible by the downsampling and at most
+    /// [`crate::preprocess::MAX_PIXELS`], the weights within [`crate::limits::model_bytes_limit`].
     pub fn validate(&self) -> Result<()> {
         let c = self;
         let bad = |msg: String| Err(Error::invalid("dvae config", msg));
@@ -57,7 +58,21 @@ impl DvaeConfig {
         if c.downsample > 8 || !c.image_size.is_multiple_of(1 << c.downsample) {
             return bad(format!("image_size {} is not a multiple of 2^downsample = 2^{}", c.image_size, c.downsample));
         }
-        Ok(())
+        if (c.image_size as u128).pow(2) > crate::preprocess::MAX_PIXELS as u128 {
+            return bad(format!("image_size {} gives more than {} input pixels", c.image_size, crate::preprocess::MAX_PIXELS));
+        }
+        let what = format!("hidden {} with vocab_size {}", c.hidden, c.vocab_size);
+        crate::limits::check_model_bytes("dvae config", c.num_params().saturating_mul(4), &what)
+    }
+
+    /// Parameters of the dVAE (saturating, so that any sizes give a number).
+    pub fn num_params(&self) -> u128 {
+        let m = |xs: &[usize]| xs.iter().fold(1u128, |a, &x| a.saturating_mul(x as u128));
+        let (c, h, v) = (self.input_channels, self.hidden, self.vocab_size);
+        let conv3 = m(&[h, h, 9]).saturating_add(h as u128);
+        let convs = m(&[2]).saturating_mul(conv3).saturating_mul(self.downsample as u128 + 1);
+        let ends = m(&[c, h, 9]).saturating_add(m(&[h, c])).saturating_add(m(&[2, h, v])).saturating_add(h as u128 + v as u128 + c as u128);
+        convs.saturating_add(ends)
     }
 
     /// Side of the token grid.
@@ -118,6 +133,8 @@ impl Dvae {
     pub fn from_folder(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
         let config: DvaeConfig = super::read_config(dir)?;
+        let what = format!("hidden {} with vocab_size {}", config.hidden, config.vocab_size);
+        super::check_folder(dir, config.validate(), config.num_params(), &what)?;
         let model = Self::new(&VarBuilder::new(device, DType::F32, 0), config)?;
         super::load_weights(&model, dir, device)?;
         Ok(model)
@@ -326,6 +343,7 @@ mod tests {
         let x = pixels(DType::F32);
         let tmp = tempfile::tempdir().unwrap();
         model.save(tmp.path()).unwrap();
+        assert_eq!(model.config().num_params(), model.num_params() as u128);
         let loaded = open_tokenizer(tmp.path(), &dev).unwrap();
         assert_eq!((loaded.vocab_size(), loaded.input_size()), (6, 8));
         assert_eq!(loaded.logits(&x).unwrap().to_vec::<f32>().unwrap(), model.logits(&x).unwrap().to_vec::<f32>().unwrap());

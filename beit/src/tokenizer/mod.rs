@@ -47,13 +47,20 @@ pub trait Tokenizer {
 /// Read and parse `config.json` of the tokenizer folder `dir`; errors name the file.
 fn read_config<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T> {
     let path = dir.join("config.json");
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: file.clone(), source })?;
-    serde_json::from_str(&text).map_err(|e| Error::Format { file, msg: e.to_string() })
+    let text = crate::limits::read_config_text(&path)?;
+    serde_json::from_str(&text).map_err(|e| Error::Format { file: path.display().to_string(), msg: e.to_string() })
 }
 
-/// Load `model.safetensors` of `dir` into `module`; a missing or wrongly shaped weight is an
-/// error naming it.
+/// Check a tokenizer of `params` parameters (from the sizes of `dir`'s `config.json`,
+/// `what`) before building it: `valid` (the config's own checks, memory included) must hold
+/// and `model.safetensors` must be large enough to hold it. Errors name the config file.
+fn check_folder(dir: &Path, valid: Result<()>, params: u128, what: &str) -> Result<()> {
+    let config = dir.join("config.json").display().to_string();
+    let named = |e: Error| Error::Format { file: config.clone(), msg: e.to_string() };
+    valid.map_err(named)?;
+    crate::limits::check_weights_file(&dir.join("model.safetensors"), "tokenizer config", params, what).map_err(named)
+}
+
 /// Write `config.json` and `model.safetensors` (the module's state dict) into `dir`,
 /// created if missing.
 fn save_folder(module: &impl Module, config: &impl serde::Serialize, dir: &Path) -> Result<()> {
@@ -64,6 +71,8 @@ fn save_folder(module: &impl Module, config: &impl serde::Serialize, dir: &Path)
     module.state_dict().save(dir.join("model.safetensors"), None)
 }
 
+/// Load `model.safetensors` of `dir` into `module`; a missing or wrongly shaped weight is an
+/// error naming it.
 fn load_weights(module: &impl Module, dir: &Path, device: &Device) -> Result<()> {
     let sd = load_safetensors(dir.join("model.safetensors"), device)?;
     let report = load_params(&module.params(), &sd, false)?;

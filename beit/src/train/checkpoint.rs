@@ -1,7 +1,8 @@
 //! Training checkpoints: one safetensors file holding the model (`model.*`), the AdamW
 //! moments (`optim.*`) and, in its metadata, the model config and the [`TrainState`]
 //! (step, data position, seed of every random stream). Written atomically (temp file,
-//! fsync, rename, fsync of the folder); the last `keep` are kept.
+//! fsync, rename, fsync of the folder), so a kill or a full disk mid-write leaves the
+//! previous checkpoint the newest; the last `keep` are kept.
 
 use crate::BeitConfig;
 use beit_engine::io::{load_safetensors, StateDict};
@@ -70,6 +71,22 @@ pub fn list_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out.into_iter().map(|(_, p)| p).collect())
 }
 
+/// Delete what a process killed while writing a checkpoint into `dir` left behind: our
+/// `checkpoint-*.safetensors.tmp` and the safetensors writer's `.tmpXXXXXX` files. Complete
+/// checkpoints are only ever renamed into place, so these never hold the newest state.
+fn remove_leftovers(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let ours = name.starts_with("checkpoint-") && name.ends_with(".safetensors.tmp");
+        let writers = name.len() == 10 && name.starts_with(".tmp") && name[4..].bytes().all(|b| b.is_ascii_alphanumeric());
+        if (ours || writers) && path.is_file() {
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    Ok(())
+}
+
 /// Save the model `params`, the optimiser and `state` into `dir`, then delete all but the
 /// newest `keep` checkpoints. Returns the new file.
 pub fn save_checkpoint(dir: &Path, params: &[Param], opt: &AdamW, config: &BeitConfig, state: &TrainState, keep: usize) -> Result<PathBuf> {
@@ -87,10 +104,17 @@ pub fn save_checkpoint(dir: &Path, params: &[Param], opt: &AdamW, config: &BeitC
     .into_iter()
     .collect();
     let path = checkpoint_path(dir, state.step);
+    remove_leftovers(dir)?;
     let tmp = path.with_extension("safetensors.tmp");
-    sd.save(&tmp, Some(&meta))?;
-    fsync(&tmp)?;
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    let written = sd.save(&tmp, Some(&meta)).and_then(|_| fsync(&tmp)).and_then(|_| std::fs::rename(&tmp, &path).map_err(io_err(&path)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        let previous = match list_checkpoints(dir)?.pop() {
+            Some(p) => format!("the previous checkpoint {} is intact: free space, then resume with --resume {}", p.display(), dir.display()),
+            None => "no earlier checkpoint exists".to_string(),
+        };
+        return Err(Error::Format { file: path.display().to_string(), msg: format!("not written ({e}); {previous}") });
+    }
     fsync(dir)?;
     let all = list_checkpoints(dir)?;
     for old in &all[..all.len().saturating_sub(keep)] {

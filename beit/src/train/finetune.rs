@@ -51,7 +51,11 @@ pub fn classifier_from_pretrained(
     };
     let source = weights.source().to_string();
     let prefixed = weights.names().any(|n| n.starts_with("beit."));
-    let mut sd = weights.map_names(|n| Some(if prefixed || !n.starts_with("embeddings.") && !n.starts_with("encoder.") { n.to_string() } else { format!("beit.{n}") }))?;
+    // A classification checkpoint's own head (of any class count) is not carried over.
+    let mut sd = weights.map_names(|n| {
+        let n = if prefixed || !n.starts_with("embeddings.") && !n.starts_with("encoder.") { n.to_string() } else { format!("beit.{n}") };
+        (!n.starts_with("classifier.")).then_some(n)
+    })?;
     if sd.contains(SHARED_TABLE) {
         let table = sd.get(SHARED_TABLE)?;
         for p in model.params() {

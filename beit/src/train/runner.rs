@@ -36,6 +36,41 @@ fn append_jsonl(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     writeln!(f, "{line}").map_err(io)
 }
 
+/// Keep in the metrics file at `path` only the records of steps before `state.step` (and
+/// of evaluations before `state.epoch`): what a run resuming at `state` has already done.
+/// A kill after the last checkpoint leaves later records, which the resumed run writes
+/// again; a torn last line is dropped. A fresh run starts the file empty.
+fn truncate_metrics(path: &Path, state: &TrainState) -> Result<()> {
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(Error::Io { path: file, source }),
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut kept = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let v: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(_) if i + 1 == lines.len() => break,
+            Err(e) => return Err(Error::Format { file, msg: format!("line {}: {e}", i + 1) }),
+        };
+        let before = match (v.get("step"), v.get("epoch")) {
+            (Some(step), _) => step.as_u64().is_some_and(|s| s < state.step),
+            (None, Some(epoch)) => epoch.as_u64().is_none_or(|e| e < state.epoch),
+            (None, None) => true,
+        };
+        if before {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    let io = |source| Error::Io { path: file.clone(), source };
+    std::fs::write(&tmp, kept).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
 impl<'a> Runner<'a> {
     /// Set up the optimiser and schedule for `params` (all of the model's, buffers
     /// included, for checkpoints) in `groups`, resuming from `control.resume`.
@@ -64,6 +99,9 @@ impl<'a> Runner<'a> {
             Self::check_resumable(kind, cfg, ck)?;
             ck.restore(&params, &mut opt)?;
             state = ck.state.clone();
+        }
+        if let Some(path) = &cfg.metrics {
+            truncate_metrics(path, &state)?;
         }
         Ok(Runner { kind, cfg, model_config, params, trainable, opt, schedule, steps_per_epoch, state, control, last_checkpoint: None })
     }

@@ -91,7 +91,7 @@ fn setup(dev: &Device, batch: usize) -> Result<(Beit, Tensor, Tensor, Tensor)> {
 fn forward(dev: &Device, a: &Args) -> Result<()> {
     let (model, pixels, mask, _) = setup(dev, a.batch)?;
     let _guard = no_grad();
-    let s = time(dev, a.warmup, a.iters, || model.forward(&pixels, Some(&mask)).map(drop))?;
+    let s = time(dev, a.warmup, a.iters, || model.forward(&pixels, Some(&mask), beit::Mode::eval()).map(drop))?;
     println!(r#"{{"bench":"forward","batch":{},"ms":{:.1},"images_per_s":{:.1}}}"#, a.batch, s * 1e3, a.batch as f64 / s);
     Ok(())
 }

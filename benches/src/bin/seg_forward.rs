@@ -79,7 +79,7 @@ fn main() -> Result<()> {
             times.push(start.elapsed().as_secs_f64() * 1e3);
             // The encoder alone (keeping its hidden states, as the segmentation forward does).
             let start = Instant::now();
-            model.beit.forward(&pixels, None, Mode::eval(), true)?.last_hidden_state.to_vec::<f32>()?;
+            model.beit.forward(&pixels, None, Mode::eval().with_hidden_states())?.last_hidden_state.to_vec::<f32>()?;
             encoder.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }

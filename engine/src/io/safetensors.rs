@@ -54,16 +54,19 @@ impl Mapped {
             .mmap
             .get(self.bytes.clone())
             .ok_or_else(|| self.error(format!("tensor `{name}`: bytes {:?} lie outside the file", self.bytes)))?;
+        let oom = |n: usize, size: usize| {
+            self.error(format!("tensor `{name}` of shape {:?}: cannot allocate {} bytes", self.shape, n.saturating_mul(size)))
+        };
         let data = match self.dtype {
-            Dtype::F32 => HostData::F32(decode(bytes, f32::from_le_bytes)),
-            Dtype::F16 => HostData::F32(decode(bytes, |b| half::f16::from_le_bytes(b).to_f32())),
-            Dtype::BF16 => HostData::F32(decode(bytes, |b| half::bf16::from_le_bytes(b).to_f32())),
-            Dtype::F64 => HostData::F64(decode(bytes, f64::from_le_bytes)),
-            Dtype::I64 => HostData::I64(decode(bytes, i64::from_le_bytes)),
-            Dtype::I32 => HostData::I64(decode(bytes, |b| i32::from_le_bytes(b) as i64)),
-            Dtype::U32 => HostData::U32(decode(bytes, u32::from_le_bytes)),
-            Dtype::U8 => HostData::U8(bytes.to_vec()),
-            _ => HostData::Bool(bytes.to_vec()),
+            Dtype::F32 => HostData::F32(decode(bytes, f32::from_le_bytes).map_err(|n| oom(n, 4))?),
+            Dtype::F16 => HostData::F32(decode(bytes, |b| half::f16::from_le_bytes(b).to_f32()).map_err(|n| oom(n, 4))?),
+            Dtype::BF16 => HostData::F32(decode(bytes, |b| half::bf16::from_le_bytes(b).to_f32()).map_err(|n| oom(n, 4))?),
+            Dtype::F64 => HostData::F64(decode(bytes, f64::from_le_bytes).map_err(|n| oom(n, 8))?),
+            Dtype::I64 => HostData::I64(decode(bytes, i64::from_le_bytes).map_err(|n| oom(n, 8))?),
+            Dtype::I32 => HostData::I64(decode(bytes, |b| i32::from_le_bytes(b) as i64).map_err(|n| oom(n, 8))?),
+            Dtype::U32 => HostData::U32(decode(bytes, u32::from_le_bytes).map_err(|n| oom(n, 4))?),
+            Dtype::U8 => HostData::U8(decode(bytes, |[b]: [u8; 1]| b).map_err(|n| oom(n, 1))?),
+            _ => HostData::Bool(decode(bytes, |[b]: [u8; 1]| b).map_err(|n| oom(n, 1))?),
         };
         self.file.release(self.bytes.clone());
         let numel: usize = self.shape.iter().product();
@@ -89,16 +92,18 @@ impl MappedFile {
     }
 }
 
-/// Little-endian values of `N` bytes each.
-fn decode<T, const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
-    bytes
-        .chunks_exact(N)
-        .map(|c| {
-            let mut a = [0u8; N];
-            a.copy_from_slice(c);
-            f(a)
-        })
-        .collect()
+/// Little-endian values of `N` bytes each, in a buffer reserved fallibly (a huge tensor is
+/// an error, not an abort); the error is the number of values that could not be allocated.
+fn decode<T, const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> std::result::Result<Vec<T>, usize> {
+    let n = bytes.len() / N;
+    let mut out = Vec::new();
+    out.try_reserve_exact(n).map_err(|_| n)?;
+    out.extend(bytes.chunks_exact(N).map(|c| {
+        let mut a = [0u8; N];
+        a.copy_from_slice(c);
+        f(a)
+    }));
+    Ok(out)
 }
 
 /// Open a safetensors file: the header is parsed and checked now (a truncated or corrupt
