@@ -2,7 +2,7 @@
 //! hostile configs, undecodable, huge and odd images, empty folders and bad flag values,
 //! each run through the `beit` binary. A bad input must fail with a message naming the
 //! culprit (file, tensor or field) and never panic or abort; an odd but legitimate input
-//! (a grey, RGBA, 16-bit or 1×1 image, an unused tensor) must work. The files are made
+//! (a grey, RGBA, 16-bit, CMYK or 1×1 image, an unused tensor) must work. The files are made
 //! here, in a temporary folder, from the committed fixtures.
 
 #[path = "bad_inputs/craft.rs"]
@@ -177,6 +177,7 @@ fn image_cases(dir: &Path, cases: &mut Vec<Case>) {
         classify("image: grey JPEG", &img("grey.jpg", &encode(&DynamicImage::ImageLuma8(pic.to_luma8()), ImageFormat::Jpeg)), Expect::Works("LABEL_")),
         classify("image: 1x1 PNG", &img("one.png", &encode(&DynamicImage::ImageRgb8(image::RgbImage::new(1, 1)), ImageFormat::Png)), Expect::Works("LABEL_")),
         classify("image: JPEG named .png", &img("jpeg.png", &jpeg), Expect::Works("LABEL_")),
+        classify("image: CMYK JPEG", &img("cmyk.jpg", &std::fs::read(fixture("images/cmyk.jpg")).unwrap()), Expect::Works("LABEL_")),
         classify("image: PNG claiming 100000x100000", &img("huge.png", &png_claiming(100_000, 100_000)), fails(&["huge.png", "above the limit"])),
         classify("image: PNG claiming 20000x20000", &img("big.png", &png_claiming(20_000, 20_000)), fails(&["big.png", "above the limit"])),
         classify("image: PNG claiming 0 wide", &img("zero.png", &png_claiming(0, 30)), fails(&["zero.png"])),
