@@ -19,45 +19,48 @@ fn value_bits(dtype: DType, value: f64) -> u64 {
     }
 }
 
-/// Kernel code of a unary op and its two scalar parameters (see `unary_op` in the kernels).
-fn unary_code(op: UnaryOp) -> (i32, f64, f64) {
+/// The kernel name part of a unary op and its two scalar parameters: `unary_<name>_<dtype>`
+/// in kernels/elementwise.cu (affine: x·p + q; powf: x^p).
+fn unary_kernel(op: UnaryOp) -> (&'static str, f64, f64) {
     match op {
-        UnaryOp::Neg => (0, 0.0, 0.0),
-        UnaryOp::Exp => (1, 0.0, 0.0),
-        UnaryOp::Log => (2, 0.0, 0.0),
-        UnaryOp::Sqrt => (3, 0.0, 0.0),
-        UnaryOp::Tanh => (4, 0.0, 0.0),
-        UnaryOp::Erf => (5, 0.0, 0.0),
-        UnaryOp::Abs => (6, 0.0, 0.0),
-        UnaryOp::Relu => (7, 0.0, 0.0),
-        UnaryOp::Sqr => (8, 0.0, 0.0),
-        UnaryOp::Recip => (9, 0.0, 0.0),
-        UnaryOp::Sigmoid => (10, 0.0, 0.0),
-        UnaryOp::Gelu => (11, 0.0, 0.0),
-        UnaryOp::Affine { mul, add } => (12, mul, add),
-        UnaryOp::Powf(p) => (13, p, 0.0),
+        UnaryOp::Neg => ("neg", 0.0, 0.0),
+        UnaryOp::Exp => ("exp", 0.0, 0.0),
+        UnaryOp::Log => ("log", 0.0, 0.0),
+        UnaryOp::Sqrt => ("sqrt", 0.0, 0.0),
+        UnaryOp::Tanh => ("tanh", 0.0, 0.0),
+        UnaryOp::Erf => ("erf", 0.0, 0.0),
+        UnaryOp::Abs => ("abs", 0.0, 0.0),
+        UnaryOp::Relu => ("relu", 0.0, 0.0),
+        UnaryOp::Sqr => ("sqr", 0.0, 0.0),
+        UnaryOp::Recip => ("recip", 0.0, 0.0),
+        UnaryOp::Sigmoid => ("sigmoid", 0.0, 0.0),
+        UnaryOp::Gelu => ("gelu", 0.0, 0.0),
+        UnaryOp::Affine { mul, add } => ("affine", mul, add),
+        UnaryOp::Powf(p) => ("powf", p, 0.0),
     }
 }
 
-fn binary_code(op: BinaryOp) -> i32 {
+/// `binary_<name>_<dtype>` in kernels/elementwise.cu.
+fn binary_kernel(op: BinaryOp) -> &'static str {
     match op {
-        BinaryOp::Add => 0,
-        BinaryOp::Sub => 1,
-        BinaryOp::Mul => 2,
-        BinaryOp::Div => 3,
-        BinaryOp::Maximum => 4,
-        BinaryOp::Minimum => 5,
+        BinaryOp::Add => "add",
+        BinaryOp::Sub => "sub",
+        BinaryOp::Mul => "mul",
+        BinaryOp::Div => "div",
+        BinaryOp::Maximum => "maximum",
+        BinaryOp::Minimum => "minimum",
     }
 }
 
-fn cmp_code(op: CmpOp) -> i32 {
+/// `cmp_<name>_<dtype>` in kernels/elementwise.cu.
+fn cmp_kernel(op: CmpOp) -> &'static str {
     match op {
-        CmpOp::Eq => 0,
-        CmpOp::Ne => 1,
-        CmpOp::Lt => 2,
-        CmpOp::Le => 3,
-        CmpOp::Gt => 4,
-        CmpOp::Ge => 5,
+        CmpOp::Eq => "eq",
+        CmpOp::Ne => "ne",
+        CmpOp::Lt => "lt",
+        CmpOp::Le => "le",
+        CmpOp::Gt => "gt",
+        CmpOp::Ge => "ge",
     }
 }
 
@@ -109,22 +112,22 @@ impl CudaBackend {
             return Ok(out);
         }
         let (d, [oa]) = walk(OP, src.shape(), [src.layout])?;
-        let (code, p, q) = unary_code(op);
-        let name = format!("unary_{}", suffix(dtype));
+        let (kernel, p, q) = unary_kernel(op);
+        let name = format!("unary_{kernel}_{}", suffix(dtype));
         let (n64, sp, o) = (n as i64, s.at(0), out.at(0));
         // SAFETY: as in cast; the scalar parameters have the kernel's float type.
         unsafe {
             if dtype == DType::F32 {
-                self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oa, sp, o, code, p as f32, q as f32])?
+                self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oa, sp, o, p as f32, q as f32])?
             } else {
-                self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oa, sp, o, code, p, q])?
+                self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oa, sp, o, p, q])?
             }
         }
         Ok(out)
     }
 
-    /// A two-input kernel `<name>(n, dims, offs a, offs b, a, b, out[, code])` over views of one shape.
-    fn map2(&self, op: &'static str, name: &str, lhs: View, rhs: View, out_dtype: DType, code: Option<i32>) -> Result<CudaStorage> {
+    /// A two-input kernel `<name>(n, dims, offs a, offs b, a, b, out)` over views of one shape.
+    fn map2(&self, op: &'static str, name: &str, lhs: View, rhs: View, out_dtype: DType) -> Result<CudaStorage> {
         let (a, b) = (self.buffer(op, lhs)?, self.buffer(op, rhs)?);
         let n = lhs.layout.numel();
         let out = self.alloc(out_dtype, n)?;
@@ -134,12 +137,7 @@ impl CudaBackend {
         let (d, [oa, ob]) = walk(op, lhs.shape(), [lhs.layout, rhs.layout])?;
         let (n64, ap, bp, o) = (n as i64, a.at(0), b.at(0), out.at(0));
         // SAFETY: both layouts were checked against their buffers; `out` holds n elements.
-        unsafe {
-            match code {
-                Some(c) => self.driver.launch("elementwise", name, Grid::elements(n), &args![n64, d, oa, ob, ap, bp, o, c])?,
-                None => self.driver.launch("elementwise", name, Grid::elements(n), &args![n64, d, oa, ob, ap, bp, o])?,
-            }
-        }
+        unsafe { self.driver.launch("elementwise", name, Grid::elements(n), &args![n64, d, oa, ob, ap, bp, o])? }
         Ok(out)
     }
 
@@ -151,7 +149,7 @@ impl CudaBackend {
         match dtype {
             DType::I64 if op == BinaryOp::Div => Err(Error::DType { op: "binary div", dtype, expected: None }),
             DType::F32 | DType::F64 | DType::I64 => {
-                self.map2(OP, &format!("binary_{}", suffix(dtype)), lhs, rhs, dtype, Some(binary_code(op)))
+                self.map2(OP, &format!("binary_{}_{}", binary_kernel(op), suffix(dtype)), lhs, rhs, dtype)
             }
             _ => Err(Error::DType { op: OP, dtype, expected: None }),
         }
@@ -161,7 +159,7 @@ impl CudaBackend {
     pub(crate) fn cmp_impl(&self, op: CmpOp, lhs: View, rhs: View) -> Result<CudaStorage> {
         const OP: &str = "cmp";
         check_pair(OP, lhs, rhs)?;
-        self.map2(OP, &format!("cmp_{}", suffix(lhs.dtype())), lhs, rhs, DType::Bool, Some(cmp_code(op)))
+        self.map2(OP, &format!("cmp_{}_{}", cmp_kernel(op), suffix(lhs.dtype())), lhs, rhs, DType::Bool)
     }
 
     /// `dy · GELU'(x)`.
@@ -169,7 +167,7 @@ impl CudaBackend {
         const OP: &str = "gelu_backward";
         check_pair(OP, x, dy)?;
         float(OP, x.dtype())?;
-        self.map2(OP, &format!("gelu_backward_{}", suffix(x.dtype())), x, dy, x.dtype(), None)
+        self.map2(OP, &format!("gelu_backward_{}", suffix(x.dtype())), x, dy, x.dtype())
     }
 
     /// `cond ? on_true : on_false`; `cond` is u8 or bool.
