@@ -31,11 +31,54 @@ pub trait Masker: Send + Sync {
     /// One mask from `rng`.
     fn sample(&self, rng: &mut Rng) -> Mask;
 
-    /// `n` masks as a u8 tensor `[n, rows·columns]` (1 = masked), the `bool_masked_pos` input.
-    fn sample_batch(&self, n: usize, rng: &mut Rng, device: &Device) -> Result<Tensor> {
-        let (h, w) = self.window();
-        let cells: Vec<u8> = (0..n).flat_map(|_| self.sample(rng).cells).map(u8::from).collect();
-        Tensor::from_vec(cells, &[n, h * w], device)
+    /// `n` masks, as the MIM model takes them.
+    fn sample_batch(&self, n: usize, rng: &mut Rng, device: &Device) -> Result<MaskedPatches> {
+        let masks: Vec<Mask> = (0..n).map(|_| self.sample(rng)).collect();
+        MaskedPatches::from_masks(&masks, device)
+    }
+}
+
+/// A batch's masked patches in the two forms the MIM model uses: the `bool_masked_pos`
+/// input of the embeddings and the rows of the masked patches for the head and the loss,
+/// built together on the host (no read-back from the device).
+#[derive(Clone, Debug)]
+pub struct MaskedPatches {
+    /// `[B, N]` u8, 1 = masked.
+    pub mask: Tensor,
+    /// `[M]` i64: `b·N + n` of every masked patch, batch-major then row-major (the order
+    /// of the labels).
+    pub rows: Tensor,
+}
+
+impl MaskedPatches {
+    /// From one mask per sample, all over the same window.
+    pub fn from_masks(masks: &[Mask], device: &Device) -> Result<Self> {
+        let n = masks.first().map_or(0, |m| m.cells.len());
+        if let Some(m) = masks.iter().find(|m| m.cells.len() != n) {
+            return Err(Error::invalid("masks", format!("masks of {} and {n} patches in one batch", m.cells.len())));
+        }
+        let cells: Vec<u8> = masks.iter().flat_map(|m| m.cells.iter().map(|&c| u8::from(c))).collect();
+        Self::from_cells(cells, masks.len(), device)
+    }
+
+    /// From a `bool_masked_pos` tensor `[B, N]` (u8 or bool), read back once.
+    pub fn from_tensor(mask: &Tensor) -> Result<Self> {
+        let [b, _] = *mask.shape() else {
+            return Err(Error::invalid("bool_masked_pos", format!("expects [B, N], got {:?}", mask.shape())));
+        };
+        let cells = mask.to_dtype(beit_engine::DType::U8)?.to_vec::<u8>()?;
+        Self::from_cells(cells, b, mask.device())
+    }
+
+    fn from_cells(cells: Vec<u8>, batch: usize, device: &Device) -> Result<Self> {
+        let n = cells.len().checked_div(batch).unwrap_or(0);
+        let rows: Vec<i64> = cells.iter().enumerate().filter(|(_, &c)| c != 0).map(|(i, _)| i as i64).collect();
+        Ok(MaskedPatches { rows: Tensor::from_vec(rows.clone(), &[rows.len()], device)?, mask: Tensor::from_vec(cells, &[batch, n], device)? })
+    }
+
+    /// Number of masked patches `M`.
+    pub fn count(&self) -> usize {
+        self.rows.numel()
     }
 }
 
@@ -207,9 +250,15 @@ mod tests {
     fn seeded_deterministic_and_random_masker_exact() {
         let b = BlockwiseMasker::beit((14, 14)).unwrap();
         let dev = beit_backend_cpu::cpu();
-        let m1 = b.sample_batch(4, &mut Rng::new(9), &dev).unwrap().to_vec::<u8>().unwrap();
-        let m2 = b.sample_batch(4, &mut Rng::new(9), &dev).unwrap().to_vec::<u8>().unwrap();
+        let m1 = b.sample_batch(4, &mut Rng::new(9), &dev).unwrap().mask.to_vec::<u8>().unwrap();
+        let m2 = b.sample_batch(4, &mut Rng::new(9), &dev).unwrap().mask.to_vec::<u8>().unwrap();
         assert_eq!(m1, m2);
+        // The rows are the flat indices of the 1s, and reading the mask back gives them too.
+        let batch = b.sample_batch(4, &mut Rng::new(9), &dev).unwrap();
+        let ones: Vec<i64> = m1.iter().enumerate().filter(|(_, &m)| m == 1).map(|(i, _)| i as i64).collect();
+        assert_eq!((batch.mask.shape(), batch.count()), (&[4, 196][..], ones.len()));
+        assert_eq!(batch.rows.to_vec::<i64>().unwrap(), ones);
+        assert_eq!(MaskedPatches::from_tensor(&batch.mask).unwrap().rows.to_vec::<i64>().unwrap(), ones);
         let r = RandomMasker::new((14, 14), 75).unwrap();
         let mut rng = Rng::new(1);
         assert!((0..100).all(|_| r.sample(&mut rng).count() == 75));

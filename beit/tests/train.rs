@@ -303,7 +303,8 @@ fn one_mim_step_matches_torch_adamw() {
     let config = beit::engine::optim::AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.05 };
     let mut opt = beit::engine::optim::AdamW::new(groups, config).unwrap();
     let (pixels, mask, labels) = (step.get("pixel_values").unwrap(), step.get("bool_masked_pos").unwrap(), step.get("labels").unwrap());
-    let loss = model.loss(&pixels, &mask, &labels, beit::Mode::train(0)).unwrap();
+    let masked = beit::masker::MaskedPatches::from_tensor(&mask).unwrap();
+    let loss = model.loss(&pixels, &masked, &labels, beit::Mode::train(0)).unwrap();
     let (got, want) = (loss.to_scalar().unwrap(), step.get("loss").unwrap().to_scalar().unwrap());
     assert!((got - want).abs() <= 1e-4 * want.abs(), "loss {got} vs {want}");
     let mut grads = loss.backward().unwrap();

@@ -53,7 +53,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     beit::limits::check_model_bytes("--batch", input, &format!("an input batch of shape {shape:?}"))?;
     let pixels = Tensor::randn(&shape, 1.0, DType::F32, &mut rng, &device)?;
     let mask = match model {
-        Beit::MaskedImageModeling(_) => Some(BlockwiseMasker::beit(c.grid())?.sample_batch(args.batch, &mut rng, &device)?),
+        Beit::MaskedImageModeling(_) => Some(BlockwiseMasker::beit(c.grid())?.sample_batch(args.batch, &mut rng, &device)?.mask),
         _ => None,
     };
     let _guard = no_grad();

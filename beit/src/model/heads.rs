@@ -2,6 +2,7 @@
 //! on [`BeitModel`], and [`Beit`], whichever of the three a checkpoint holds.
 
 use super::{BeitModel, BeitOutput, Inits, Mode};
+use crate::masker::MaskedPatches;
 use crate::{Architecture, BeitConfig};
 use beit_engine::nn::{LayerNorm, Linear, Module, Param, VarBuilder};
 use beit_engine::{DType, Error, Result, Tensor};
@@ -37,27 +38,16 @@ impl BeitForMaskedImageModeling {
         Ok((self.lm_head.forward(&x)?, out))
     }
 
-    /// Mean cross-entropy over the masked patches: `labels [M]` are their visual tokens,
-    /// batch-major then row-major. Only the masked rows go through `lm_head`.
-    pub fn loss(&self, pixels: &Tensor, mask: &Tensor, labels: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (x, _) = self.patch_tokens(pixels, mask, mode)?;
-        let (b, n, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-        let rows: Vec<i64> = mask
-            .to_dtype(DType::I64)?
-            .to_vec::<i64>()?
-            .iter()
-            .enumerate()
-            .filter(|(_, &m)| m != 0)
-            .map(|(i, _)| i as i64)
-            .collect();
-        if rows.len() != labels.numel() {
-            return Err(Error::invalid(
-                "labels",
-                format!("{} labels for {} masked patches", labels.numel(), rows.len()),
-            ));
+    /// Mean cross-entropy over the masked patches: `labels [M]` are their visual tokens, in
+    /// the order of `masked.rows` (batch-major then row-major). Only the masked rows go
+    /// through `lm_head`.
+    pub fn loss(&self, pixels: &Tensor, masked: &MaskedPatches, labels: &Tensor, mode: Mode) -> Result<Tensor> {
+        if masked.count() != labels.numel() {
+            return Err(Error::invalid("labels", format!("{} labels for {} masked patches", labels.numel(), masked.count())));
         }
-        let index = Tensor::from_vec(rows, &[labels.numel()], x.device())?;
-        let picked = x.reshape(&[b * n, d])?.index_select(0, &index)?;
+        let (x, _) = self.patch_tokens(pixels, &masked.mask, mode)?;
+        let (b, n, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let picked = x.reshape(&[b * n, d])?.index_select(0, &masked.rows)?;
         self.lm_head.forward(&picked)?.cross_entropy(labels, 0.0)
     }
 }

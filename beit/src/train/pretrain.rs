@@ -6,13 +6,13 @@ use super::groups::param_groups;
 use super::runner::Runner;
 use super::{Observer, PretrainConfig, RunControl, Summary};
 use crate::data::LoaderConfig;
-use crate::masker::{BlockwiseMasker, Masker};
+use crate::masker::{BlockwiseMasker, Mask, MaskedPatches, Masker};
 use crate::model::{BeitForMaskedImageModeling, Mode};
 use crate::tokenizer::Tokenizer;
 use crate::BeitConfig;
 use beit_engine::nn::Module;
 use beit_engine::rng::{mix64, Rng};
-use beit_engine::{DType, Error, Result, Tensor};
+use beit_engine::{Error, Result, Tensor};
 
 /// `base` set up for pretraining with `cfg`: the MIM head, a mask token, one shared
 /// relative position bias, `cfg`'s layer scale and drop path.
@@ -74,14 +74,14 @@ pub fn pretrain(
     let groups = param_groups(model.trainable_params(), c.num_hidden_layers, 1.0, tc.weight_decay);
     let runner = Runner::new("pretrain", tc, c.clone(), model.params(), groups, (data.len() / tc.batch_size) as u64, control)?;
     let device = model.params()[0].device();
-    // In memory, the targets do not change between epochs: tokenize once (ids as f32 so
-    // that they batch like the images; exact below 2^24).
+    // In memory, the targets do not change between epochs: tokenize once (i64 ids, batched
+    // beside the images).
     let memory_tokens = match data {
         PretrainData::Memory { tokenizer_view, .. } => {
             let n = tokenizer_view.shape()[0];
             let chunks = (0..n).step_by(tc.batch_size).map(|s| tokens(tokenizer, &tokenizer_view.narrow(0, s, tc.batch_size.min(n - s))?, patches));
             let chunks = chunks.collect::<Result<Vec<_>>>()?;
-            Some(Tensor::cat(&chunks.iter().collect::<Vec<_>>(), 0)?.to_dtype(DType::F32)?)
+            Some(Tensor::cat(&chunks.iter().collect::<Vec<_>>(), 0)?)
         }
         PretrainData::Folder { transform, .. } => {
             if transform.size as usize != c.image_size {
@@ -102,19 +102,12 @@ pub fn pretrain(
     let step_loss = |state: &super::TrainState| -> Result<(Tensor, usize)> {
         let batch = batches.next(state)?;
         let b = batch.views[0].shape()[0];
-        let ids: Vec<i64> = if memory_tokens.is_some() {
-            batch.views[1].to_dtype(DType::I64)?.to_vec()?
-        } else {
-            tokens(tokenizer, &batch.views[1], patches)?.to_vec()?
-        };
-        let mut cells = Vec::with_capacity(b * patches);
-        for i in 0..b {
-            cells.extend(masker.sample(&mut Rng::new(sample_seed(tc.seed, state.step, i))).cells.into_iter().map(u8::from));
-        }
-        let labels: Vec<i64> = ids.iter().zip(&cells).filter(|(_, &m)| m != 0).map(|(&id, _)| id).collect();
-        let labels = Tensor::from_vec(labels.clone(), &[labels.len()], &device)?;
-        let mask = Tensor::from_vec(cells, &[b, patches], &device)?;
-        let loss = model.loss(&batch.views[0], &mask, &labels, Mode::train(step_seed(tc.seed, state.step)))?;
+        let ids = if memory_tokens.is_some() { batch.views[1].clone() } else { tokens(tokenizer, &batch.views[1], patches)? };
+        let masks: Vec<Mask> = (0..b).map(|i| masker.sample(&mut Rng::new(sample_seed(tc.seed, state.step, i)))).collect();
+        let masked = MaskedPatches::from_masks(&masks, &device)?;
+        // The targets: the ids of the masked patches, picked on the device.
+        let labels = ids.reshape(&[b * patches])?.index_select(0, &masked.rows)?;
+        let loss = model.loss(&batch.views[0], &masked, &labels, Mode::train(step_seed(tc.seed, state.step)))?;
         Ok((loss, b))
     };
     runner.run(obs, step_loss, |_| Ok(None))

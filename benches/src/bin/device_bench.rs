@@ -16,7 +16,7 @@ use beit::engine::nn::Module;
 use beit::engine::optim::{AdamW, AdamWConfig, ParamGroup};
 use beit::engine::rng::Rng;
 use beit::engine::{no_grad, Backend, DType, Device, HostData, Layout, Result, Tensor, View};
-use beit::masker::{BlockwiseMasker, Masker};
+use beit::masker::{BlockwiseMasker, MaskedPatches, Masker};
 use beit::{open_device, Beit, BeitConfig, Mode};
 use clap::Parser;
 use std::time::Instant;
@@ -76,22 +76,21 @@ fn sgemm(dev: &Device, a: &Args) -> Result<()> {
 
 /// BEiT-Base MIM (224, shared relative position bias, drop path 0.1), a batch of random
 /// pixels, a blockwise mask and random visual-token labels for the masked patches.
-fn setup(dev: &Device, batch: usize) -> Result<(Beit, Tensor, Tensor, Tensor)> {
+fn setup(dev: &Device, batch: usize) -> Result<(Beit, Tensor, MaskedPatches, Tensor)> {
     let config = BeitConfig { drop_path_rate: 0.1, ..BeitConfig::base(224) };
     let model = Beit::new(&config, dev, 0)?;
     let mut rng = Rng::new(0);
     let pixels = Tensor::randn(&[batch, 3, 224, 224], 1.0, DType::F32, &mut rng, dev)?;
     let mask = BlockwiseMasker::beit((14, 14))?.sample_batch(batch, &mut rng, dev)?;
-    let masked = mask.to_vec::<u8>()?.iter().filter(|&&m| m != 0).count();
-    let labels: Vec<i64> = (0..masked).map(|_| rng.below(8192) as i64).collect();
-    let labels = Tensor::from_vec(labels, &[masked], dev)?;
+    let labels: Vec<i64> = (0..mask.count()).map(|_| rng.below(8192) as i64).collect();
+    let labels = Tensor::from_vec(labels, &[mask.count()], dev)?;
     Ok((model, pixels, mask, labels))
 }
 
 fn forward(dev: &Device, a: &Args) -> Result<()> {
     let (model, pixels, mask, _) = setup(dev, a.batch)?;
     let _guard = no_grad();
-    let s = time(dev, a.warmup, a.iters, || model.forward(&pixels, Some(&mask), beit::Mode::eval()).map(drop))?;
+    let s = time(dev, a.warmup, a.iters, || model.forward(&pixels, Some(&mask.mask), beit::Mode::eval()).map(drop))?;
     println!(r#"{{"bench":"forward","batch":{},"ms":{:.1},"images_per_s":{:.1}}}"#, a.batch, s * 1e3, a.batch as f64 / s);
     Ok(())
 }
