@@ -79,17 +79,22 @@ pub fn run(args: &MaskArgs) -> Result<()> {
         if args.samples == 0 {
             return Err(Error::invalid("--samples", "must be positive"));
         }
-        let masks: Vec<_> = (0..args.samples).map(|_| masker.sample(&mut rng)).collect();
-        let counts: Vec<usize> = masks.iter().map(|m| m.count()).collect();
+        // Streamed: any number of samples in constant memory.
+        let (mut sum, mut min, mut max, mut blocks) = (0usize, usize::MAX, 0usize, 0usize);
+        for _ in 0..args.samples {
+            let m = masker.sample(&mut rng);
+            let count = m.count();
+            (sum, min, max, blocks) = (sum + count, min.min(count), max.max(count), blocks + m.blocks);
+        }
         let n = args.samples as f64;
         let summary = serde_json::json!({
             "samples": args.samples,
             "window": [side, side],
             "target": target,
-            "mean_masked": counts.iter().sum::<usize>() as f64 / n,
-            "min_masked": counts.iter().min(),
-            "max_masked": counts.iter().max(),
-            "mean_blocks": masks.iter().map(|m| m.blocks).sum::<usize>() as f64 / n,
+            "mean_masked": sum as f64 / n,
+            "min_masked": min,
+            "max_masked": max,
+            "mean_blocks": blocks as f64 / n,
         });
         println!("{summary}");
     }

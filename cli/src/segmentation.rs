@@ -46,6 +46,9 @@ type SegData = (Box<dyn SegDataset>, Box<dyn SegDataset>, Vec<String>);
 
 /// The data `--data` or `--shapes` names.
 fn datasets(data: Option<&Path>, args: &SegDataArgs, size: usize, seed: u64) -> Result<SegData> {
+    if (size as u64).saturating_mul(size as u64) > beit::preprocess::MAX_PIXELS {
+        return Err(Error::invalid("--size", format!("{size}x{size} images are above the limit of {} pixels", beit::preprocess::MAX_PIXELS)));
+    }
     if let Some(n) = args.shapes {
         if n == 0 {
             return Err(Error::invalid("--shapes", "needs at least one scene"));

@@ -206,6 +206,17 @@ fn image_cases(dir: &Path, cases: &mut Vec<Case>) {
         Case { name: "flags: classify --device bogus", args: args(&["classify", "--model", &s(&model), "--device", "bogus", &grey]), expect: fails(&["bogus"]) },
         Case { name: "flags: bench --batch 1e9", args: args(&["bench", "--model", &s(&model), "--batch", "1000000000"]), expect: fails(&["--batch", "above the limit"]) },
         Case { name: "flags: info without --model", args: args(&["info"]), expect: fails(&["--model"]) },
+        mask("flags: mask --stats over 2e6 samples (streamed)", &["--stats", "--samples", "2000000", "--image-size", "32", "--patch-size", "16"], Expect::Works("mean_masked")),
+        Case {
+            name: "flags: finetune --task segmentation --size 1e5",
+            args: args(&["finetune", "--task", "segmentation", "--model", &s(&model), "--shapes", "4", "--size", "100000", "--out", &s(&dir.join("sg"))]),
+            expect: fails(&["--size", "above the limit"]),
+        },
+        Case {
+            name: "flags: tokenizer train --batch 1e9",
+            args: args(&["tokenizer", "train", "--out", &s(&dir.join("tk")), "--steps", "1", "--batch", "1000000000"]),
+            expect: fails(&["batch of 1000000000", "above the limit"]),
+        },
     ]);
 }
 
