@@ -166,7 +166,7 @@ impl Default for FinetuneConfig {
 /// and the key (checked here: serde cannot deny unknown keys through `flatten`).
 pub fn load_config<T: Serialize + DeserializeOwned + Default>(path: &Path) -> Result<T> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: file.clone(), source })?;
+    let text = crate::limits::read_config_text(path)?;
     let bad = |msg: String| Error::Format { file: file.clone(), msg };
     let value: serde_json::Value = match path.extension().and_then(|e| e.to_str()) {
         Some("json") => serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?,
