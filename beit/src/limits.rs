@@ -60,6 +60,11 @@ pub fn bytes(n: u128) -> String {
     }
 }
 
+/// Bytes of an f32 tensor of `shape` (saturating), for [`check_model_bytes`] on inputs.
+pub fn f32_bytes(shape: &[usize]) -> u128 {
+    shape.iter().fold(4u128, |n, &d| n.saturating_mul(d as u128))
+}
+
 /// An error for `field` unless `needed` bytes fit in [`model_bytes_limit`]; `what` says
 /// which sizes make up the total (e.g. `image_size 1000000000 / patch_size 16`).
 pub fn check_model_bytes(field: &'static str, needed: u128, what: &str) -> Result<()> {

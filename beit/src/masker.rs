@@ -73,7 +73,8 @@ impl MaskedPatches {
     fn from_cells(cells: Vec<u8>, batch: usize, device: &Device) -> Result<Self> {
         let n = cells.len().checked_div(batch).unwrap_or(0);
         let rows: Vec<i64> = cells.iter().enumerate().filter(|(_, &c)| c != 0).map(|(i, _)| i as i64).collect();
-        Ok(MaskedPatches { rows: Tensor::from_vec(rows.clone(), &[rows.len()], device)?, mask: Tensor::from_vec(cells, &[batch, n], device)? })
+        let m = rows.len();
+        Ok(MaskedPatches { rows: Tensor::from_vec(rows, &[m], device)?, mask: Tensor::from_vec(cells, &[batch, n], device)? })
     }
 
     /// Number of masked patches `M`.

@@ -49,8 +49,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let c = model.config();
     let mut rng = Rng::new(0);
     let shape = [args.batch, c.num_channels, c.image_size, c.image_size];
-    let input = shape.iter().fold(4u128, |n, &d| n.saturating_mul(d as u128));
-    beit::limits::check_model_bytes("--batch", input, &format!("an input batch of shape {shape:?}"))?;
+    beit::limits::check_model_bytes("--batch", beit::limits::f32_bytes(&shape), &format!("an input batch of shape {shape:?}"))?;
     let pixels = Tensor::randn(&shape, 1.0, DType::F32, &mut rng, &device)?;
     let mask = match model {
         Beit::MaskedImageModeling(_) => Some(BlockwiseMasker::beit(c.grid())?.sample_batch(args.batch, &mut rng, &device)?.mask),

@@ -63,10 +63,11 @@ fn fetch(id: &str, revision: &str) -> Result<PathBuf, String> {
         if !required && no_exist(file).is_some_and(|p| p.exists()) {
             continue;
         }
-        let got = match cache.repo(repo.clone()).get(file) {
-            Some(p) => Ok(p),
-            None if offline => Err("not in the cache and HF_HUB_OFFLINE is set".to_string()),
-            None => match api.repo(repo.clone()).get(file) {
+        // hf-hub's `get` takes a cached file without a request; offline, only the cache is read.
+        let got = if offline {
+            cache.repo(repo.clone()).get(file).ok_or_else(|| "not in the cache and HF_HUB_OFFLINE is set".to_string())
+        } else {
+            match api.repo(repo.clone()).get(file) {
                 Ok(p) => Ok(p),
                 Err(ApiError::RequestError(e)) if !required && matches!(*e, ureq::Error::Status(404, _)) => {
                     if let Some(marker) = no_exist(file) {
@@ -76,7 +77,7 @@ fn fetch(id: &str, revision: &str) -> Result<PathBuf, String> {
                     continue;
                 }
                 Err(e) => Err(e.to_string()),
-            },
+            }
         };
         let local = match got {
             Ok(p) => p,

@@ -94,6 +94,15 @@ impl Run {
     }
 }
 
+/// A tiny tokenizer in `root` and the run to the end every interrupted run must reproduce.
+fn uninterrupted(root: &Path) -> (PathBuf, Run) {
+    let tok = root.join("tok");
+    tiny_tokenizer(&tok);
+    let reference = Run::new(root, "ref", &tok);
+    reference.run(&[]);
+    (tok, reference)
+}
+
 fn checkpoints(dir: &Path) -> usize {
     list_checkpoints(dir).map_or(0, |c| c.len())
 }
@@ -101,10 +110,7 @@ fn checkpoints(dir: &Path) -> usize {
 #[test]
 fn killed_runs_resume_to_identical_weights() {
     let tmp = tempfile::tempdir().unwrap();
-    let tok = tmp.path().join("tok");
-    tiny_tokenizer(&tok);
-    let reference = Run::new(tmp.path(), "ref", &tok);
-    reference.run(&[]);
+    let (tok, reference) = uninterrupted(tmp.path());
     let (steps, _) = reference.last();
     assert!(steps >= 10, "one epoch has {steps} steps");
     assert_eq!(reference.steps().len() as u64, steps);
@@ -137,10 +143,7 @@ fn killed_runs_resume_to_identical_weights() {
 #[test]
 fn a_full_disk_keeps_the_previous_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
-    let tok = tmp.path().join("tok");
-    tiny_tokenizer(&tok);
-    let reference = Run::new(tmp.path(), "ref", &tok);
-    reference.run(&[]);
+    let (tok, reference) = uninterrupted(tmp.path());
     let full = Run::new(tmp.path(), "full", &tok);
     full.run(&["--stop-at-step", "2"]);
     let previous = list_checkpoints(&full.ck).unwrap().pop().unwrap();

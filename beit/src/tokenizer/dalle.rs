@@ -39,8 +39,12 @@ impl DalleConfig {
         if c.group_count > MAX_DALLE_GROUPS {
             return Err(Error::invalid("dalle config", format!("group_count {} is above {MAX_DALLE_GROUPS}", c.group_count)));
         }
-        let what = format!("group_count {} × n_blk_per_group {} of width n_hid {}", c.group_count, c.n_blk_per_group, c.n_hid);
-        crate::limits::check_model_bytes("dalle config", c.num_params().saturating_mul(4), &what)
+        crate::limits::check_model_bytes("dalle config", c.num_params().saturating_mul(4), &c.sizes())
+    }
+
+    /// The sizes that make up [`DalleConfig::num_params`], for error messages.
+    fn sizes(&self) -> String {
+        format!("group_count {} × n_blk_per_group {} of width n_hid {}", self.group_count, self.n_blk_per_group, self.n_hid)
     }
 
     /// Parameters of the encoder (saturating, so that any sizes give a number).
@@ -165,8 +169,7 @@ impl DalleEncoder {
     pub fn from_folder(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
         let config: DalleConfig = super::read_config(dir)?;
-        let what = format!("group_count {} × n_blk_per_group {} of width n_hid {}", config.group_count, config.n_blk_per_group, config.n_hid);
-        super::check_folder(dir, config.validate(), config.num_params(), &what)?;
+        super::check_folder(dir, config.validate(), config.num_params(), &config.sizes())?;
         let enc = Self::new(config, device, 0)?;
         super::load_weights(&enc, dir, device)?;
         Ok(enc)

@@ -61,8 +61,12 @@ impl DvaeConfig {
         if (c.image_size as u128).pow(2) > crate::preprocess::MAX_PIXELS as u128 {
             return bad(format!("image_size {} gives more than {} input pixels", c.image_size, crate::preprocess::MAX_PIXELS));
         }
-        let what = format!("hidden {} with vocab_size {}", c.hidden, c.vocab_size);
-        crate::limits::check_model_bytes("dvae config", c.num_params().saturating_mul(4), &what)
+        crate::limits::check_model_bytes("dvae config", c.num_params().saturating_mul(4), &c.sizes())
+    }
+
+    /// The sizes that make up [`DvaeConfig::num_params`], for error messages.
+    fn sizes(&self) -> String {
+        format!("hidden {} with vocab_size {}", self.hidden, self.vocab_size)
     }
 
     /// Parameters of the dVAE (saturating, so that any sizes give a number).
@@ -133,8 +137,7 @@ impl Dvae {
     pub fn from_folder(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
         let config: DvaeConfig = super::read_config(dir)?;
-        let what = format!("hidden {} with vocab_size {}", config.hidden, config.vocab_size);
-        super::check_folder(dir, config.validate(), config.num_params(), &what)?;
+        super::check_folder(dir, config.validate(), config.num_params(), &config.sizes())?;
         let model = Self::new(&VarBuilder::new(device, DType::F32, 0), config)?;
         super::load_weights(&model, dir, device)?;
         Ok(model)

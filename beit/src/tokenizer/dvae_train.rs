@@ -123,7 +123,7 @@ impl DvaeTrainer {
     pub fn new(model: Dvae, config: DvaeTrainConfig) -> Result<Self> {
         config.validate()?;
         let m = model.config();
-        let input = [config.batch, m.input_channels, m.image_size, m.image_size].iter().fold(4u128, |n, &d| n.saturating_mul(d as u128));
+        let input = crate::limits::f32_bytes(&[config.batch, m.input_channels, m.image_size, m.image_size]);
         crate::limits::check_model_bytes("dvae training batch", input, &format!("a batch of {} images of {}²", config.batch, m.image_size))?;
         let (decay, no_decay): (Vec<_>, Vec<_>) = model.trainable_params().into_iter().partition(|p| p.shape().len() > 1);
         let groups = vec![ParamGroup::new(decay).weight_decay(config.weight_decay), ParamGroup::new(no_decay).weight_decay(0.0)];
