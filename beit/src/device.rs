@@ -1,5 +1,6 @@
 //! Opening a device by name (`cpu`, `cuda:N`) across the backends this build has.
 
+pub use beit_backend_cpu::{bf16_linear, Bf16Linear};
 use beit_engine::{Device, DeviceSpec, Result};
 #[cfg(not(feature = "cuda"))]
 use beit_engine::Error;

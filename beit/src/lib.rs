@@ -14,8 +14,8 @@ pub mod segmentation;
 pub mod tokenizer;
 pub mod train;
 pub use config::{Architecture, BeitConfig, SegHead};
-pub use device::open_device;
-pub use model::{Beit, BeitForImageClassification, BeitForMaskedImageModeling, BeitForSemanticSegmentation, BeitModel, Mode};
+pub use device::{bf16_linear, open_device, Bf16Linear};
+pub use model::{Beit, BeitForImageClassification, BeitForMaskedImageModeling, BeitForSemanticSegmentation, BeitModel, LoadOptions, Mode};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]

@@ -170,7 +170,7 @@ fn resolution_change_interpolates_tables_like_hugging_face() {
     // A 32 px checkpoint loaded for 48 px inputs; HF ran it with interpolate_pos_encoding.
     let dev = beit::open_device("cpu").unwrap();
     let dir = case_dir("cls_interpolate_32_to_48");
-    let (model, _) = Beit::from_pretrained_at(&dir, &dev, Some(48)).unwrap();
+    let (model, _) = Beit::from_pretrained_with(&dir, &dev, beit::LoadOptions { image_size: Some(48), ..Default::default() }).unwrap();
     let c = Case {
         model,
         inputs: load_safetensors(dir.join("inputs.safetensors"), &dev).unwrap(),

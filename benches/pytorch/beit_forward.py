@@ -2,7 +2,7 @@
 `beit bench`, in the same run and on the same weights.
 
     cargo build --release -p beit-cli
-    python benches/pytorch/beit_forward.py [--iters 10] [--batches 1 8] [--model DIR] [--threads N]
+    python benches/pytorch/beit_forward.py [--iters 10] [--batches 1 8] [--model DIR] [--threads N] [--dtype bf16]
 
 Each batch size alternates --rounds times between `beit bench --iters N` and N PyTorch
 forwards (ours, PyTorch, ours, ...); the medians are over all timed forwards of each side.
@@ -13,6 +13,10 @@ folder (and the script stops if any weight is missing or unused). Both sides get
 input of the model's size and 2 warm-up forwards per round.
 Before timing, `beit forward` and PyTorch are run on one shared input and their largest
 difference is printed (--no-check skips this).
+
+With --dtype bf16, ours runs `--dtype bf16` (bf16 Linear weights, f32 activations and
+accumulation) and PyTorch runs under `torch.autocast("cpu", dtype=torch.bfloat16)`; the
+check then also prints each side's largest difference from PyTorch fp32.
 
 Prints batch, PyTorch median ms, ours median ms, ours/PyTorch, and our peak RSS (VmHWM, the
 whole `beit bench` process, weights included). Threads: PyTorch's default (or --threads),
@@ -67,10 +71,15 @@ def inputs(config, batch, seed=0):
     return x
 
 
-def torch_times_ms(model, x, iters):
+def autocast(dtype):
+    """PyTorch's bf16 autocast for --dtype bf16, else nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
+
+
+def torch_times_ms(model, x, iters, dtype):
     """Times of `iters` forwards after 2 warm-up ones, in ms."""
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(dtype):
         for i in range(iters + 2):
             t = time.perf_counter()
             model(**x)
@@ -79,19 +88,29 @@ def torch_times_ms(model, x, iters):
     return times
 
 
-def check(binary, folder, model, config, tmp, env):
-    """Largest |ours - PyTorch| of each output on one shared batch-1 input."""
+def check(binary, folder, model, config, tmp, env, dtype):
+    """Largest |ours - PyTorch fp32| of each output on one shared batch-1 input (and, for
+    bf16, |PyTorch autocast - PyTorch fp32|)."""
     x = inputs(config, 1, seed=1)
     src, dst = Path(tmp) / "check_in.safetensors", Path(tmp) / "check_out.safetensors"
     save_file({k: v.to(torch.uint8) if v.dtype == torch.bool else v for k, v in x.items()}, str(src))
-    beit(binary, "forward", "--model", folder, "--input", src, "--output", dst, env=env)
+    beit(binary, "forward", "--model", folder, "--input", src, "--output", dst, "--dtype", dtype, env=env)
     ours = load_file(str(dst))
-    with torch.no_grad():
+
+    def outputs():
         base = getattr(model, "beit", model)  # the encoder gives last_hidden_state / pooler_output
         enc = base(**x)
-        ref = {"last_hidden_state": enc.last_hidden_state, "pooler_output": getattr(enc, "pooler_output", None)}
-        ref["logits"] = getattr(model(**x), "logits", None)
-    diffs = {k: (ours[k] - v).abs().max().item() for k, v in ref.items() if v is not None and k in ours}
+        out = {"last_hidden_state": enc.last_hidden_state, "pooler_output": getattr(enc, "pooler_output", None)}
+        out["logits"] = getattr(model(**x), "logits", None)
+        return {k: v.float() for k, v in out.items() if v is not None}
+
+    with torch.no_grad():
+        ref = outputs()
+        with autocast(dtype):
+            theirs = outputs()
+    diffs = {f"ours {k}": (ours[k] - v).abs().max().item() for k, v in ref.items() if k in ours}
+    if dtype == "bf16":
+        diffs.update({f"torch autocast {k}": (theirs[k] - v).abs().max().item() for k, v in ref.items()})
     return diffs
 
 
@@ -104,6 +123,7 @@ def main():
     ap.add_argument("--beit", type=Path, default=ROOT / "target" / "release" / "beit", help="the beit binary")
     ap.add_argument("--threads", type=int, help="threads for both sides (default: each library's own default)")
     ap.add_argument("--no-check", action="store_true", help="skip the output comparison")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="bf16: ours --dtype bf16, PyTorch bf16 autocast")
     args = ap.parse_args()
     if not args.beit.exists():
         sys.exit(f"{args.beit} not found: run `cargo build --release -p beit-cli` first (or pass --beit)")
@@ -124,18 +144,19 @@ def main():
         print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}, "
               f"ours: RAYON_NUM_THREADS={env.get('RAYON_NUM_THREADS', 'all cores')}")
         if not args.no_check:
-            diffs = check(args.beit, folder, model, config, tmp, env)
-            print("max |ours - torch| on one image: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+            diffs = check(args.beit, folder, model, config, tmp, env, args.dtype)
+            print("max |x - torch fp32| on one image: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
         print(f"{'batch':>5}  {'torch_ms':>9}  {'ours_ms':>9}  {'ours/torch':>10}  {'ours_peak_rss_mb':>16}")
         for b in args.batches:
             x = inputs(config, b)
             ours_t, torch_t, rss = [], [], None
             # Interleaved (ours, PyTorch, ours, ...), so that both see the same machine state.
             for _ in range(args.rounds):
-                ours = json.loads(beit(args.beit, "bench", "--model", folder, "--batch", b, "--iters", args.iters, "--json", env=env))
+                cmd = ["bench", "--model", folder, "--batch", b, "--iters", args.iters, "--dtype", args.dtype, "--json"]
+                ours = json.loads(beit(args.beit, *cmd, env=env))
                 ours_t += ours["times_ms"]
                 rss = max(rss or 0, ours.get("peak_rss_mb", 0)) if "peak_rss_mb" in ours else rss
-                torch_t += torch_times_ms(model, x, args.iters)
+                torch_t += torch_times_ms(model, x, args.iters, args.dtype)
             t, o = statistics.median(torch_t), statistics.median(ours_t)
             rss = f"{rss:16.0f}" if rss is not None else f"{'n/a':>16}"
             print(f"{b:5d}  {t:9.1f}  {o:9.1f}  {o / t:10.2f}  {rss}", flush=True)

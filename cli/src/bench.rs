@@ -24,8 +24,13 @@ pub struct BenchArgs {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Dtype of the Linear layers' weights: f32, or bf16 (CPU; half the weight memory,
+    /// f32 activations and accumulation).
+    #[arg(long, value_enum, default_value_t)]
+    dtype: crate::precision::Precision,
     /// Print one line of JSON: `median_ms`, `min_ms`, `times_ms` (each iteration, in order),
-    /// `batch`, `iters`, `images_per_s`,
+    /// `batch`, `iters`, `images_per_s`, with `--dtype bf16` `dtype` and `bf16_gemm` (how
+    /// this CPU multiplies by bf16 weights: `vdpbf16ps` or `widened`),
     /// `peak_rss_mb` (Linux only), ...
     #[arg(long)]
     json: bool,
@@ -45,7 +50,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return Err(Error::invalid("bench", "--batch and --iters must be positive"));
     }
     let device = beit::open_device(&args.device)?;
-    let (model, _) = Beit::from_pretrained(&args.model, &device)?;
+    let (model, _) = Beit::from_pretrained_with(&args.model, &device, args.dtype.load_options(&device, None)?)?;
     let c = model.config();
     let mut rng = Rng::new(0);
     let shape = [args.batch, c.num_channels, c.image_size, c.image_size];
@@ -84,6 +89,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "images_per_s": images_per_s,
         "times_ms": order,
     });
+    if args.dtype == crate::precision::Precision::Bf16 {
+        summary["dtype"] = "bf16".into();
+        summary["bf16_gemm"] = beit::bf16_linear().to_string().into();
+    }
     let peak = peak_rss_mb();
     if let Some(mb) = peak {
         summary["peak_rss_mb"] = mb.into();

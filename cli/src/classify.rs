@@ -26,6 +26,10 @@ pub struct ClassifyArgs {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Dtype of the Linear layers' weights: f32, or bf16 (CPU; half the weight memory,
+    /// f32 activations and accumulation).
+    #[arg(long, value_enum, default_value_t)]
+    dtype: crate::precision::Precision,
 }
 
 /// How many labels to print per image.
@@ -66,7 +70,7 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
             return Err(size_error((h as usize, w as usize)));
         }
     }
-    let (model, _) = Beit::from_pretrained(&args.model, &device)?;
+    let (model, _) = Beit::from_pretrained_with(&args.model, &device, args.dtype.load_options(&device, None)?)?;
     let config = model.config();
 
     let mut results = Vec::new();

@@ -33,6 +33,10 @@ pub struct ForwardArgs {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Dtype of the Linear layers' weights: f32, or bf16 (CPU; half the weight memory,
+    /// f32 activations and accumulation).
+    #[arg(long, value_enum, default_value_t)]
+    dtype: crate::precision::Precision,
 }
 
 /// A loaded checkpoint: one of the three encoder-with-head types, or segmentation.
@@ -92,10 +96,11 @@ pub fn run(args: &ForwardArgs) -> Result<()> {
     } else {
         None
     };
+    let options = args.dtype.load_options(&device, size)?;
     let model = if is_segmentation(&args.model) {
-        Model::Segmentation(Box::new(BeitForSemanticSegmentation::from_pretrained_at(&args.model, &device, size)?.0))
+        Model::Segmentation(Box::new(BeitForSemanticSegmentation::from_pretrained_with(&args.model, &device, options)?.0))
     } else {
-        Model::Beit(Box::new(Beit::from_pretrained_at(&args.model, &device, size)?.0))
+        Model::Beit(Box::new(Beit::from_pretrained_with(&args.model, &device, options)?.0))
     };
     let c = model.config();
     if channels != c.num_channels {

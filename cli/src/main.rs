@@ -11,6 +11,7 @@ mod hub;
 mod info;
 mod init;
 mod mask;
+mod precision;
 mod pretrain;
 mod progress;
 mod segment;

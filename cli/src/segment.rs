@@ -32,6 +32,10 @@ pub struct SegmentArgs {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Dtype of the Linear layers' weights: f32, or bf16 (CPU; half the weight memory,
+    /// f32 activations and accumulation).
+    #[arg(long, value_enum, default_value_t)]
+    dtype: crate::precision::Precision,
 }
 
 /// A bright colour for class `id` (hues spaced by the golden ratio).
@@ -58,7 +62,8 @@ pub fn run(args: &SegmentArgs) -> Result<()> {
     }
     let device = beit::open_device(&args.device)?;
     let image = load_image(&args.image)?.to_rgb8();
-    let (model, _) = BeitForSemanticSegmentation::from_pretrained(&args.model, &device)?;
+    let options = args.dtype.load_options(&device, None)?;
+    let (model, _) = BeitForSemanticSegmentation::from_pretrained_with(&args.model, &device, options)?;
     let config = model.config();
     // The folder's resampling and normalisation, at exactly the model's input size.
     let side = config.image_size as u32;

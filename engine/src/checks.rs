@@ -210,9 +210,10 @@ pub fn norm_stat(op: &'static str, s: View, x: View, rows: usize) -> Result<()> 
 }
 
 /// A fused linear's operands: `x [m, k]`, `w [n, k]`, bias and scale `[n]`, residual
-/// `[m, n]`, all of one float dtype; `(m, k, n)`.
+/// `[m, n]`, all of one float dtype, except that an f32 `x` may meet a bf16 `w`
+/// ([`linear_weight_dtype`]); `(m, k, n)`.
 pub fn linear_shapes(op: &'static str, x: View, w: View, epi: &Epilogue) -> Result<(usize, usize, usize)> {
-    same_dtype(op, x, w)?;
+    linear_weight_dtype(op, x.dtype(), w.dtype())?;
     let (&[m, k], &[n, k2]) = (x.shape(), w.shape()) else {
         return Err(Error::invalid(op, format!("needs x [m, k] and w [n, k], got {:?} and {:?}", x.shape(), w.shape())));
     };
@@ -234,6 +235,15 @@ pub fn linear_shapes(op: &'static str, x: View, w: View, epi: &Epilogue) -> Resu
         }
     }
     Ok((m, k, n))
+}
+
+/// A Linear's weight has its input's dtype, or is bf16 against an f32 input (bf16
+/// inference: the weights stored in bf16, the activations and the accumulation in f32).
+pub fn linear_weight_dtype(op: &'static str, x: DType, w: DType) -> Result<()> {
+    if x == w || (x == DType::F32 && w == DType::BF16) {
+        return Ok(());
+    }
+    Err(Error::DTypeMismatch { op, lhs: x, rhs: w })
 }
 
 /// Fused attention's operands: `q`, `k`, `v` `[B, H, L, D]` and a bias broadcastable

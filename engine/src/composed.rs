@@ -5,9 +5,15 @@
 use crate::checks::{attention_shapes, conv2d_shapes, conv2d_weight_grad_shapes, linear_shapes};
 use crate::{Backend, BinaryOp, ConvGeom, Epilogue, Layout, ReduceOp, Result, StorageBox, UnaryOp, View};
 
-/// `epilogue(x·wᵀ)` by matmul, then one elementwise kernel per epilogue term.
+/// `epilogue(x·wᵀ)` by matmul, then one elementwise kernel per epilogue term; a bf16
+/// weight is first cast to x's dtype.
 pub fn linear<B: Backend + ?Sized>(be: &B, x: View, w: View, epi: &Epilogue) -> Result<StorageBox> {
     let (m, _, n) = linear_shapes("linear", x, w, epi)?;
+    if w.dtype() != x.dtype() {
+        let cast = be.cast(w, x.dtype())?;
+        let layout = Layout::contiguous(w.shape());
+        return linear(be, x, on(&cast, &layout), epi);
+    }
     let wt = w.layout.permute(&[1, 0])?;
     let out = Layout::contiguous(&[m, n]);
     let mut y = be.matmul(x, View { storage: w.storage, layout: &wt })?;

@@ -9,6 +9,9 @@ pub enum DType {
     F32,
     /// 64-bit float: references and gradient checks (CPU).
     F64,
+    /// bfloat16: the weights of Linear layers in bf16 inference (CPU GEMM operand; casts
+    /// and copies work on it, arithmetic kernels reject it).
+    BF16,
     /// 64-bit signed integer: token ids, indices.
     I64,
     /// 32-bit unsigned integer: ids.
@@ -25,13 +28,14 @@ impl DType {
         match self {
             DType::F32 | DType::U32 => 4,
             DType::F64 | DType::I64 => 8,
+            DType::BF16 => 2,
             DType::U8 | DType::Bool => 1,
         }
     }
 
     /// Whether the dtype is a float type (and so can carry gradients).
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F64)
+        matches!(self, DType::F32 | DType::F64 | DType::BF16)
     }
 
     /// Lower-case name, as used in error messages and on the command line.
@@ -39,6 +43,7 @@ impl DType {
         match self {
             DType::F32 => "f32",
             DType::F64 => "f64",
+            DType::BF16 => "bf16",
             DType::I64 => "i64",
             DType::U32 => "u32",
             DType::U8 => "u8",
@@ -60,6 +65,8 @@ pub enum HostData {
     F32(Vec<f32>),
     /// f64 values.
     F64(Vec<f64>),
+    /// bf16 values.
+    BF16(Vec<half::bf16>),
     /// i64 values.
     I64(Vec<i64>),
     /// u32 values.
@@ -76,6 +83,7 @@ impl HostData {
         match self {
             HostData::F32(_) => DType::F32,
             HostData::F64(_) => DType::F64,
+            HostData::BF16(_) => DType::BF16,
             HostData::I64(_) => DType::I64,
             HostData::U32(_) => DType::U32,
             HostData::U8(_) => DType::U8,
@@ -88,6 +96,7 @@ impl HostData {
         match self {
             HostData::F32(v) => v.len(),
             HostData::F64(v) => v.len(),
+            HostData::BF16(v) => v.len(),
             HostData::I64(v) => v.len(),
             HostData::U32(v) => v.len(),
             HostData::U8(v) | HostData::Bool(v) => v.len(),
@@ -104,6 +113,7 @@ impl HostData {
         match self {
             HostData::F32(v) => v.iter().map(|&x| x as f64).collect(),
             HostData::F64(v) => v.clone(),
+            HostData::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
             HostData::I64(v) => v.iter().map(|&x| x as f64).collect(),
             HostData::U32(v) => v.iter().map(|&x| x as f64).collect(),
             HostData::U8(v) | HostData::Bool(v) => v.iter().map(|&x| x as f64).collect(),
@@ -139,6 +149,7 @@ macro_rules! element {
 }
 element!(f32, F32);
 element!(f64, F64);
+element!(half::bf16, BF16);
 element!(i64, I64);
 element!(u32, U32);
 impl Element for u8 {

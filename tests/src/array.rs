@@ -73,6 +73,7 @@ impl Array {
         let host = match dtype {
             DType::F32 => HostData::F32(self.data.iter().map(|&x| x as f32).collect()),
             DType::F64 => HostData::F64(self.data.clone()),
+            DType::BF16 => HostData::BF16(self.data.iter().map(|&x| half::bf16::from_f64(x)).collect()),
             other => panic!("Array::to_tensor: {other} is not a float dtype"),
         };
         Tensor::from_host(&host, &self.shape, dev)

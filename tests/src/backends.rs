@@ -15,6 +15,12 @@ pub fn supports_f64(dev: &Device) -> bool {
     Tensor::ones(&[2], DType::F64, dev).and_then(|t| t.exp()?.sum_all()).is_ok()
 }
 
+/// Whether `dev` holds bf16 tensors (casts to and from them; the CPU's Linear takes bf16
+/// weights).
+pub fn supports_bf16(dev: &Device) -> bool {
+    Tensor::ones(&[2], DType::F32, dev).and_then(|t| t.to_dtype(DType::BF16)?.to_dtype(DType::F32)).is_ok()
+}
+
 /// The float dtypes a case checks on `dev`: f32 everywhere, f64 where supported.
 pub fn float_dtypes(dev: &Device) -> Vec<DType> {
     let mut dtypes = vec![DType::F32];

@@ -20,7 +20,7 @@ pub mod reference;
 pub mod reference_dense;
 
 pub use array::Array;
-pub use backends::{cpu, float_dtypes, supports_f64};
+pub use backends::{cpu, float_dtypes, supports_bf16, supports_f64};
 pub use beit_engine::{DType, Device, Error, Result, Tensor};
 pub use case::{Input, OpCase, Tol};
 pub use check::{assert_close, assert_err};

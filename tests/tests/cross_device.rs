@@ -194,7 +194,7 @@ fn parity_fixtures_forward_like_pytorch() -> Result<()> {
     ];
     for (case, at, runs) in cases {
         let dir = root.join(case);
-        let (model, _) = Beit::from_pretrained_at(&dir, &dev, at)?;
+        let (model, _) = Beit::from_pretrained_with(&dir, &dev, beit::LoadOptions { image_size: at, ..Default::default() })?;
         let inputs = load_safetensors(dir.join("inputs.safetensors"), &dev)?;
         let expected = load_safetensors(dir.join("expected.safetensors"), &beit_backend_cpu::cpu())?;
         for &(masked, prefix) in runs {

@@ -29,6 +29,7 @@ mod strided;
 #[cfg(test)]
 mod testutil;
 
+pub use linear::{bf16_linear, Bf16Linear};
 pub use pool::release_pool;
 pub use storage::CpuStorage;
 

@@ -155,6 +155,7 @@ fn capacity_bytes(data: &HostData) -> usize {
     match data {
         HostData::F32(v) => v.capacity() * size_of::<f32>(),
         HostData::F64(v) => v.capacity() * size_of::<f64>(),
+        HostData::BF16(v) => v.capacity() * size_of::<half::bf16>(),
         HostData::I64(v) => v.capacity() * size_of::<i64>(),
         HostData::U32(v) => v.capacity() * size_of::<u32>(),
         HostData::U8(v) | HostData::Bool(v) => v.capacity(),
@@ -167,11 +168,9 @@ fn with_pool(bytes: usize, f: impl FnOnce(&mut Pool) -> Vec<Entry>) {
     if bytes < MIN_BYTES {
         return;
     }
-    let evicted = match lock() {
-        Some(mut pool) => f(&mut pool),
-        None => return,
-    };
-    drop(evicted);
+    let Some(mut pool) = lock() else { return };
+    let evicted = f(&mut pool);
+    drop((pool, evicted)); // the lock first, then the evicted buffers
 }
 
 /// Count the vector inside `data` as live: a `CpuStorage` now holds it.
@@ -196,6 +195,7 @@ pub(crate) fn recycle(data: HostData) {
     match data {
         HostData::F32(v) => give(v),
         HostData::F64(v) => give(v),
+        HostData::BF16(v) => give(v),
         HostData::I64(v) => give(v),
         HostData::U32(v) => give(v),
         HostData::U8(v) | HostData::Bool(v) => give(v),

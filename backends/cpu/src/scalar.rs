@@ -41,6 +41,7 @@ macro_rules! scalar {
 }
 scalar!(f32, F32);
 scalar!(f64, F64);
+scalar!(half::bf16, BF16);
 scalar!(i64, I64);
 scalar!(u32, U32);
 scalar!(u8, U8 | Bool);

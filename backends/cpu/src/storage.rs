@@ -168,6 +168,10 @@ macro_rules! any_dispatch {
                 type $T = f64;
                 $body
             }
+            beit_engine::DType::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
             beit_engine::DType::I64 => {
                 type $T = i64;
                 $body

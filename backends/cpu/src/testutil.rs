@@ -12,6 +12,7 @@ pub fn host(dtype: DType, v: &[f64]) -> HostData {
     match dtype {
         DType::F32 => HostData::F32(v.iter().map(|&x| x as f32).collect()),
         DType::F64 => HostData::F64(v.to_vec()),
+        DType::BF16 => HostData::BF16(v.iter().map(|&x| half::bf16::from_f64(x)).collect()),
         DType::I64 => HostData::I64(v.iter().map(|&x| x as i64).collect()),
         DType::U32 => HostData::U32(v.iter().map(|&x| x as u32).collect()),
         DType::U8 => HostData::U8(v.iter().map(|&x| x as u8).collect()),

@@ -12,6 +12,7 @@ fn value_bits(dtype: DType, value: f64) -> u64 {
     match dtype {
         DType::F32 => (value as f32).to_bits() as u64,
         DType::F64 => value.to_bits(),
+        DType::BF16 => u64::from(half::bf16::from_f64(value).to_bits()),
         DType::I64 => value as i64 as u64,
         DType::U32 => value as u32 as u64,
         DType::U8 => value as u8 as u64,

@@ -33,6 +33,7 @@ pub(crate) fn suffix(dtype: DType) -> &'static str {
     match dtype {
         DType::F32 => "f32",
         DType::F64 => "f64",
+        DType::BF16 => "bf16",
         DType::I64 => "i64",
         DType::U32 => "u32",
         DType::U8 | DType::Bool => "u8",
@@ -91,6 +92,10 @@ impl CudaBackend {
 
     /// A fresh uninitialised buffer.
     pub(crate) fn alloc(&self, dtype: DType, len: usize) -> Result<CudaStorage> {
+        if dtype == DType::BF16 {
+            let msg = "bf16 tensors are CPU-only (bf16 inference runs on the CPU backend)".to_string();
+            return Err(Error::Backend { backend: "cuda".into(), msg });
+        }
         self.alloc.alloc(dtype, len)
     }
 
@@ -152,6 +157,7 @@ impl CudaBackend {
             let src = match data {
                 HostData::F32(v) => v.as_ptr().cast::<u8>(),
                 HostData::F64(v) => v.as_ptr().cast(),
+                HostData::BF16(v) => v.as_ptr().cast(),
                 HostData::I64(v) => v.as_ptr().cast(),
                 HostData::U32(v) => v.as_ptr().cast(),
                 HostData::U8(v) | HostData::Bool(v) => v.as_ptr(),
@@ -170,6 +176,7 @@ impl CudaBackend {
         let mut host = match dtype {
             DType::F32 => HostData::F32(vec![0.0; n]),
             DType::F64 => HostData::F64(vec![0.0; n]),
+            DType::BF16 => HostData::BF16(vec![half::bf16::ZERO; n]),
             DType::I64 => HostData::I64(vec![0; n]),
             DType::U32 => HostData::U32(vec![0; n]),
             DType::U8 => HostData::U8(vec![0; n]),
@@ -178,6 +185,7 @@ impl CudaBackend {
         let dst = match &mut host {
             HostData::F32(v) => v.as_mut_ptr().cast::<u8>(),
             HostData::F64(v) => v.as_mut_ptr().cast(),
+            HostData::BF16(v) => v.as_mut_ptr().cast(),
             HostData::I64(v) => v.as_mut_ptr().cast(),
             HostData::U32(v) => v.as_mut_ptr().cast(),
             HostData::U8(v) | HostData::Bool(v) => v.as_mut_ptr(),

@@ -25,6 +25,7 @@ pub use segmentation::{pixel_cross_entropy, BeitForSemanticSegmentation, SegOutp
 pub use resize::{resize_grid, resize_pos_embed, resize_rel_pos_table, Interp};
 
 use beit_engine::nn::Init;
+use beit_engine::DType;
 
 /// Training or inference, with the seed of this step's stochastic layers (drop path), and
 /// whether the encoder's intermediate outputs are returned.
@@ -53,6 +54,23 @@ impl Mode {
     /// The same mode, also returning the encoder's hidden states.
     pub fn with_hidden_states(self) -> Self {
         Mode { hidden_states: true, ..self }
+    }
+}
+
+/// How a Hugging Face folder is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The input resolution to run at (position tables interpolated to its grid once, at
+    /// load); None: the config's.
+    pub image_size: Option<usize>,
+    /// The dtype of the Linear layers' weights: f32, or bf16 for bf16 inference (converted
+    /// once at load, half the memory; activations and accumulation stay f32).
+    pub linear_dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { image_size: None, linear_dtype: DType::F32 }
     }
 }
 

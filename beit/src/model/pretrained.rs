@@ -2,12 +2,12 @@
 //! without the `beit.` prefix (or from timm's layout, converted), and saved back in
 //! Hugging Face's layout.
 
-use super::{heads::Beit, resize_pos_embed, resize_rel_pos_table, timm, timm_config, timm_preprocess, Inits};
+use super::{heads::Beit, resize_pos_embed, resize_rel_pos_table, timm, timm_config, timm_preprocess, Inits, LoadOptions};
 use crate::preprocess::ImageProcessor;
 use crate::BeitConfig;
 use beit_engine::io::{load_safetensors, StateDict};
 use beit_engine::nn::{load_params, LoadReport, Module, Param};
-use beit_engine::{DType, Device, Error, Result};
+use beit_engine::{Device, Error, Result};
 use std::path::Path;
 
 impl Beit {
@@ -15,18 +15,19 @@ impl Beit {
     /// the model does not use (e.g. another head's weights); a missing or misshapen tensor
     /// is an error naming the key (and both shapes).
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<(Beit, LoadReport)> {
-        Self::from_pretrained_at(dir, device, None)
+        Self::from_pretrained_with(dir, device, LoadOptions::default())
     }
 
-    /// [`Beit::from_pretrained`] at another input resolution (e.g. fine-tuning at 384 from a
-    /// 224 checkpoint): relative position bias tables and absolute position embeddings are
-    /// interpolated to the new patch grid.
-    pub fn from_pretrained_at(dir: impl AsRef<Path>, device: &Device, image_size: Option<usize>) -> Result<(Beit, LoadReport)> {
+    /// [`Beit::from_pretrained`] with `options`: at another input resolution (e.g.
+    /// fine-tuning at 384 from a 224 checkpoint), relative position bias tables and absolute
+    /// position embeddings are interpolated to the new patch grid; with bf16 Linear weights,
+    /// each is converted once as it is loaded (bf16 inference).
+    pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, options: LoadOptions) -> Result<(Beit, LoadReport)> {
         let (mut config, sd) = read_folder(dir.as_ref(), device)?;
-        if let Some(size) = image_size {
+        if let Some(size) = options.image_size {
             config.image_size = size;
         }
-        let model = Beit::build(&config, device, DType::F32, 0, &Inits::for_loading())?;
+        let model = Beit::build(&config, device, options.linear_dtype, 0, &Inits::for_loading())?;
         let report = model.load_hf_state_dict(sd)?;
         Ok((model, report))
     }

@@ -4,7 +4,7 @@
 
 use super::pretrained::{resize_positions, save_folder};
 use super::seg_heads::{FcnHead, SetrPupHead, UperHead};
-use super::{BeitModel, Inits, Mode};
+use super::{BeitModel, Inits, LoadOptions, Mode};
 use crate::{Architecture, BeitConfig, SegHead};
 use beit_engine::io::load_safetensors;
 use beit_engine::nn::{load_params, BatchNorm2d, ConvTranspose2d, LoadReport, Module, Param, VarBuilder};
@@ -74,7 +74,8 @@ impl BeitForSemanticSegmentation {
         Self::build(config, device, DType::F32, seed, &Inits::beit(config.initializer_range))
     }
 
-    fn build(c: &BeitConfig, device: &Device, dtype: DType, seed: u64, init: &Inits) -> Result<Self> {
+    /// A model for `c` with f32 parameters, Linear weights in `linear_dtype`.
+    fn build(c: &BeitConfig, device: &Device, linear_dtype: DType, seed: u64, init: &Inits) -> Result<Self> {
         c.validate()?;
         if c.architecture()? != Architecture::BeitForSemanticSegmentation {
             return Err(Error::invalid(
@@ -82,7 +83,7 @@ impl BeitForSemanticSegmentation {
                 format!("{:?} is not BeitForSemanticSegmentation", c.architectures),
             ));
         }
-        let vb = VarBuilder::new(device, dtype, seed);
+        let vb = VarBuilder::new(device, DType::F32, seed).with_linear_dtype(linear_dtype);
         let uper = c.seg_head == SegHead::Uper;
         Ok(BeitForSemanticSegmentation {
             beit: BeitModel::new(&vb.pp("beit"), c, false, init)?,
@@ -105,21 +106,22 @@ impl BeitForSemanticSegmentation {
     /// are resized when the checkpoint's grid differs; a missing or misshapen tensor is an
     /// error naming it; unused tensors are reported.
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
-        Self::from_pretrained_at(dir, device, None)
+        Self::from_pretrained_with(dir, device, LoadOptions::default())
     }
 
-    /// [`BeitForSemanticSegmentation::from_pretrained`] at another input resolution: the
-    /// position tables are interpolated to the new patch grid (Hugging Face's
-    /// `interpolate_pos_encoding=True`, done once at load).
-    pub fn from_pretrained_at(dir: impl AsRef<Path>, device: &Device, image_size: Option<usize>) -> Result<(Self, LoadReport)> {
+    /// [`BeitForSemanticSegmentation::from_pretrained`] with `options`: at another input
+    /// resolution, the position tables are interpolated to the new patch grid (Hugging
+    /// Face's `interpolate_pos_encoding=True`, done once at load); with bf16 Linear weights,
+    /// the encoder's and heads' Linear layers run bf16 inference (the convolutions stay f32).
+    pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, options: LoadOptions) -> Result<(Self, LoadReport)> {
         let dir = dir.as_ref();
         let mut config = BeitConfig::from_file(dir.join("config.json"))?;
-        if let Some(size) = image_size {
+        if let Some(size) = options.image_size {
             config.image_size = size;
         }
         let weights = dir.join("model.safetensors");
         let mut sd = load_safetensors(&weights, device)?;
-        let model = Self::build(&config, device, DType::F32, 0, &Inits::for_loading())?;
+        let model = Self::build(&config, device, options.linear_dtype, 0, &Inits::for_loading())?;
         let params = model.params();
         resize_positions(&params, config.grid(), &mut sd)?;
         let mut report = load_params(&params, &sd, false)?;

@@ -15,13 +15,21 @@ pub struct VarBuilder {
     prefix: String,
     device: Device,
     dtype: DType,
+    linear_dtype: DType,
     rng: Arc<Mutex<Rng>>,
 }
 
 impl VarBuilder {
     /// A builder at the root of the name tree.
     pub fn new(device: &Device, dtype: DType, seed: u64) -> Self {
-        VarBuilder { prefix: String::new(), device: device.clone(), dtype, rng: Arc::new(Mutex::new(Rng::new(seed))) }
+        let rng = Arc::new(Mutex::new(Rng::new(seed)));
+        VarBuilder { prefix: String::new(), device: device.clone(), dtype, linear_dtype: dtype, rng }
+    }
+
+    /// The same builder, creating the weights of [`super::Linear`] layers in `dtype`
+    /// (bf16 for bf16 inference: a checkpoint loaded into them is converted once).
+    pub fn with_linear_dtype(self, dtype: DType) -> Self {
+        VarBuilder { linear_dtype: dtype, ..self }
     }
 
     /// A builder for the sub-module `segment` (which may itself contain dots, e.g. `layer.3`).
@@ -53,11 +61,22 @@ impl VarBuilder {
         self.dtype
     }
 
+    /// The dtype of Linear weights (that of the other parameters unless
+    /// [`VarBuilder::with_linear_dtype`] set it).
+    pub fn linear_dtype(&self) -> DType {
+        self.linear_dtype
+    }
+
     /// A trainable parameter `leaf` of `shape`, filled by `init`.
     pub fn param(&self, leaf: &str, shape: &[usize], init: Init) -> Result<Param> {
+        self.param_in(leaf, shape, init, self.dtype)
+    }
+
+    /// [`VarBuilder::param`] in `dtype`.
+    pub fn param_in(&self, leaf: &str, shape: &[usize], init: Init, dtype: DType) -> Result<Param> {
         let t = {
             let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            init.tensor(shape, self.dtype, &self.device, &mut rng)?
+            init.tensor(shape, dtype, &self.device, &mut rng)?
         };
         Param::new(self.name(leaf), t)
     }

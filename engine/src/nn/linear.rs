@@ -1,7 +1,7 @@
 //! [`Linear`]: `y = x·Wᵀ + b` with PyTorch's `[out, in]` weight layout.
 
 use super::{Init, Module, Param, VarBuilder};
-use crate::{Error, LinearPost, Result, Tensor};
+use crate::{DType, Error, LinearPost, Result, Tensor};
 
 /// A fully connected layer: `weight [out, in]`, optional `bias [out]`, named `weight` and
 /// `bias` under its builder's prefix (as `torch.nn.Linear`).
@@ -18,7 +18,8 @@ impl Linear {
         Self::with_init(vb, in_dim, out_dim, bias, init, init)
     }
 
-    /// A layer with the given initialisers (BEiT: `Init::trunc_normal(0.02)`, `Init::Const(0.0)`).
+    /// A layer with the given initialisers (BEiT: `Init::trunc_normal(0.02)`, `Init::Const(0.0)`);
+    /// the weight in the builder's [`VarBuilder::linear_dtype`], the bias in its dtype.
     pub fn with_init(
         vb: &VarBuilder,
         in_dim: usize,
@@ -27,12 +28,13 @@ impl Linear {
         weight_init: Init,
         bias_init: Init,
     ) -> Result<Self> {
-        let weight = vb.param("weight", &[out_dim, in_dim], weight_init)?;
+        let weight = vb.param_in("weight", &[out_dim, in_dim], weight_init, vb.linear_dtype())?;
         let bias = if bias { Some(vb.param("bias", &[out_dim], bias_init)?) } else { None };
         Ok(Linear { weight, bias })
     }
 
-    /// A layer from existing parameters; the shapes must be `[out, in]` and `[out]`.
+    /// A layer from existing parameters; the shapes must be `[out, in]` and `[out]`, the
+    /// bias of the weight's dtype (f32 for a bf16 weight).
     pub fn from_params(weight: Param, bias: Option<Param>) -> Result<Self> {
         let ws = weight.shape();
         if ws.len() != 2 {
@@ -40,11 +42,12 @@ impl Linear {
             return Err(Error::Param { name: weight.name().to_string(), msg });
         }
         if let Some(b) = &bias {
-            if b.shape() != [ws[0]] || b.dtype() != weight.dtype() {
+            let dtype = if weight.dtype() == DType::BF16 { DType::F32 } else { weight.dtype() };
+            if b.shape() != [ws[0]] || b.dtype() != dtype {
                 let msg = format!(
                     "a Linear bias must be [{}] of {}, got {:?} of {}",
                     ws[0],
-                    weight.dtype(),
+                    dtype,
                     b.shape(),
                     b.dtype()
                 );

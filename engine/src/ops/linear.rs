@@ -21,7 +21,9 @@ impl Tensor {
     ///
     /// When no operand tracks gradients (or under [`crate::no_grad`]), one
     /// [`crate::Backend::linear`] call; else the same composed of tracked ops (the same
-    /// values up to rounding).
+    /// values up to rounding). A bf16 `w` against an f32 `self` is bf16 inference: the
+    /// backend rounds `self` to bf16 and accumulates in f32 (the CPU's AVX512_BF16 GEMM), or
+    /// casts `w` to f32.
     pub fn linear(&self, w: &Tensor, bias: Option<&Tensor>, post: LinearPost) -> Result<Tensor> {
         const OP: &str = "linear";
         if post.scale.is_some() && post.residual.is_none() {
@@ -35,8 +37,9 @@ impl Tensor {
             _ => return Err(Error::ShapeMismatch { op: OP, lhs: self.shape().to_vec(), rhs: ws.to_vec() }),
         };
         // A residual of another shape broadcasts: the composed form handles it.
+        crate::checks::linear_weight_dtype(OP, self.dtype(), w.dtype())?;
         if tracked || post.residual.is_some_and(|t| t.shape() != out_shape.as_slice()) {
-            let mut y = self.matmul(&w.t()?)?;
+            let mut y = self.matmul(&w.to_dtype(self.dtype())?.t()?)?;
             if let Some(b) = bias {
                 y = y.add(b)?;
             }
@@ -51,7 +54,10 @@ impl Tensor {
             }
             return Ok(y);
         }
-        for t in &operands[1..] {
+        if !self.device().same(w.device()) {
+            return Err(Error::DeviceMismatch { op: OP, lhs: self.device().name(), rhs: w.device().name() });
+        }
+        for t in &operands[2..] {
             self.check_same(t, OP)?;
         }
         self.check_float(OP)?;

@@ -95,6 +95,33 @@ conformance! {
         Ok(())
     }
 
+    /// bf16 inference: f32 activations against bf16 weights (BEiT's batch-1 rows, k past one
+    /// packed block; and an odd k, which the CPU's bf16 GEMM hands to the composed form),
+    /// against the f64 product with the weights rounded to bf16. The activations may be
+    /// rounded to bf16 too (the CPU's AVX512_BF16 GEMM does), which moves each output by at
+    /// most 2⁻⁹·Σ|x||w|: the bound is 2⁻⁸·Σ|x||w| plus f32 rounding.
+    fn linear_bf16_weights(dev: &Device) -> Result<()> {
+        use beit_engine::DType;
+        if !beit_conformance::supports_bf16(dev) {
+            return Ok(());
+        }
+        for (seed, (m, k, n)) in [(197, 600, 800), (5, 7, 6)].into_iter().enumerate() {
+            let mut g = Gen::new(13 + seed as u64);
+            let (x, w, b) = (g.normal(&[m, k], 1.0), g.normal(&[n, k], 0.05), g.normal(&[n], 1.0));
+            let wb = w.to_tensor(DType::BF16, dev)?;
+            let rounded = Array::from_tensor(&wb)?;
+            let got = Array::from_tensor(&x.to_tensor(DType::F32, dev)?.linear(&wb, Some(&b.to_tensor(DType::F32, dev)?), LinearPost::default())?)?;
+            let want = r::linear(&x, &rounded, Some(&b), false, None, None);
+            let bound = r::matmul(&x.map(f64::abs), &rounded.map(f64::abs).transpose(0, 1));
+            for (i, ((&got, &want), &bound)) in got.data.iter().zip(&want.data).zip(&bound.data).enumerate() {
+                let tol = bound / 256.0 + 1e-5 * (1.0 + want.abs());
+                assert!((got - want).abs() <= tol, "bf16 linear {m}x{k}x{n} on {dev}: element {i} is {got}, want {want} ± {tol:.2e}");
+            }
+            assert!(rounded.data.iter().zip(&w.data).any(|(r, w)| r != w), "the weights were rounded");
+        }
+        Ok(())
+    }
+
     /// BEiT-Base's attention shapes (197 tokens, heads of 64) at batch 2, under no_grad, with
     /// the relative position bias, against the f64 reference.
     fn attention_large(dev: &Device) -> Result<()> {

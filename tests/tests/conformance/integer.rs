@@ -1,10 +1,11 @@
 //! Integer and bool tensors, checked against Rust on the host: every dtype cast to every
 //! dtype (Rust `as` semantics: integers wrap, floats truncate and saturate, NaN to 0; to
-//! bool is `!= 0`), comparisons, `where`, gathers and scatter-adds, copies and reductions,
+//! bool is `!= 0`; to bf16 rounds to nearest even, through f32 from integers), comparisons, `where`, gathers and scatter-adds, copies and reductions,
 //! on strided inputs.
 
 use beit_conformance::conformance;
 use beit_engine::{CmpOp, DType, Device, HostData, Result, Tensor};
+use half::bf16;
 
 /// Values of every dtype, with negatives, wrap-arounds, fractions, NaN and infinities.
 fn sources() -> Vec<HostData> {
@@ -15,6 +16,7 @@ fn sources() -> Vec<HostData> {
         HostData::Bool(vec![1, 0, 0, 1, 1, 1, 0, 1]),
         HostData::F32(vec![-2.7, 0.5, f32::NAN, 1e20, -1e20, 255.9, f32::INFINITY, -0.0]),
         HostData::F64(vec![-2.7, 300.25, f64::NAN, 1e300, -4e9, 4.3e9, f64::NEG_INFINITY, 65_535.5]),
+        HostData::BF16([-2.7, 0.5, f32::NAN, 1e20, -1e20, 255.9, f32::INFINITY, 3.0e38].map(bf16::from_f32).to_vec()),
     ]
 }
 
@@ -25,6 +27,7 @@ fn cast_host(data: &HostData, to: DType) -> HostData {
             match to {
                 DType::F32 => HostData::F32($v.iter().map(|&x| x as f32).collect()),
                 DType::F64 => HostData::F64($v.iter().map(|&x| x as f64).collect()),
+                DType::BF16 => HostData::BF16($v.iter().map(|&x| bf16::from_f32(x as f32)).collect()),
                 DType::I64 => HostData::I64($v.iter().map(|&x| x as i64).collect()),
                 DType::U32 => HostData::U32($v.iter().map(|&x| x as u32).collect()),
                 DType::U8 => HostData::U8($v.iter().map(|&x| x as u8).collect()),
@@ -34,7 +37,9 @@ fn cast_host(data: &HostData, to: DType) -> HostData {
     }
     match data {
         HostData::F32(v) => cast!(v),
+        HostData::F64(v) if to == DType::BF16 => HostData::BF16(v.iter().map(|&x| bf16::from_f64(x)).collect()),
         HostData::F64(v) => cast!(v),
+        HostData::BF16(v) => cast!(v.iter().map(|x| x.to_f32()).collect::<Vec<_>>()),
         HostData::I64(v) => cast!(v),
         HostData::U32(v) => cast!(v),
         HostData::U8(v) | HostData::Bool(v) => cast!(v),
@@ -47,6 +52,7 @@ fn same(what: &str, got: HostData, want: HostData) {
         match h {
             HostData::F32(v) => v.iter().map(|x| u64::from(x.to_bits())).collect(),
             HostData::F64(v) => v.iter().map(|x| x.to_bits()).collect(),
+            HostData::BF16(v) => v.iter().map(|x| u64::from(x.to_bits())).collect(),
             HostData::I64(v) => v.iter().map(|&x| x as u64).collect(),
             HostData::U32(v) => v.iter().map(|&x| u64::from(x)).collect(),
             HostData::U8(v) | HostData::Bool(v) => v.iter().map(|&x| u64::from(x)).collect(),
@@ -67,6 +73,7 @@ fn transposed(data: &HostData, dev: &Device) -> Result<(Tensor, HostData)> {
     let pick = |h: &HostData| match h {
         HostData::F32(v) => HostData::F32(order.iter().map(|&i| v[i]).collect()),
         HostData::F64(v) => HostData::F64(order.iter().map(|&i| v[i]).collect()),
+        HostData::BF16(v) => HostData::BF16(order.iter().map(|&i| v[i]).collect()),
         HostData::I64(v) => HostData::I64(order.iter().map(|&i| v[i]).collect()),
         HostData::U32(v) => HostData::U32(order.iter().map(|&i| v[i]).collect()),
         HostData::U8(v) => HostData::U8(order.iter().map(|&i| v[i]).collect()),
@@ -75,11 +82,14 @@ fn transposed(data: &HostData, dev: &Device) -> Result<(Tensor, HostData)> {
     Ok((t, pick(data)))
 }
 
-/// The dtypes `dev` holds (f64 where it computes in it).
+/// The dtypes `dev` holds (f64 where it computes in it, bf16 where it casts to it).
 fn dtypes(dev: &Device) -> Vec<DType> {
     let mut d = vec![DType::F32, DType::I64, DType::U32, DType::U8, DType::Bool];
     if beit_conformance::supports_f64(dev) {
         d.push(DType::F64);
+    }
+    if beit_conformance::supports_bf16(dev) {
+        d.push(DType::BF16);
     }
     d
 }

@@ -50,6 +50,16 @@ unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut 
         a = a.add(R);
         b = b.add(NR);
     }
+    store(&acc, c, ldc, ncols, accumulate)
+}
+
+/// Stores an `R × 32` tile of accumulators into C's first `ncols` columns, adding C's old
+/// values with `accumulate`.
+///
+/// # Safety
+/// The CPU has AVX-512F; C's `R` rows of `ncols` at stride `ldc` are writable.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn store<const R: usize>(acc: &[[__m512; 2]; R], c: *mut f32, ldc: usize, ncols: usize, accumulate: bool) {
     let (lo, hi) = super::pack::masks(ncols);
     for (i, row) in acc.iter().enumerate() {
         let p = c.add(i * ldc);

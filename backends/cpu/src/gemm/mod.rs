@@ -27,12 +27,16 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
+mod bf16;
+#[cfg(target_arch = "x86_64")]
 mod pack;
 mod patches;
 mod post;
+mod widen;
 
 pub(crate) use patches::Patches;
 pub(crate) use post::Post;
+pub(crate) use widen::Bf16Weight;
 
 use std::cell::RefCell;
 
@@ -67,6 +71,48 @@ pub(crate) fn isa() -> Option<Isa> {
 /// Whether this CPU runs [`sgemm`].
 pub(crate) fn available() -> bool {
     isa().is_some()
+}
+
+/// Whether this CPU runs [`bf16_gemm`] (AVX512_BF16, with AVX-512F and BW).
+pub(crate) fn bf16_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        has!("avx512f") && has!("avx512bw") && has!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// How a bf16 weight is multiplied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bf16Gemm {
+    /// `vdpbf16ps` on pairs of adjacent depths, the activations rounded to bf16 as they are
+    /// packed ([`bf16_gemm`]).
+    Dot,
+    /// The weight widened to f32 as it is packed, f32 FMA ([`Bf16Weight`] in [`sgemm`]).
+    Widen,
+}
+
+/// This CPU's faster bf16 form, chosen once: `Dot` where AVX512_BF16 does a depth step in
+/// less time than f32 FMA (both micro-kernels timed on L1-resident tiles, about 2 ms), else
+/// `Widen`; the environment variable `BEIT_BF16_GEMM=dot|widen` overrides. None where
+/// [`available`] is false.
+pub(crate) fn bf16_form() -> Option<Bf16Gemm> {
+    static FORM: std::sync::OnceLock<Option<Bf16Gemm>> = std::sync::OnceLock::new();
+    *FORM.get_or_init(|| {
+        if !available() {
+            return None;
+        }
+        let dot = bf16_available();
+        Some(match std::env::var("BEIT_BF16_GEMM").as_deref() {
+            Ok("dot") if dot => Bf16Gemm::Dot,
+            Ok("widen") => Bf16Gemm::Widen,
+            #[cfg(target_arch = "x86_64")]
+            _ if dot && isa() == Some(Isa::Avx512) && bf16::dot_beats_fma() => Bf16Gemm::Dot,
+            _ => Bf16Gemm::Widen,
+        })
+    })
 }
 
 /// The micro-kernel's tile `(rows, columns)` on this CPU: callers that split a product
@@ -219,12 +265,7 @@ unsafe fn sgemm_with(isa: Isa, m: usize, k: usize, n: usize, a: Mat, b: &impl Pa
         return;
     }
     if k == 0 {
-        if !post.accumulate {
-            for i in 0..m {
-                std::ptr::write_bytes(c.add(i * ldc), 0, n);
-            }
-        }
-        return post.apply(m, n, c, ldc);
+        return empty_product(m, n, c, ldc, post);
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("gemm::sgemm runs only where `available()`");
@@ -233,6 +274,40 @@ unsafe fn sgemm_with(isa: Isa, m: usize, k: usize, n: usize, a: Mat, b: &impl Pa
         Isa::Avx512 => drive::<avx512::Avx512>(m, k, n, a, b, c, ldc, post),
         Isa::Avx2 => drive::<avx2::Avx2>(m, k, n, a, b, c, ldc, post),
     }
+}
+
+/// `C = post(A·B)` for an f32 `A [m, 2·pairs]` of unit column stride, rounded to bf16 as it
+/// is packed, and a bf16 `B [2·pairs, n]` read as 32-bit pairs of adjacent depths (a bf16
+/// weight `w [n, k]` of even row stride: `Mat { rs: 1, cs: row stride / 2 }`); f32
+/// accumulation, on the calling thread.
+///
+/// # Safety
+/// [`bf16_available`] is true; `a.cs == 1`; B's pointer is 4-byte aligned; otherwise as
+/// for [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn bf16_gemm(m: usize, pairs: usize, n: usize, a: Mat, b: &Mat, c: *mut f32, ldc: usize, post: &Post) {
+    assert!(bf16_available() && a.cs == 1, "gemm::bf16_gemm runs only where `bf16_available()`, on unit-stride rows");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if pairs == 0 {
+        return empty_product(m, n, c, ldc, post);
+    }
+    #[cfg(target_arch = "x86_64")]
+    drive::<bf16::Avx512Bf16>(m, pairs, n, a, b, c, ldc, post)
+}
+
+/// `C = post(0)`: the product of depth 0.
+///
+/// # Safety
+/// As for [`sgemm`].
+unsafe fn empty_product(m: usize, n: usize, c: *mut f32, ldc: usize, post: &Post) {
+    if !post.accumulate {
+        for i in 0..m {
+            std::ptr::write_bytes(c.add(i * ldc), 0, n);
+        }
+    }
+    post.apply(m, n, c, ldc)
 }
 
 /// The blocked loops of [`sgemm_with`] for `k > 0`, on [`Arch`] `A`.

@@ -156,7 +156,7 @@ const SWAP: [[[i32; 16]; 2]; 4] = {
 /// Transposes the 16×16 matrix whose rows are `r` (lane = column), by swapping bit `s`
 /// of the row index with bit `s` of the lane index for s = 3, 2, 1, 0.
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose16(r: &mut [__m512; 16]) {
+pub(super) unsafe fn transpose16(r: &mut [__m512; 16]) {
     for (stage, s) in [8usize, 4, 2, 1].into_iter().enumerate() {
         let [lo, hi] = SWAP[stage];
         let (lo, hi) = (_mm512_loadu_si512(lo.as_ptr().cast()), _mm512_loadu_si512(hi.as_ptr().cast()));

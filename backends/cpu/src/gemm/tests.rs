@@ -109,3 +109,89 @@ fn epilogues_match_f64() {
     // k = 0: C is the epilogue of zeros.
     check((4, 0, 6), (false, false), (true, true, Some(true)));
 }
+
+/// The widening bf16 form: f32 `A [m, k]` times a bf16 weight `w [n, k]` (row stride k + 2)
+/// widened as it is packed, on every instruction set, against f64 loops over the exact
+/// operands: f32 tolerance, since widening is exact.
+#[test]
+fn widened_bf16_weights_match_f64() {
+    use half::bf16;
+    for isa in isas() {
+        for (m, k, n) in [(3, 5, 7), (29, 300, 70), (14, 16, 800)] {
+            let ld = k + 2;
+            let av = vals(m * k, 21);
+            let w: Vec<bf16> = vals(n * ld, 22).iter().map(|&x| bf16::from_f32(x)).collect();
+            let a = Mat { ptr: av.as_ptr(), rs: k as isize, cs: 1 };
+            let b = Bf16Weight { ptr: w.as_ptr(), ld };
+            let mut c = vec![f32::NAN; m * n];
+            // SAFETY: the operands cover the shapes; C is separate.
+            unsafe { sgemm_with(isa, m, k, n, a, &b, c.as_mut_ptr(), n, &Post::NONE) };
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k).map(|p| av[i * k + p] as f64 * w[j * ld + p].to_f64()).sum();
+                    let got = c[i * n + j] as f64;
+                    let tol = 2e-6 * (k as f64).sqrt() * (1.0 + want.abs());
+                    assert!((got - want).abs() <= tol, "{isa:?} widened {m}x{k}x{n}: C[{i},{j}] = {got}, want {want}");
+                }
+            }
+        }
+    }
+}
+
+/// The bf16 GEMM: f32 `A [m, k]` rounded to bf16 (to nearest even) times a bf16 weight
+/// `w [n, k]`, against f64 loops over the rounded values, f32-accumulation tolerance.
+#[test]
+fn bf16_products_match_f64_of_rounded_operands() {
+    use half::bf16;
+    if !bf16_available() {
+        eprintln!("gemm: this CPU has no AVX512_BF16; the bf16 kernel is not used here");
+        return;
+    }
+    // 1..14-row tiles, pair counts off the 16-pair packing chunk, depth blocks of 256
+    // pairs, B blocks of 768 columns, and every epilogue term.
+    let shapes = [(1, 2, 1), (5, 34, 33), (14, 32, 32), (29, 600, 70), (197, 128, 97), (3, 10, 800), (900, 6, 40)];
+    for (idx, (m, k, n)) in shapes.into_iter().enumerate() {
+        let (av, wv) = (vals(m * k, 11), vals(n * k, 12));
+        let w: Vec<bf16> = wv.iter().map(|&x| bf16::from_f32(x)).collect();
+        let ldc = n + 3;
+        let (bias_v, scale_v, res_v) = (vals(n, 13), vals(n, 14), vals(m * ldc, 15));
+        let full = idx % 2 == 1;
+        let post = Post {
+            bias: if full { bias_v.as_ptr() } else { std::ptr::null() },
+            gelu: full,
+            scale: if full { scale_v.as_ptr() } else { std::ptr::null() },
+            residual: if full { res_v.as_ptr() } else { std::ptr::null() },
+            ..Post::NONE
+        };
+        let a = Mat { ptr: av.as_ptr(), rs: k as isize, cs: 1 };
+        let b = Mat { ptr: w.as_ptr().cast(), rs: 1, cs: (k / 2) as isize };
+        let mut c = vec![f32::NAN; m * ldc];
+        // SAFETY: the operands cover the shapes; C is separate; a Vec<bf16> of this size
+        // comes from the allocator 4-byte aligned (checked).
+        assert_eq!(w.as_ptr() as usize % 4, 0);
+        unsafe { bf16_gemm(m, k / 2, n, a, &b, c.as_mut_ptr(), ldc, &post) };
+        for i in 0..m {
+            for j in 0..n {
+                let round = |x: f32| bf16::from_f32(x).to_f64();
+                let mut want: f64 = (0..k).map(|p| round(av[i * k + p]) * w[j * k + p].to_f64()).sum();
+                if full {
+                    want = res_v[i * ldc + j] as f64 + scale_v[j] as f64 * erf::gelu(want + bias_v[j] as f64);
+                }
+                let got = c[i * ldc + j] as f64;
+                let tol = 4e-6 * (k as f64).sqrt() * (1.0 + want.abs());
+                assert!((got - want).abs() <= tol, "bf16 {m}x{k}x{n}: C[{i},{j}] = {got}, want {want}");
+            }
+            assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|x| x.is_nan()), "wrote past column {n} in row {i}");
+        }
+    }
+}
+
+/// The bf16 form is decided once and is a form this CPU can run.
+#[test]
+fn bf16_form_is_runnable_here() {
+    let form = bf16_form();
+    eprintln!("bf16 form on this CPU: {form:?}");
+    assert_eq!(form.is_some(), available());
+    assert!(form != Some(Bf16Gemm::Dot) || bf16_available());
+    assert_eq!(bf16_form(), form, "decided once");
+}
