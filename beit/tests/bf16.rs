@@ -75,6 +75,14 @@ fn encoder_fixtures_within_2e_2() {
 }
 
 #[test]
+fn linear_weights_must_be_f32_or_bf16() {
+    let dev = beit::open_device("cpu").unwrap();
+    let options = LoadOptions { linear_dtype: DType::F64, ..LoadOptions::default() };
+    let err = Beit::from_pretrained_with(fixture("beit", "mim_shared_relpos"), &dev, options).err().expect("f64 Linear weights are refused").to_string();
+    assert!(err.contains("linear_dtype") && err.contains("f64"), "{err}");
+}
+
+#[test]
 fn segmentation_fixtures_within_2e_2() {
     let dev = beit::open_device("cpu").unwrap();
     let _guard = no_grad();

@@ -50,7 +50,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return Err(Error::invalid("bench", "--batch and --iters must be positive"));
     }
     let device = beit::open_device(&args.device)?;
-    let (model, _) = Beit::from_pretrained_with(&args.model, &device, args.dtype.load_options(&device, None)?)?;
+    let options = args.dtype.load_options(&device, None)?;
+    let (model, _) = Beit::from_pretrained_with(&args.model, &device, options)?;
     let c = model.config();
     let mut rng = Rng::new(0);
     let shape = [args.batch, c.num_channels, c.image_size, c.image_size];
@@ -89,7 +90,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "images_per_s": images_per_s,
         "times_ms": order,
     });
-    if args.dtype == crate::precision::Precision::Bf16 {
+    if options.linear_dtype == DType::BF16 {
         summary["dtype"] = "bf16".into();
         summary["bf16_gemm"] = beit::bf16_linear().to_string().into();
     }

@@ -14,9 +14,14 @@ use std::ops::Range;
 
 /// `epilogue(x·wᵀ)` for `x [m, k]`, `w [n, k]` (f32, or bf16 against an f32 `x`).
 pub(crate) fn linear(x: View, w: View, epi: &Epilogue) -> Result<StorageBox> {
+    let form = if w.dtype() == DType::BF16 { bf16_form(x, w, gemm::bf16_form())? } else { None };
+    linear_in(x, w, epi, form)
+}
+
+/// [`linear`] with a bf16 `w` multiplied in `form` (None: f32 `w`, or composed).
+fn linear_in(x: View, w: View, epi: &Epilogue, form: Option<Bf16Gemm>) -> Result<StorageBox> {
     const OP: &str = "linear";
     let (m, k, n) = linear_shapes(OP, x, w, epi)?;
-    let form = if w.dtype() == DType::BF16 { bf16_form(x, w)? } else { None };
     if x.dtype() != DType::F32 || !gemm::available() || (w.dtype() == DType::BF16 && form.is_none()) {
         return composed::linear(&CpuBackend, x, w, epi);
     }
@@ -73,11 +78,11 @@ pub(crate) fn linear(x: View, w: View, epi: &Epilogue) -> Result<StorageBox> {
 /// One thread's block of a Linear's GEMM: rows, output columns, A, C and the epilogue there.
 type BlockGemm<'a> = dyn Fn(usize, Range<usize>, gemm::Mat, *mut f32, &gemm::Post) + Sync + 'a;
 
-/// How our GEMM takes `x [m, k]` against the bf16 `w [n, k]`: this CPU's faster form when
-/// w's rows are unit-stride; `Dot` also needs unit-stride rows of x and w's pairs of
-/// adjacent depths to be aligned 32-bit elements (k, w's row stride and offset even, its
-/// buffer 4-byte aligned), else `Widen`. None: composed.
-fn bf16_form(x: View, w: View) -> Result<Option<Bf16Gemm>> {
+/// How our GEMM takes `x [m, k]` against the bf16 `w [n, k]`: `preferred` (this CPU's
+/// faster form) when w's rows are unit-stride; `Dot` also needs unit-stride rows of x and
+/// w's pairs of adjacent depths to be aligned 32-bit elements (k, w's row stride and offset
+/// even, its buffer 4-byte aligned), else `Widen`. None: composed.
+fn bf16_form(x: View, w: View, preferred: Option<Bf16Gemm>) -> Result<Option<Bf16Gemm>> {
     let ws = Src::<half::bf16>::new("linear", w)?;
     let (xl, wl) = (x.layout.strides(), w.layout.strides());
     if wl[1] != 1 {
@@ -86,7 +91,7 @@ fn bf16_form(x: View, w: View) -> Result<Option<Bf16Gemm>> {
     let even = |v: usize| v.is_multiple_of(2);
     let aligned = (ws.data.as_ptr() as usize).is_multiple_of(4);
     let pairs = xl[1] == 1 && even(x.shape()[1]) && even(wl[0]) && even(w.layout.offset()) && aligned;
-    Ok(gemm::bf16_form().map(|f| if f == Bf16Gemm::Dot && !pairs { Bf16Gemm::Widen } else { f }))
+    Ok(preferred.map(|f| if f == Bf16Gemm::Dot && !pairs { Bf16Gemm::Widen } else { f }))
 }
 
 /// How this CPU runs a Linear layer whose weight is bf16 (against f32 activations).
@@ -126,4 +131,45 @@ pub fn bf16_linear() -> Bf16Linear {
 /// An epilogue operand's elements in row-major order.
 fn contiguous(v: Option<View<'_>>) -> Result<Option<Cow<'_, [f32]>>> {
     v.map(|v| Src::<f32>::new("linear", v).map(|s| s.contiguous())).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::Tt;
+    use beit_engine::Layout;
+
+    /// Both bf16 forms through the threaded Linear (column blocks split between threads) on
+    /// a weight of padded row stride, with every epilogue term, against f64 loops over the
+    /// bf16 weight: the widened form at f32 tolerance, `vdpbf16ps` (where the CPU has it)
+    /// within the bound of rounding the activations, 2⁻⁸·Σ|x||w|.
+    #[test]
+    fn both_bf16_forms_match_f64() {
+        if !gemm::available() {
+            return;
+        }
+        let (m, k, n, ld) = (197, 600, 800, 602);
+        let x = Tt::rand(DType::F32, &[m, k], 1);
+        let wt = Tt { l: Layout::new(vec![n, k], vec![ld, 1], 2), ..Tt::rand(DType::BF16, &[n * ld + 2], 2) };
+        let (bias, scale, res) = (Tt::rand(DType::F32, &[n], 3), Tt::rand(DType::F32, &[n], 4), Tt::rand(DType::F32, &[m, n], 5));
+        let epi = Epilogue { bias: Some(bias.view()), gelu: true, scale: Some(scale.view()), residual: Some(res.view()) };
+        let (xv, wv, bv, sv, rv) = (x.vals(), wt.vals(), bias.vals(), scale.vals(), res.vals());
+        let forms = [Some(Bf16Gemm::Widen), gemm::bf16_available().then_some(Bf16Gemm::Dot)];
+        for form in forms.into_iter().flatten() {
+            assert_eq!(bf16_form(x.view(), wt.view(), Some(form)).unwrap(), Some(form));
+            let got = crate::testutil::vals(&linear_in(x.view(), wt.view(), &epi, Some(form)).unwrap());
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k).map(|p| xv[i * k + p] * wv[j * k + p]).sum();
+                    let abs: f64 = (0..k).map(|p| (xv[i * k + p] * wv[j * k + p]).abs()).sum();
+                    let want = rv[i * n + j] + sv[j] * crate::erf::gelu(dot + bv[j]);
+                    // GELU's slope is below 1.13; the scale multiplies the error.
+                    let slack = if form == Bf16Gemm::Dot { abs / 256.0 * 1.13 * sv[j].abs() } else { 0.0 };
+                    let tol = slack + 1e-5 * (1.0 + want.abs()) * (k as f64).sqrt();
+                    let g = got[i * n + j];
+                    assert!((g - want).abs() <= tol, "{form:?} ({i}, {j}): {g}, want {want} ± {tol:.2e}");
+                }
+            }
+        }
+    }
 }

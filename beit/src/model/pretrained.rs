@@ -23,6 +23,7 @@ impl Beit {
     /// position embeddings are interpolated to the new patch grid; with bf16 Linear weights,
     /// each is converted once as it is loaded (bf16 inference).
     pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, options: LoadOptions) -> Result<(Beit, LoadReport)> {
+        options.check()?;
         let (mut config, sd) = read_folder(dir.as_ref(), device)?;
         if let Some(size) = options.image_size {
             config.image_size = size;

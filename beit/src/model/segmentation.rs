@@ -114,6 +114,7 @@ impl BeitForSemanticSegmentation {
     /// Face's `interpolate_pos_encoding=True`, done once at load); with bf16 Linear weights,
     /// the encoder's and heads' Linear layers run bf16 inference (the convolutions stay f32).
     pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, options: LoadOptions) -> Result<(Self, LoadReport)> {
+        options.check()?;
         let dir = dir.as_ref();
         let mut config = BeitConfig::from_file(dir.join("config.json"))?;
         if let Some(size) = options.image_size {

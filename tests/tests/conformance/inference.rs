@@ -96,7 +96,8 @@ conformance! {
     }
 
     /// bf16 inference: f32 activations against bf16 weights (BEiT's batch-1 rows, k past one
-    /// packed block; and an odd k, which the CPU's bf16 GEMM hands to the composed form),
+    /// packed block; an odd k, which the CPU's pair GEMM cannot take; and a transposed
+    /// weight, which the CPU hands to the composed form),
     /// against the f64 product with the weights rounded to bf16. The activations may be
     /// rounded to bf16 too (the CPU's AVX512_BF16 GEMM does), which moves each output by at
     /// most 2⁻⁹·Σ|x||w|: the bound is 2⁻⁸·Σ|x||w| plus f32 rounding.
@@ -109,6 +110,8 @@ conformance! {
             let mut g = Gen::new(13 + seed as u64);
             let (x, w, b) = (g.normal(&[m, k], 1.0), g.normal(&[n, k], 0.05), g.normal(&[n], 1.0));
             let wb = w.to_tensor(DType::BF16, dev)?;
+            // The odd case also runs on a weight stored transposed ([k, n] seen as [n, k]).
+            let wb = if k % 2 == 1 { w.transpose(0, 1).to_tensor(DType::BF16, dev)?.t()? } else { wb };
             let rounded = Array::from_tensor(&wb)?;
             let got = Array::from_tensor(&x.to_tensor(DType::F32, dev)?.linear(&wb, Some(&b.to_tensor(DType::F32, dev)?), LinearPost::default())?)?;
             let want = r::linear(&x, &rounded, Some(&b), false, None, None);

@@ -1,6 +1,7 @@
 //! Integer and bool tensors, checked against Rust on the host: every dtype cast to every
 //! dtype (Rust `as` semantics: integers wrap, floats truncate and saturate, NaN to 0; to
-//! bool is `!= 0`; to bf16 rounds to nearest even, through f32 from integers), comparisons, `where`, gathers and scatter-adds, copies and reductions,
+//! bool is `!= 0`; to bf16 as `half` converts: from f32 to nearest even, from integers
+//! through f32), comparisons, `where`, gathers and scatter-adds, copies and reductions,
 //! on strided inputs.
 
 use beit_conformance::conformance;

@@ -12,15 +12,18 @@ use super::{pack, Arch, Isa, Mat, NR};
 use std::arch::x86_64::*;
 use std::time::{Duration, Instant};
 
-/// Whether the `vdpbf16ps` micro-kernel does a depth step faster than the f32 FMA one:
-/// both run on the same L1-resident tile (256 steps: 512 depths in pairs, 256 in f32), in
+/// Whether the `vdpbf16ps` micro-kernel does a depth step clearly faster (by a quarter) than
+/// the f32 FMA one. Intel's cores run `vdpbf16ps` at a half or a quarter of FMA's rate per
+/// instruction (on the Xeon of #13, 1.3–1.6× slower in BEiT-Base's forward than FMA on
+/// widened weights), so there it is never faster. Elsewhere (AMD's Zen 4 and later) both
+/// run on the same L1-resident tile (256 steps: 512 depths in pairs, 256 in f32), in
 /// alternating rounds of 256 calls after 2 warm-up rounds each (the first AVX-512 work runs
 /// slowly while the core changes clock), best round of 5 each: about 10 ms.
-///
-/// Intel's cores without AMX run `vdpbf16ps` at a half or a quarter of FMA's rate per
-/// instruction (on the Xeon of #13, 1.3–1.6× slower in BEiT-Base's forward than FMA on
-/// widened weights); AMD's Zen 4 at FMA's rate, which is twice the depth.
 pub(super) fn dot_beats_fma() -> bool {
+    let vendor = __cpuid(0);
+    if [vendor.ebx, vendor.edx, vendor.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e] {
+        return false; // "GenuineIntel"
+    }
     type Kernel = unsafe fn(usize, usize, *const f32, *const f32, *mut f32, usize, usize, bool);
     let (a, b, mut c) = (vec![0.5f32; MR * 256], vec![0.25f32; NR * 256], vec![0.0f32; MR * NR]);
     let mut round = |kernel: Kernel| -> Duration {
@@ -40,7 +43,7 @@ pub(super) fn dot_beats_fma() -> bool {
             (best_fma, best_dot) = (best_fma.min(f), best_dot.min(d));
         }
     }
-    best_dot < best_fma * 2
+    best_dot * 5 < best_fma * 8
 }
 
 /// The AVX512_BF16 GEMM: AVX-512's blocking and B packing, in pairs.
@@ -80,7 +83,7 @@ unsafe fn pack_a_pairs(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize, dst: 
             let mut r = [_mm512_setzero_ps(); 16];
             for (i, v) in r.iter_mut().enumerate().take(rows) {
                 let s = a.at(r0 + start + i, 2 * (k0 + p));
-                let (x0, x1) = (_mm512_maskz_loadu_ps(lo, s), _mm512_maskz_loadu_ps(hi, s.add(16)));
+                let (x0, x1) = (_mm512_maskz_loadu_ps(lo, s), _mm512_maskz_loadu_ps(hi, s.wrapping_add(16)));
                 // The second operand fills the low half: lane j holds columns 2j, 2j + 1.
                 *v = _mm512_castsi512_ps(std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(x1, x0)));
             }

@@ -94,10 +94,10 @@ pub(crate) enum Bf16Gemm {
     Widen,
 }
 
-/// This CPU's faster bf16 form, chosen once: `Dot` where AVX512_BF16 does a depth step in
-/// less time than f32 FMA (both micro-kernels timed on L1-resident tiles, about 2 ms), else
-/// `Widen`; the environment variable `BEIT_BF16_GEMM=dot|widen` overrides. None where
-/// [`available`] is false.
+/// This CPU's faster bf16 form, chosen once: `Dot` where AVX512_BF16 does a depth step
+/// clearly faster than f32 FMA (never on Intel; elsewhere both micro-kernels are timed on
+/// L1-resident tiles, about 10 ms), else `Widen`; the environment variable
+/// `BEIT_BF16_GEMM=dot|widen` overrides. None where [`available`] is false.
 pub(crate) fn bf16_form() -> Option<Bf16Gemm> {
     static FORM: std::sync::OnceLock<Option<Bf16Gemm>> = std::sync::OnceLock::new();
     *FORM.get_or_init(|| {

@@ -65,7 +65,7 @@ pub(super) unsafe fn b_block(b: Mat, k0: usize, c0: usize, kc: usize, nc: usize,
             for p in 0..kc {
                 let s = src.offset(p as isize * b.rs);
                 _mm512_storeu_ps(out.add(p * NR), _mm512_maskz_loadu_ps(lo, s));
-                _mm512_storeu_ps(out.add(p * NR + 16), _mm512_maskz_loadu_ps(hi, s.add(16)));
+                _mm512_storeu_ps(out.add(p * NR + 16), _mm512_maskz_loadu_ps(hi, s.wrapping_add(16)));
             }
         } else if b.rs == 1 {
             transposed_panel(src, b.cs, kc, cols, out);

@@ -1,7 +1,8 @@
 //! [`Bf16Weight`]: a bf16 weight `w [n, k]` as the B operand `wᵀ` of [`super::sgemm`],
 //! widened to f32 while its panels are packed (exact: a bf16 is the top half of an f32),
 //! so the f32 kernels run on it unchanged. bf16 inference this way halves the weights'
-//! memory and bandwidth at f32's arithmetic speed and accuracy; it is the form of choice
+//! memory and bandwidth at f32's accuracy (and, on AVX-512, whose packing widens 16 columns
+//! at a time, at f32's speed); it is the form of choice
 //! where `vdpbf16ps` does fewer multiply-adds per cycle than f32 FMA ([`super::bf16`]).
 
 use super::{Isa, Panels, NR};
