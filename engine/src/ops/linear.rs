@@ -21,9 +21,10 @@ impl Tensor {
     ///
     /// When no operand tracks gradients (or under [`crate::no_grad`]), one
     /// [`crate::Backend::linear`] call; else the same composed of tracked ops (the same
-    /// values up to rounding). A bf16 `w` against an f32 `self` is bf16 inference: the
-    /// backend rounds `self` to bf16 and accumulates in f32 (the CPU's AVX512_BF16 GEMM), or
-    /// casts `w` to f32.
+    /// values up to rounding). A bf16 `w` against an f32 `self` is bf16 inference, with f32
+    /// accumulation: the CPU widens `w` to f32 inside its GEMM or multiplies with
+    /// `vdpbf16ps` (rounding `self` to bf16), whichever is faster there; other backends
+    /// cast `w` to f32.
     pub fn linear(&self, w: &Tensor, bias: Option<&Tensor>, post: LinearPost) -> Result<Tensor> {
         const OP: &str = "linear";
         if post.scale.is_some() && post.residual.is_none() {
@@ -36,8 +37,8 @@ impl Tensor {
             (1.., &[n, k]) if self.shape()[r - 1] == k => [&self.shape()[..r - 1], &[n][..]].concat(),
             _ => return Err(Error::ShapeMismatch { op: OP, lhs: self.shape().to_vec(), rhs: ws.to_vec() }),
         };
-        // A residual of another shape broadcasts: the composed form handles it.
         crate::checks::linear_weight_dtype(OP, self.dtype(), w.dtype())?;
+        // A residual of another shape broadcasts: the composed form handles it.
         if tracked || post.residual.is_some_and(|t| t.shape() != out_shape.as_slice()) {
             let mut y = self.matmul(&w.to_dtype(self.dtype())?.t()?)?;
             if let Some(b) = bias {

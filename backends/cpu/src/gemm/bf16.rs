@@ -68,9 +68,9 @@ impl Arch for Avx512Bf16 {
 /// `t·MR·kc` and holds `rows_t` pairs per step.
 ///
 /// # Safety
-/// The CPU has AVX512_BF16 and AVX512BW; `a.cs == 1` and the block's `2·kc` columns of each
+/// The CPU has AVX512_BF16; `a.cs == 1` and the block's `2·kc` columns of each
 /// row are readable; `dst` holds `mc.div_ceil(MR)·MR·kc` elements.
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn pack_a_pairs(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize, dst: &mut [f32]) {
     debug_assert_eq!(a.cs, 1);
     for (t, start) in (0..mc).step_by(MR).enumerate() {

@@ -73,12 +73,12 @@ pub(crate) fn available() -> bool {
     isa().is_some()
 }
 
-/// Whether this CPU runs [`bf16_gemm`] (AVX512_BF16, with AVX-512F and BW).
+/// Whether this CPU runs [`bf16_gemm`] (AVX512_BF16, with AVX-512F).
 pub(crate) fn bf16_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        has!("avx512f") && has!("avx512bw") && has!("avx512bf16")
+        has!("avx512f") && has!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
