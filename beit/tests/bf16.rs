@@ -1,6 +1,7 @@
-//! bf16 inference (`LoadOptions { linear_dtype: BF16 }`) against PyTorch's float64 outputs
-//! on every parity fixture (`tests/fixtures/{beit,seg}`): each Linear weight is bf16 after
-//! loading (biases, norms and convolutions stay f32), and every output is within 2e-2
+//! bf16 inference (`LoadOptions { weight_dtype: BF16 }`) against PyTorch's float64 outputs
+//! on every parity fixture (`tests/fixtures/{beit,seg}`): each Linear and Conv2d weight is
+//! bf16 after loading (biases, norms, the patch embedding and the FPN's transposed
+//! convolutions stay f32), and every output is within 2e-2
 //! (max abs error) of the reference, yet not equal to the f32 one (bf16 was used).
 
 use beit::engine::io::{load_safetensors, StateDict};
@@ -17,7 +18,7 @@ fn fixture(group: &str, case: &str) -> PathBuf {
 }
 
 fn bf16() -> LoadOptions {
-    LoadOptions { linear_dtype: DType::BF16, ..LoadOptions::default() }
+    LoadOptions { weight_dtype: DType::BF16, ..LoadOptions::default() }
 }
 
 fn max_abs_err(ours: &Tensor, want: &Tensor, what: &str) -> f64 {
@@ -34,16 +35,21 @@ fn check(bf16: &Tensor, f32: &Tensor, want: &Tensor, what: &str) {
     assert!(max_abs_err(bf16, f32, what) > 0.0, "{what}: the bf16 output equals the f32 one");
 }
 
-/// Every 2-D `*.weight` (the Linear layers') is bf16, every other float parameter f32.
-fn check_dtypes(params: &[beit::engine::nn::Param], case: &str) {
-    let mut linears = 0;
+/// Every 2-D `*.weight` (the Linear layers') and 4-D one (the Conv2d layers', but the
+/// patch embedding's and the FPN's transposed convolutions') is bf16, every other float
+/// parameter f32; `(linears, convs)` counts the bf16 ones.
+fn check_dtypes(params: &[beit::engine::nn::Param], case: &str) -> (usize, usize) {
+    let (mut linears, mut convs) = (0, 0);
     for p in params.iter().filter(|p| p.dtype().is_float()) {
-        let linear = p.shape().len() == 2 && p.name().ends_with(".weight");
-        linears += usize::from(linear);
-        let want = if linear { DType::BF16 } else { DType::F32 };
+        let weight = p.name().ends_with(".weight");
+        let linear = weight && p.shape().len() == 2;
+        let conv = weight && p.shape().len() == 4 && !p.name().contains("patch_embeddings") && !p.name().starts_with("fpn");
+        (linears, convs) = (linears + usize::from(linear), convs + usize::from(conv));
+        let want = if linear || conv { DType::BF16 } else { DType::F32 };
         assert_eq!(p.dtype(), want, "{case}: {}", p.name());
     }
     assert!(linears > 0, "{case}: no Linear weights");
+    (linears, convs)
 }
 
 fn inputs(dir: &std::path::Path, dev: &Device) -> (StateDict, StateDict) {
@@ -58,7 +64,7 @@ fn encoder_fixtures_within_2e_2() {
         let dir = fixture("beit", case);
         let (model, _) = Beit::from_pretrained_with(&dir, &dev, bf16()).unwrap();
         let (reference, _) = Beit::from_pretrained(&dir, &dev).unwrap();
-        check_dtypes(&model.params(), case);
+        assert_eq!(check_dtypes(&model.params(), case).1, 0, "{case}: an encoder has no Conv2d");
         let (inputs, expected) = inputs(&dir, &dev);
         let pixels = inputs.get("pixel_values").unwrap();
         // The fixtures' unprefixed outputs are masked for MIM and BeitModel, unmasked for
@@ -75,11 +81,11 @@ fn encoder_fixtures_within_2e_2() {
 }
 
 #[test]
-fn linear_weights_must_be_f32_or_bf16() {
+fn weights_must_be_f32_or_bf16() {
     let dev = beit::open_device("cpu").unwrap();
-    let options = LoadOptions { linear_dtype: DType::F64, ..LoadOptions::default() };
-    let err = Beit::from_pretrained_with(fixture("beit", "mim_shared_relpos"), &dev, options).err().expect("f64 Linear weights are refused").to_string();
-    assert!(err.contains("linear_dtype") && err.contains("f64"), "{err}");
+    let options = LoadOptions { weight_dtype: DType::F64, ..LoadOptions::default() };
+    let err = Beit::from_pretrained_with(fixture("beit", "mim_shared_relpos"), &dev, options).err().expect("f64 weights are refused").to_string();
+    assert!(err.contains("weight_dtype") && err.contains("f64"), "{err}");
 }
 
 #[test]
@@ -90,7 +96,7 @@ fn segmentation_fixtures_within_2e_2() {
         let dir = fixture("seg", case);
         let (model, _) = BeitForSemanticSegmentation::from_pretrained_with(&dir, &dev, bf16()).unwrap();
         let (reference, _) = BeitForSemanticSegmentation::from_pretrained(&dir, &dev).unwrap();
-        check_dtypes(&model.params(), case);
+        assert!(check_dtypes(&model.params(), case).1 > 0, "{case}: no bf16 Conv2d weights");
         let (inputs, expected) = inputs(&dir, &dev);
         let pixels = inputs.get("pixel_values").unwrap();
         let (out, want) = (model.forward(&pixels, Mode::eval()).unwrap(), reference.forward(&pixels, Mode::eval()).unwrap());

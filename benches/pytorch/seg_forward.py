@@ -3,7 +3,7 @@ the CPU: PyTorch (Hugging Face BeitForSemanticSegmentation, fp32, eval, no_grad)
 our `seg_forward` bench binary, on the same weights and with the same thread count.
 
     cargo build --release -p beit-benches --bin seg_forward
-    python benches/pytorch/seg_forward.py [--iters 2] [--rounds 3] [--threads 2] [--model DIR]
+    python benches/pytorch/seg_forward.py [--iters 2] [--rounds 3] [--threads 2] [--model DIR] [--dtype bf16]
 
 Without --model, `seg_forward --save` writes a random model (ADE20K layout: out_indices
 [3, 5, 7, 11], 150 classes) into a temporary folder; Hugging Face loads that folder (the
@@ -11,6 +11,8 @@ script stops if any weight is missing, unused or misshapen). Each round runs
 `seg_forward --model DIR --iters N` and N PyTorch forwards (inference_mode) on random input
 of the model's size, 1 warm-up each; the medians are over all timed forwards of each side.
 Prints both medians, ours/PyTorch, and the peak RSS of our process and of the Python one.
+With --dtype bf16, ours runs with bf16 Linear and Conv2d weights (f32 activations and
+accumulation) and PyTorch under `torch.autocast("cpu", dtype=torch.bfloat16)`.
 Threads: torch.set_num_threads(--threads) and RAYON_NUM_THREADS=--threads for ours.
 Needs torch, transformers and safetensors; not run in CI.
 """
@@ -52,9 +54,9 @@ def pytorch(folder):
     return model, torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
 
 
-def timed(model, x, iters):
+def timed(model, x, iters, dtype):
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
         for i in range(iters + 1):
             start = time.perf_counter()
             model(pixel_values=x)
@@ -70,6 +72,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", type=Path)
     ap.add_argument("--binary", type=Path, default=ROOT / "target/release/seg_forward")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="bf16: ours --dtype bf16, PyTorch bf16 autocast")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,13 +83,13 @@ def main():
         model, x = pytorch(folder)
         mine, theirs, encoder, rss = [], [], [], 0.0
         for _ in range(args.rounds):
-            line = ours(args.binary, args.threads, "--iters", args.iters, "--model", folder)
+            line = ours(args.binary, args.threads, "--iters", args.iters, "--model", folder, "--dtype", args.dtype)
             mine += line["times_ms"]
             encoder.append(line["encoder_ms"])
             rss = max(rss, line["peak_rss_mib"])
-            theirs += timed(model, x, args.iters)
+            theirs += timed(model, x, args.iters, args.dtype)
         o, t = statistics.median(mine), statistics.median(theirs)
-        print(f"segmentation forward 512 b1, {args.threads} threads, torch {torch.__version__}: PyTorch {t:.0f} ms, "
+        print(f"segmentation forward 512 b1 {args.dtype}, {args.threads} threads, torch {torch.__version__}: PyTorch {t:.0f} ms, "
               f"ours {o:.0f} ms (encoder {statistics.median(encoder):.0f}), ours/PyTorch {o / t:.2f}; "
               f"peak RSS ours {rss:.0f} MiB, PyTorch process {peak_rss_mib():.0f} MiB")
 

@@ -24,7 +24,7 @@ pub struct BenchArgs {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Dtype of the Linear layers' weights: f32, or bf16 (CPU; half the weight memory,
+    /// Dtype of the Linear and convolution weights: f32, or bf16 (CPU; half their memory,
     /// f32 activations and accumulation).
     #[arg(long, value_enum, default_value_t)]
     dtype: crate::precision::Precision,
@@ -90,7 +90,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "images_per_s": images_per_s,
         "times_ms": order,
     });
-    if options.linear_dtype == DType::BF16 {
+    if options.weight_dtype == DType::BF16 {
         summary["dtype"] = "bf16".into();
         summary["bf16_gemm"] = beit::bf16_linear().to_string().into();
     }

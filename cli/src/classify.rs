@@ -26,7 +26,7 @@ pub struct ClassifyArgs {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Dtype of the Linear layers' weights: f32, or bf16 (CPU; half the weight memory,
+    /// Dtype of the Linear and convolution weights: f32, or bf16 (CPU; half their memory,
     /// f32 activations and accumulation).
     #[arg(long, value_enum, default_value_t)]
     dtype: crate::precision::Precision,

@@ -1,16 +1,16 @@
-//! `--dtype` of the inference commands: the dtype of the Linear layers' weights.
+//! `--dtype` of the inference commands: the dtype of the Linear and convolution weights.
 
 use beit::engine::{DType, Device, Error, Result};
 use beit::{Bf16Linear, LoadOptions};
 
-/// The dtype of the Linear layers' weights at inference.
+/// The dtype of the Linear and convolution weights at inference.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
     /// f32 throughout.
     #[default]
     F32,
-    /// bf16 Linear weights (converted once at load: half the memory), f32 activations and
-    /// accumulation; LayerNorm, softmax, attention and convolutions stay f32. CPU only.
+    /// bf16 Linear and Conv2d weights (converted once at load: half the memory), f32
+    /// activations and accumulation; LayerNorm, softmax and attention stay f32. CPU only.
     Bf16,
 }
 
@@ -19,7 +19,7 @@ impl Precision {
     /// AVX512_BF16 it runs with the weights widened inside the GEMM (said once on stderr),
     /// and where the CPU has neither AVX-512 nor AVX2 + FMA it falls back to f32, saying so.
     pub fn load_options(self, device: &Device, image_size: Option<usize>) -> Result<LoadOptions> {
-        let linear_dtype = match self {
+        let weight_dtype = match self {
             Precision::F32 => DType::F32,
             Precision::Bf16 if device.name() != "cpu" => {
                 return Err(Error::invalid("--dtype", format!("bf16 inference runs on the CPU only, not on {}", device.name())));
@@ -36,6 +36,6 @@ impl Precision {
                 Bf16Linear::Dot | Bf16Linear::Widened { native: true } => DType::BF16,
             },
         };
-        Ok(LoadOptions { image_size, linear_dtype })
+        Ok(LoadOptions { image_size, weight_dtype })
     }
 }

@@ -103,7 +103,7 @@ pub fn conv_out(op: &'static str, g: &ConvGeom) -> Result<(usize, usize)> {
 /// optional bias `[O]` of `x`'s dtype: `(O, out_h, out_w)`.
 pub fn conv2d_shapes(op: &'static str, x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Result<(usize, usize, usize)> {
     same_shape(op, x.shape(), &[g.batch, g.channels, g.height, g.width])?;
-    same_dtype(op, x, w)?;
+    weight_dtype(op, x.dtype(), w.dtype())?;
     let o = w.shape().first().copied().unwrap_or(0);
     same_shape(op, w.shape(), &[o, g.channels, g.kernel.0, g.kernel.1])?;
     if let Some(bias) = bias {
@@ -211,9 +211,9 @@ pub fn norm_stat(op: &'static str, s: View, x: View, rows: usize) -> Result<()> 
 
 /// A fused linear's operands: `x [m, k]`, `w [n, k]`, bias and scale `[n]`, residual
 /// `[m, n]`, all of one float dtype, except that an f32 `x` may meet a bf16 `w`
-/// ([`linear_weight_dtype`]); `(m, k, n)`.
+/// ([`weight_dtype`]); `(m, k, n)`.
 pub fn linear_shapes(op: &'static str, x: View, w: View, epi: &Epilogue) -> Result<(usize, usize, usize)> {
-    linear_weight_dtype(op, x.dtype(), w.dtype())?;
+    weight_dtype(op, x.dtype(), w.dtype())?;
     let (&[m, k], &[n, k2]) = (x.shape(), w.shape()) else {
         return Err(Error::invalid(op, format!("needs x [m, k] and w [n, k], got {:?} and {:?}", x.shape(), w.shape())));
     };
@@ -237,9 +237,9 @@ pub fn linear_shapes(op: &'static str, x: View, w: View, epi: &Epilogue) -> Resu
     Ok((m, k, n))
 }
 
-/// A Linear's weight has its input's dtype, or is bf16 against an f32 input (bf16
+/// A Linear's or convolution's weight has its input's dtype, or is bf16 against an f32 input (bf16
 /// inference: the weights stored in bf16, the activations and the accumulation in f32).
-pub fn linear_weight_dtype(op: &'static str, x: DType, w: DType) -> Result<()> {
+pub fn weight_dtype(op: &'static str, x: DType, w: DType) -> Result<()> {
     if x == w || (x == DType::F32 && w == DType::BF16) {
         return Ok(());
     }

@@ -55,9 +55,13 @@ pub fn attention<B: Backend + ?Sized>(be: &B, q: View, k: View, v: View, bias: O
 }
 
 /// Convolution by im2col: `[B, out_h·out_w, C·kh·kw]` patches times the weight, plus the
-/// bias, copied into NCHW.
+/// bias, copied into NCHW; a bf16 weight is first cast to x's dtype.
 pub fn conv2d<B: Backend + ?Sized>(be: &B, x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Result<StorageBox> {
     let (o, oh, ow) = conv2d_shapes("conv2d", x, w, bias, g)?;
+    if w.dtype() != x.dtype() {
+        let cast = be.cast(w, x.dtype())?;
+        return conv2d(be, x, on(&cast, &Layout::contiguous(w.shape())), bias, g);
+    }
     let (p, k) = (oh * ow, g.patch_len());
     let cols = be.im2col(x, g)?;
     let w = contiguous(be, w)?;

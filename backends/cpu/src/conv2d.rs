@@ -1,8 +1,9 @@
 //! Convolution as an implicit GEMM: f32 on our GEMM, which packs the patches of each image
 //! straight from the image ([`gemm::Patches`]) and writes NCHW output with the bias added in
 //! its epilogue; a 1×1 convolution (stride 1, no padding) multiplies the image itself. No
-//! im2col buffer, forward or backward. Other dtypes and CPUs are composed of im2col and
-//! matmul.
+//! im2col buffer, forward or backward. A bf16 weight (bf16 inference) is widened to f32 a
+//! block at a time as it is packed ([`gemm::Bf16Rows`]). Other dtypes and CPUs are composed
+//! of im2col and matmul.
 
 use crate::matmul::{for_blocks, OutPtr};
 use crate::storage::{boxed, Src};
@@ -10,9 +11,10 @@ use crate::{gemm, pool, CpuBackend};
 use beit_engine::checks::{conv2d_shapes, conv2d_weight_grad_shapes};
 use beit_engine::{composed, ConvGeom, DType, Result, StorageBox, View};
 
-/// Whether `g` runs on our GEMM (f32 views of this `dtype`, AVX-512 or AVX2, offsets within i32).
-fn implicit(dtype: DType, g: &ConvGeom) -> bool {
-    dtype == DType::F32 && gemm::available() && gemm::Patches::fits(g)
+/// Whether `g` runs on our GEMM (an f32 `x`, an f32 or bf16 weight, AVX-512 or AVX2,
+/// offsets within i32).
+fn implicit(x: DType, w: DType, g: &ConvGeom) -> bool {
+    x == DType::F32 && matches!(w, DType::F32 | DType::BF16) && gemm::available() && gemm::Patches::fits(g)
 }
 
 /// Whether the patches of `g` are the image itself: `[C, H·W]`.
@@ -24,22 +26,35 @@ fn pointwise(g: &ConvGeom) -> bool {
 pub(crate) fn conv2d(x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Result<StorageBox> {
     const OP: &str = "conv2d";
     let (o, oh, ow) = conv2d_shapes(OP, x, w, bias, g)?;
-    if !implicit(x.dtype(), g) {
+    if !implicit(x.dtype(), w.dtype(), g) {
         return composed::conv2d(&CpuBackend, x, w, bias, g);
     }
-    let (xs, ws) = (Src::<f32>::new(OP, x)?.contiguous(), Src::<f32>::new(OP, w)?.contiguous());
+    let xs = Src::<f32>::new(OP, x)?.contiguous();
     let bias = bias.map(|b| Src::<f32>::new(OP, b).map(|s| s.contiguous())).transpose()?;
-    let (k, p, image) = (g.patch_len(), oh * ow, g.channels * g.height * g.width);
     let post = gemm::Post { row_bias: bias.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()), ..gemm::Post::NONE };
-    let a = gemm::Mat { ptr: ws.as_ptr(), rs: k as isize, cs: 1 };
-    let mut out = pool::reuse::<f32>(g.batch * o * p);
+    let mut out = pool::reuse::<f32>(g.batch * o * (oh * ow));
+    let k = g.patch_len();
+    if w.dtype() == DType::BF16 {
+        let ws = Src::<half::bf16>::new(OP, w)?.contiguous();
+        products(&xs, gemm::Bf16Rows { ptr: ws.as_ptr(), ld: k }, &post, g, (o, oh * ow), &mut out);
+    } else {
+        let ws = Src::<f32>::new(OP, w)?.contiguous();
+        products(&xs, gemm::Mat { ptr: ws.as_ptr(), rs: k as isize, cs: 1 }, &post, g, (o, oh * ow), &mut out);
+    }
+    Ok(boxed(DType::F32, out))
+}
+
+/// [`conv2d`]'s products into `out [B, O, p]` for the weight `a [O, C·kh·kw]`: `(o, p)` are
+/// the output channels and pixels.
+fn products(xs: &[f32], a: impl gemm::Rows, post: &gemm::Post, g: &ConvGeom, (o, p): (usize, usize), out: &mut [f32]) {
+    let (k, image) = (g.patch_len(), g.channels * g.height * g.width);
     let c = OutPtr(out.as_mut_ptr());
     for_blocks(g.batch, o, k, p, gemm::tile(), |b, rows, cols| {
         // SAFETY: image `b` and the weight rows are inside their buffers; the blocks are
         // disjoint and inside the output; the bias has `o` values.
         unsafe {
             let img = xs.as_ptr().add(b * image);
-            let a = a.from(rows.start, 0);
+            let a = a.rows_from(rows.start);
             let post = post.offset(rows.start, 0, p);
             let c = c.add((b * o + rows.start) * p + cols.start).0;
             let (m, n) = (rows.len(), cols.len());
@@ -52,7 +67,6 @@ pub(crate) fn conv2d(x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Resu
             }
         }
     });
-    Ok(boxed(DType::F32, out))
 }
 
 /// `[O, C, kh, kw]`: `Σ_b dy[b] [O, oh·ow] · patches(x[b])ᵀ [oh·ow, C·kh·kw]`, accumulated
@@ -60,7 +74,7 @@ pub(crate) fn conv2d(x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Resu
 pub(crate) fn conv2d_weight_grad(x: View, dy: View, g: &ConvGeom) -> Result<StorageBox> {
     const OP: &str = "conv2d_weight_grad";
     let (o, oh, ow) = conv2d_weight_grad_shapes(OP, x, dy, g)?;
-    if !implicit(x.dtype(), g) {
+    if !implicit(x.dtype(), dy.dtype(), g) {
         return composed::conv2d_weight_grad(&CpuBackend, x, dy, g);
     }
     let (xs, dys) = (Src::<f32>::new(OP, x)?.contiguous(), Src::<f32>::new(OP, dy)?.contiguous());

@@ -109,16 +109,16 @@ impl Beit {
         Self::build(config, device, DType::F32, seed, &Inits::beit(config.initializer_range))
     }
 
-    /// A model for `config` with f32 parameters, Linear weights in `linear_dtype`.
+    /// A model for `config` with f32 parameters, Linear and Conv2d weights in `weight_dtype`.
     pub(crate) fn build(
         config: &BeitConfig,
         device: &beit_engine::Device,
-        linear_dtype: DType,
+        weight_dtype: DType,
         seed: u64,
         init: &Inits,
     ) -> Result<Self> {
         config.validate()?;
-        let vb = VarBuilder::new(device, DType::F32, seed).with_linear_dtype(linear_dtype);
+        let vb = VarBuilder::new(device, DType::F32, seed).with_weight_dtype(weight_dtype);
         Ok(match config.architecture()? {
             Architecture::BeitModel => Beit::Model(BeitModel::new(&vb, config, true, init)?),
             Architecture::BeitForMaskedImageModeling => {

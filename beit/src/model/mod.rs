@@ -63,25 +63,26 @@ pub struct LoadOptions {
     /// The input resolution to run at (position tables interpolated to its grid once, at
     /// load); None: the config's.
     pub image_size: Option<usize>,
-    /// The dtype of the Linear layers' weights: f32, or bf16 for bf16 inference (converted
+    /// The dtype of the Linear and Conv2d layers' weights (all but the patch embedding's and
+    /// the FPN's transposed convolutions'): f32, or bf16 for bf16 inference (converted
     /// once at load, half the memory; activations and accumulation stay f32). bf16 weights
     /// are for inference under [`beit_engine::no_grad`]: with gradients on, each forward
     /// casts them to f32 to track them, and an optimiser cannot step them.
-    pub linear_dtype: DType,
+    pub weight_dtype: DType,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { image_size: None, linear_dtype: DType::F32 }
+        LoadOptions { image_size: None, weight_dtype: DType::F32 }
     }
 }
 
 impl LoadOptions {
-    /// Error unless the Linear weight dtype is f32 or bf16.
+    /// Error unless the weight dtype is f32 or bf16.
     pub(crate) fn check(&self) -> beit_engine::Result<()> {
-        if !matches!(self.linear_dtype, DType::F32 | DType::BF16) {
-            let msg = format!("Linear weights can be f32 or bf16, not {}", self.linear_dtype);
-            return Err(beit_engine::Error::invalid("LoadOptions.linear_dtype", msg));
+        if !matches!(self.weight_dtype, DType::F32 | DType::BF16) {
+            let msg = format!("weights can be f32 or bf16, not {}", self.weight_dtype);
+            return Err(beit_engine::Error::invalid("LoadOptions.weight_dtype", msg));
         }
         Ok(())
     }

@@ -74,8 +74,8 @@ impl BeitForSemanticSegmentation {
         Self::build(config, device, DType::F32, seed, &Inits::beit(config.initializer_range))
     }
 
-    /// A model for `c` with f32 parameters, Linear weights in `linear_dtype`.
-    fn build(c: &BeitConfig, device: &Device, linear_dtype: DType, seed: u64, init: &Inits) -> Result<Self> {
+    /// A model for `c` with f32 parameters, Linear and Conv2d weights in `weight_dtype`.
+    fn build(c: &BeitConfig, device: &Device, weight_dtype: DType, seed: u64, init: &Inits) -> Result<Self> {
         c.validate()?;
         if c.architecture()? != Architecture::BeitForSemanticSegmentation {
             return Err(Error::invalid(
@@ -83,7 +83,7 @@ impl BeitForSemanticSegmentation {
                 format!("{:?} is not BeitForSemanticSegmentation", c.architectures),
             ));
         }
-        let vb = VarBuilder::new(device, DType::F32, seed).with_linear_dtype(linear_dtype);
+        let vb = VarBuilder::new(device, DType::F32, seed).with_weight_dtype(weight_dtype);
         let uper = c.seg_head == SegHead::Uper;
         Ok(BeitForSemanticSegmentation {
             beit: BeitModel::new(&vb.pp("beit"), c, false, init)?,
@@ -122,7 +122,7 @@ impl BeitForSemanticSegmentation {
         }
         let weights = dir.join("model.safetensors");
         let mut sd = load_safetensors(&weights, device)?;
-        let model = Self::build(&config, device, options.linear_dtype, 0, &Inits::for_loading())?;
+        let model = Self::build(&config, device, options.weight_dtype, 0, &Inits::for_loading())?;
         let params = model.params();
         resize_positions(&params, config.grid(), &mut sd)?;
         let mut report = load_params(&params, &sd, false)?;

@@ -1,11 +1,12 @@
 //! Segmentation forward latency on the CPU: BEiT-Base/16 + UperNet + auxiliary FCN head
 //! (Hugging Face's ADE20K layout: out_indices [3, 5, 7, 11], 150 classes) at 512x512,
-//! fp32, inference mode. Prints one JSON line: `median_ms` and `times_ms` of `--iters` timed
+//! inference mode, fp32 or (`--dtype bf16`, with `--model`) bf16 Linear and Conv2d weights.
+//! Prints one JSON line: `median_ms` and `times_ms` of `--iters` timed
 //! forwards after one warm-up, `encoder_ms` (the median of the encoder alone), `peak_rss_mib`.
 //!
 //! ```text
 //! cargo run --release -p beit-benches --bin seg_forward -- [--iters 3] [--size 512] [--batch 1]
-//!     [--model DIR | --save DIR]
+//!     [--model DIR [--dtype bf16] | --save DIR]
 //! ```
 //! Without `--model`, the weights are random (BEiT init; heads PyTorch's default); `--save`
 //! writes them as a Hugging Face folder first, so that `benches/pytorch/seg_forward.py` can
@@ -14,7 +15,7 @@
 
 use beit::engine::rng::Rng;
 use beit::engine::{no_grad, DType, Result, Tensor};
-use beit::{BeitConfig, BeitForSemanticSegmentation, Mode};
+use beit::{BeitConfig, BeitForSemanticSegmentation, LoadOptions, Mode};
 use beit_benches::{median, peak_rss_mib};
 use std::time::Instant;
 
@@ -24,10 +25,11 @@ struct Args {
     batch: usize,
     model: Option<String>,
     save: Option<String>,
+    bf16: bool,
 }
 
 fn parse() -> Args {
-    let mut a = Args { iters: 3, size: 512, batch: 1, model: None, save: None };
+    let mut a = Args { iters: 3, size: 512, batch: 1, model: None, save: None, bf16: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -37,6 +39,7 @@ fn parse() -> Args {
             "--batch" => a.batch = value().parse().expect("--batch: a number"),
             "--model" => a.model = Some(value()),
             "--save" => a.save = Some(value()),
+            "--dtype" => a.bf16 = value() == "bf16",
             other => panic!("unknown option {other}"),
         }
     }
@@ -60,8 +63,10 @@ fn ade_base(size: usize) -> BeitConfig {
 fn main() -> Result<()> {
     let args = parse();
     let dev = beit::open_device("cpu")?;
+    let weight_dtype = if args.bf16 { DType::BF16 } else { DType::F32 };
     let model = match &args.model {
-        Some(dir) => BeitForSemanticSegmentation::from_pretrained(dir, &dev)?.0,
+        Some(dir) => BeitForSemanticSegmentation::from_pretrained_with(dir, &dev, LoadOptions { weight_dtype, ..LoadOptions::default() })?.0,
+        None if args.bf16 => panic!("--dtype bf16 needs --model"),
         None => BeitForSemanticSegmentation::new(&ade_base(args.size), &dev, 0)?,
     };
     if let Some(dir) = &args.save {
@@ -85,7 +90,7 @@ fn main() -> Result<()> {
     }
     let list = times.iter().map(|t| format!("{t:.1}")).collect::<Vec<_>>().join(", ");
     println!(
-        "{{\"median_ms\": {:.1}, \"times_ms\": [{list}], \"encoder_ms\": {:.1}, \"batch\": {}, \"size\": {size}, \"peak_rss_mib\": {:.0}}}",
+        "{{\"median_ms\": {:.1}, \"times_ms\": [{list}], \"encoder_ms\": {:.1}, \"batch\": {}, \"size\": {size}, \"dtype\": \"{weight_dtype}\", \"peak_rss_mib\": {:.0}}}",
         median(&times),
         median(&encoder),
         args.batch,

@@ -15,7 +15,7 @@ pub struct VarBuilder {
     prefix: String,
     device: Device,
     dtype: DType,
-    linear_dtype: DType,
+    weight_dtype: DType,
     rng: Arc<Mutex<Rng>>,
 }
 
@@ -23,13 +23,14 @@ impl VarBuilder {
     /// A builder at the root of the name tree.
     pub fn new(device: &Device, dtype: DType, seed: u64) -> Self {
         let rng = Arc::new(Mutex::new(Rng::new(seed)));
-        VarBuilder { prefix: String::new(), device: device.clone(), dtype, linear_dtype: dtype, rng }
+        VarBuilder { prefix: String::new(), device: device.clone(), dtype, weight_dtype: dtype, rng }
     }
 
-    /// The same builder, creating the weights of [`super::Linear`] layers in `dtype`
-    /// (bf16 for bf16 inference: a checkpoint loaded into them is converted once).
-    pub fn with_linear_dtype(self, dtype: DType) -> Self {
-        VarBuilder { linear_dtype: dtype, ..self }
+    /// The same builder, creating the weights of [`super::Linear`] and [`super::Conv2d`]
+    /// layers in `dtype` (bf16 for bf16 inference: a checkpoint loaded into them is
+    /// converted once).
+    pub fn with_weight_dtype(self, dtype: DType) -> Self {
+        VarBuilder { weight_dtype: dtype, ..self }
     }
 
     /// A builder for the sub-module `segment` (which may itself contain dots, e.g. `layer.3`).
@@ -61,10 +62,10 @@ impl VarBuilder {
         self.dtype
     }
 
-    /// The dtype of Linear weights (that of the other parameters unless
-    /// [`VarBuilder::with_linear_dtype`] set it).
-    pub fn linear_dtype(&self) -> DType {
-        self.linear_dtype
+    /// The dtype of Linear and Conv2d weights (that of the other parameters unless
+    /// [`VarBuilder::with_weight_dtype`] set it).
+    pub fn weight_dtype(&self) -> DType {
+        self.weight_dtype
     }
 
     /// A trainable parameter `leaf` of `shape`, filled by `init`.

@@ -54,7 +54,8 @@ impl Conv2d {
         Self::with_init(vb, in_channels, out_channels, config, init, init)
     }
 
-    /// A layer with the given initialisers.
+    /// A layer with the given initialisers: the weight in the builder's
+    /// [`VarBuilder::weight_dtype`], the bias in its dtype.
     pub fn with_init(
         vb: &VarBuilder,
         in_channels: usize,
@@ -67,7 +68,7 @@ impl Conv2d {
         if kh == 0 || kw == 0 || config.stride.0 == 0 || config.stride.1 == 0 {
             return Err(Error::invalid("Conv2d", format!("kernel and stride must be positive: {config:?}")));
         }
-        let weight = vb.param("weight", &[out_channels, in_channels, kh, kw], weight_init)?;
+        let weight = vb.param_in("weight", &[out_channels, in_channels, kh, kw], weight_init, vb.weight_dtype())?;
         let bias = if config.bias { Some(vb.param("bias", &[out_channels], bias_init)?) } else { None };
         Ok(Conv2d { weight, bias, config })
     }

@@ -1,6 +1,7 @@
 //! Convolution family: conv2d (one backend call), im2col (`unfold2d`), BEiT's patch
 //! embedding (stride = kernel as reshape + matmul), and 2x2 max pooling as a reshaped max.
 
+use crate::autograd::records;
 use crate::{ConvGeom, Error, Result, Tensor};
 
 impl Tensor {
@@ -28,7 +29,10 @@ impl Tensor {
     /// 2-D convolution (groups = 1): NCHW `self`, weight `[O, C, kh, kw]`, optional bias `[O]`;
     /// one [`crate::Backend::conv2d`] call. Backward: the input gradient is the convolution
     /// of `dy` with the flipped kernel (stride 1) or patches folded back (col2im), the
-    /// weight gradient one [`crate::Backend::conv2d_weight_grad`] call.
+    /// weight gradient one [`crate::Backend::conv2d_weight_grad`] call. A bf16 `weight`
+    /// against an f32 `self` is bf16 inference, as in [`Tensor::linear`]: the CPU widens it
+    /// inside its GEMM, other backends cast it; when gradients are tracked it is cast to f32
+    /// first.
     pub fn conv2d(
         &self,
         weight: &Tensor,
@@ -48,7 +52,15 @@ impl Tensor {
             return Err(Error::invalid(OP, format!("kernel ({kh}, {kw}) larger than padded input {:?}", self.shape())));
         }
         self.check_float(OP)?;
-        self.check_same(weight, OP)?;
+        if weight.dtype() != self.dtype() {
+            crate::checks::weight_dtype(OP, self.dtype(), weight.dtype())?;
+            if records(&[Some(self), Some(weight), bias].into_iter().flatten().collect::<Vec<_>>()) {
+                return self.conv2d(&weight.to_dtype(self.dtype())?, bias, stride, padding);
+            }
+        }
+        if !self.device().same(weight.device()) {
+            return Err(Error::DeviceMismatch { op: OP, lhs: self.device().name(), rhs: weight.device().name() });
+        }
         if let Some(b) = bias {
             self.check_same(b, OP)?;
         }

@@ -37,7 +37,7 @@ impl Tensor {
             (1.., &[n, k]) if self.shape()[r - 1] == k => [&self.shape()[..r - 1], &[n][..]].concat(),
             _ => return Err(Error::ShapeMismatch { op: OP, lhs: self.shape().to_vec(), rhs: ws.to_vec() }),
         };
-        crate::checks::linear_weight_dtype(OP, self.dtype(), w.dtype())?;
+        crate::checks::weight_dtype(OP, self.dtype(), w.dtype())?;
         // A residual of another shape broadcasts: the composed form handles it.
         if tracked || post.residual.is_some_and(|t| t.shape() != out_shape.as_slice()) {
             let mut y = self.matmul(&w.to_dtype(self.dtype())?.t()?)?;

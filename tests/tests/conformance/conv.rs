@@ -105,4 +105,35 @@ conformance! {
     fn conv2d_1x1_large(dev: &Device) -> Result<()> {
         conv2d_large(dev, 14, [2, 300, 10, 90], [20, 300, 1, 1], 0)
     }
+
+    /// bf16 inference: f32 images against bf16 weights (3x3 across the GEMM's blocks, and
+    /// 1x1), against the f64 convolution with the weights rounded to bf16; widening is exact,
+    /// so the f32 tolerance holds. With gradients tracked, the weight is cast to f32 first:
+    /// the same values, and the gradient reaches the input.
+    fn conv2d_bf16_weights(dev: &Device) -> Result<()> {
+        if !beit_conformance::supports_bf16(dev) {
+            return Ok(());
+        }
+        for (seed, (x, w, pad)) in [([2, 40, 20, 45], [30, 40, 3, 3], 1), ([2, 50, 7, 9], [20, 50, 1, 1], 0)].into_iter().enumerate() {
+            let mut g = Gen::new(15 + seed as u64);
+            let (xv, wv, bv) = (g.normal(&x, 1.0), g.normal(&w, 0.1), g.normal(&[w[0]], 1.0));
+            let (xt, bt) = (xv.to_tensor(DType::F32, dev)?, bv.to_tensor(DType::F32, dev)?);
+            let wb = wv.to_tensor(DType::BF16, dev)?;
+            let rounded = Array::from_tensor(&wb)?;
+            assert!(rounded.data.iter().zip(&wv.data).any(|(r, w)| r != w), "the weights were rounded");
+            let want = r::conv2d(&xv.rounded(DType::F32), &rounded, Some(&bv.rounded(DType::F32)), (1, 1), (pad, pad));
+            let name = format!("conv2d {x:?} * bf16 {w:?} on {dev}");
+            let fused = {
+                let _guard = beit_engine::no_grad();
+                xt.conv2d(&wb, Some(&bt), (1, 1), (pad, pad))?
+            };
+            assert_close(&name, &Array::from_tensor(&fused)?, &want, 1e-5);
+            let xg = xt.requires_grad(true)?;
+            let tracked = xg.conv2d(&wb, Some(&bt), (1, 1), (pad, pad))?;
+            assert_close(&format!("{name}, tracked"), &Array::from_tensor(&tracked)?, &want, 1e-5);
+            let grads = tracked.sum(&[0, 1, 2, 3], false)?.backward()?;
+            assert!(grads.get(&xg).is_some(), "{name}: the input has a gradient");
+        }
+        Ok(())
+    }
 }

@@ -38,14 +38,7 @@ impl Arch for Avx2 {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ncols: usize, accumulate: bool) {
     if accumulate {
-        // C's rows are far apart and, between depth blocks, out of cache: start loading
-        // them now, so that the adds at the end do not wait on memory.
-        for i in 0..R {
-            let row = c.add(i * ldc).cast::<i8>();
-            _mm_prefetch::<_MM_HINT_T0>(row);
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64));
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(124));
-        }
+        super::prefetch_rows(R, c, ldc);
     }
     for half in 0..2 {
         let q0 = 16 * half;

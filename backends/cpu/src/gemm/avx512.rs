@@ -8,10 +8,12 @@ use std::arch::x86_64::*;
 /// Rows of the micro-kernel's tile (28 of the 32 zmm registers accumulate).
 pub(super) const MR: usize = 14;
 
-/// Blocks 256 deep (a B panel is 32 KiB); B blocks of 768 columns (768 KiB, in L2; BEiT's
-/// widths are multiples) and A blocks of 64 tiles (896 KiB, in L2 with a B block); each A
-/// tile stays in L1 while the B panels stream past it.
-pub(super) const BLOCKING: Blocking = Blocking { mr: MR, kc: 256, mc: 64 * MR, nc: 768, panel_outer: false };
+/// Blocks 256 deep (a B panel is 32 KiB); B blocks of 384 columns (384 KiB; BEiT's widths
+/// are multiples) and A blocks of 64 tiles (896 KiB); each A tile stays in L1 while the B
+/// panels stream past it from L2. On Zen 4's 1 MiB L2, B blocks of 384 rather than 768
+/// columns ran the segmentation forward at 512 7% faster and BEiT-Base at batch 8 2–5%
+/// (interleaved runs); each B block is still packed once per A block.
+pub(super) const BLOCKING: Blocking = Blocking { mr: MR, kc: 256, mc: 64 * MR, nc: 384, panel_outer: false };
 
 /// The AVX-512F GEMM.
 pub(super) struct Avx512;
@@ -38,6 +40,9 @@ impl Arch for Avx512 {
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ncols: usize, accumulate: bool) {
+    if accumulate {
+        super::prefetch_rows(R, c, ldc);
+    }
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {

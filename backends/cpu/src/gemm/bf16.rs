@@ -104,6 +104,9 @@ unsafe fn pack_a_pairs(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize, dst: 
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ncols: usize, accumulate: bool) {
     let bh = |v: __m512i| std::mem::transmute::<__m512i, __m512bh>(v);
+    if accumulate {
+        super::prefetch_rows(R, c, ldc);
+    }
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     let (mut a, mut b) = (a.cast::<i32>(), b.cast::<i32>());
     for _ in 0..kc {

@@ -30,13 +30,15 @@ mod avx512;
 mod bf16;
 #[cfg(target_arch = "x86_64")]
 mod pack;
+mod operands;
 mod patches;
 mod post;
 mod widen;
 
+pub(crate) use operands::{Mat, Panels, Rows};
 pub(crate) use patches::Patches;
 pub(crate) use post::Post;
-pub(crate) use widen::Bf16Weight;
+pub(crate) use widen::{Bf16Rows, Bf16Weight};
 
 use std::cell::RefCell;
 
@@ -157,63 +159,6 @@ impl Isa {
     }
 }
 
-/// A strided f32 matrix: element `(r, c)` at `ptr + r·rs + c·cs`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Mat {
-    /// Element (0, 0).
-    pub ptr: *const f32,
-    /// Row stride, in elements.
-    pub rs: isize,
-    /// Column stride, in elements.
-    pub cs: isize,
-}
-
-// SAFETY: a `Mat` is only read through, by threads that write disjoint outputs.
-unsafe impl Send for Mat {}
-unsafe impl Sync for Mat {}
-
-impl Mat {
-    /// Pointer to element `(r, c)`.
-    ///
-    /// # Safety
-    /// The element must be inside the matrix's buffer.
-    unsafe fn at(&self, r: usize, c: usize) -> *const f32 {
-        self.ptr.offset(r as isize * self.rs + c as isize * self.cs)
-    }
-
-    /// The sub-matrix whose element (0, 0) is `(r, c)`.
-    ///
-    /// # Safety
-    /// As for [`Mat::at`].
-    pub(crate) unsafe fn from(&self, r: usize, c: usize) -> Mat {
-        Mat { ptr: self.at(r, c), ..*self }
-    }
-}
-
-/// A B operand that [`sgemm`] packs block by block: a strided matrix ([`Mat`]) or the
-/// patches of a convolution ([`Patches`]), which are never stored whole.
-pub(crate) trait Panels: Sync {
-    /// Packs rows `k0..k0+kc`, columns `c0..c0+nc` into `dst`: panel `j` (columns `j·NR..`)
-    /// at `j·NR·kc`, [`NR`] values per row, columns past `nc` zero.
-    ///
-    /// # Safety
-    /// The CPU has `isa`; the block is inside the operand; `dst` holds
-    /// `nc.div_ceil(NR)·NR·kc` values.
-    unsafe fn pack(&self, isa: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]);
-}
-
-impl Panels for Mat {
-    unsafe fn pack(&self, isa: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        match isa {
-            Isa::Avx512 => pack::b_block(*self, k0, c0, kc, nc, dst),
-            Isa::Avx2 => avx2::b_block(*self, k0, c0, kc, nc, dst),
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("gemm runs only where `available()` ({isa:?}, {k0}, {c0}, {kc}, {nc}, {})", dst.len());
-    }
-}
-
 /// One instruction set's A packing and micro-kernel, which [`sgemm`] drives.
 #[cfg(target_arch = "x86_64")]
 trait Arch {
@@ -241,6 +186,8 @@ trait Arch {
 thread_local! {
     /// This thread's packing buffers: one B block, then one A block.
     static PACKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// This thread's A block widened to f32 ([`Rows::block`]), before it is packed.
+    static WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `C = post(A·B)` for strided `A [m, k]`, `B [k, n]` and row-major `C [m, n]` of row
@@ -250,7 +197,7 @@ thread_local! {
 /// [`available`] is true; every element of A, B, C and of the epilogue's operands is in
 /// bounds; C does not overlap A, B or the residual.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, c: *mut f32, ldc: usize, post: &Post) {
+pub(crate) unsafe fn sgemm(m: usize, k: usize, n: usize, a: impl Rows, b: &impl Panels, c: *mut f32, ldc: usize, post: &Post) {
     let isa = isa().expect("gemm::sgemm runs only where `available()`");
     sgemm_with(isa, m, k, n, a, b, c, ldc, post)
 }
@@ -260,7 +207,7 @@ pub(crate) unsafe fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: &impl Panels
 /// # Safety
 /// As for [`sgemm`]; the CPU has `isa`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn sgemm_with(isa: Isa, m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, c: *mut f32, ldc: usize, post: &Post) {
+unsafe fn sgemm_with(isa: Isa, m: usize, k: usize, n: usize, a: impl Rows, b: &impl Panels, c: *mut f32, ldc: usize, post: &Post) {
     if m == 0 || n == 0 {
         return;
     }
@@ -297,6 +244,25 @@ pub(crate) unsafe fn bf16_gemm(m: usize, pairs: usize, n: usize, a: Mat, b: &Mat
     drive::<bf16::Avx512Bf16>(m, pairs, n, a, b, c, ldc, post)
 }
 
+/// Starts loading the `rows` rows of an output tile (32 f32 from `c`, stride `ldc`) into
+/// L1: a tile that accumulates over depth blocks is out of cache by the time its kernel
+/// ends (its rows are far apart), so the kernel calls this first and its final adds do
+/// not wait on memory.
+///
+/// # Safety
+/// Always sound (a prefetch does not fault); `unsafe` as `_mm_prefetch` is.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn prefetch_rows(rows: usize, c: *const f32, ldc: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    for i in 0..rows {
+        let row = c.wrapping_add(i * ldc).cast::<i8>();
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64));
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(124));
+    }
+}
+
 /// `C = post(0)`: the product of depth 0.
 ///
 /// # Safety
@@ -316,10 +282,9 @@ unsafe fn empty_product(m: usize, n: usize, c: *mut f32, ldc: usize, post: &Post
 /// As for [`sgemm_with`] with `A::ISA`.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, c: *mut f32, ldc: usize, post: &Post) {
+unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: impl Rows, b: &impl Panels, c: *mut f32, ldc: usize, post: &Post) {
     let Blocking { mr, kc: block_k, mc: block_m, nc: block_n, panel_outer } = A::ISA.blocking();
-    PACKED.with(|buf| {
-        let mut buf = buf.borrow_mut();
+    PACKED.with_borrow_mut(|buf| WIDE.with_borrow_mut(|wide| {
         let b_len = block_n * block_k;
         // 16 spare values, so that the panels can start on a cache line: a vector load
         // that straddles two lines costs two.
@@ -329,6 +294,10 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, 
         // The kernel reads through these while the packing writes through slices made from them.
         let (b_ptr, b_len, a_ptr, a_len) = (bp.as_mut_ptr(), bp.len(), ap.as_mut_ptr(), ap.len());
         let (bp, ap) = (|| std::slice::from_raw_parts_mut(b_ptr, b_len), || std::slice::from_raw_parts_mut(a_ptr, a_len));
+        let mut pack_a = |ic: usize, pc: usize, mc: usize, kc: usize| {
+            let (a, r0, k0) = a.block(ic, pc, mc, kc, wide);
+            A::pack_a(a, r0, k0, mc, kc, ap());
+        };
         // One micro-kernel call on the packed blocks at (ic, pc, jc), plus the epilogue
         // after the last depth block.
         let tile = |(ic, mc): (usize, usize), (pc, kc): (usize, usize), (jc, nc): (usize, usize), ir: usize, jr: usize| {
@@ -346,7 +315,7 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, 
                 for (pc, kc) in blocks(k, block_k) {
                     b.pack(A::ISA, pc, jc, kc, nc, bp());
                     for (ic, mc) in blocks(m, block_m) {
-                        A::pack_a(a, ic, pc, mc, kc, ap());
+                        pack_a(ic, pc, mc, kc);
                         for jr in (0..nc).step_by(NR) {
                             (0..mc).step_by(mr).for_each(|ir| tile((ic, mc), (pc, kc), (jc, nc), ir, jr));
                         }
@@ -357,7 +326,7 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, 
         }
         for (ic, mc) in blocks(m, block_m) {
             for (pc, kc) in blocks(k, block_k) {
-                A::pack_a(a, ic, pc, mc, kc, ap());
+                pack_a(ic, pc, mc, kc);
                 for (jc, nc) in blocks(n, block_n) {
                     b.pack(A::ISA, pc, jc, kc, nc, bp());
                     for ir in (0..mc).step_by(mr) {
@@ -366,7 +335,7 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, 
                 }
             }
         }
-    })
+    }))
 }
 
 #[cfg(test)]

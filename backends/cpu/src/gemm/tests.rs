@@ -84,7 +84,7 @@ fn products_match_f64_across_block_edges() {
     }
     // Tiles of 1..14 rows and 1..32 columns, k not a multiple of 16, and shapes crossing
     // the block edges: A blocks of 144 (AVX2) and 896 rows (822 also ends an AVX2 A
-    // block on a full tile at the end of the buffer), depth 256, B blocks of 768 and
+    // block on a full tile at the end of the buffer), depth 256, B blocks of 384 and
     // 3072 (AVX2) columns.
     let shapes = [(1, 1, 1), (5, 17, 33), (14, 16, 32), (29, 300, 70), (197, 64, 97), (900, 20, 40), (15, 5, 800), (822, 260, 33), (3, 7, 3100)];
     for (m, k, n) in shapes {
@@ -138,6 +138,37 @@ fn widened_bf16_weights_match_f64() {
     }
 }
 
+/// A bf16 `A [m, k]` (a convolution's weight) widened a block at a time, on every
+/// instruction set, against f64 loops over the exact operands: rows past one A block and
+/// depths past one depth block, a padded row stride, and the offset of [`Rows::rows_from`].
+#[test]
+fn widened_bf16_rows_match_f64() {
+    use half::bf16;
+    for isa in isas() {
+        let mc = isa.blocking().mc;
+        for (m, k, n) in [(3, 5, 7), (mc + 5, 300, 40), (14, 600, 33)] {
+            let (ld, skip) = (k + 3, 2);
+            let w: Vec<bf16> = vals((m + skip) * ld, 23).iter().map(|&x| bf16::from_f32(x)).collect();
+            let bv = vals(k * n, 24);
+            let b = Mat { ptr: bv.as_ptr(), rs: n as isize, cs: 1 };
+            let mut c = vec![f32::NAN; m * n];
+            // SAFETY: the operands cover the shapes; C is separate.
+            unsafe {
+                let a = Bf16Rows { ptr: w.as_ptr(), ld }.rows_from(skip);
+                sgemm_with(isa, m, k, n, a, &b, c.as_mut_ptr(), n, &Post::NONE)
+            };
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k).map(|p| w[(i + skip) * ld + p].to_f64() * bv[p * n + j] as f64).sum();
+                    let got = c[i * n + j] as f64;
+                    let tol = 2e-6 * (k as f64).sqrt() * (1.0 + want.abs());
+                    assert!((got - want).abs() <= tol, "{isa:?} bf16 rows {m}x{k}x{n}: C[{i},{j}] = {got}, want {want}");
+                }
+            }
+        }
+    }
+}
+
 /// The bf16 GEMM: f32 `A [m, k]` rounded to bf16 (to nearest even) times a bf16 weight
 /// `w [n, k]`, against f64 loops over the rounded values, f32-accumulation tolerance.
 #[test]
@@ -148,7 +179,7 @@ fn bf16_products_match_f64_of_rounded_operands() {
         return;
     }
     // 1..14-row tiles, pair counts off the 16-pair packing chunk, depth blocks of 256
-    // pairs, B blocks of 768 columns, and every epilogue term.
+    // pairs, B blocks of 384 columns, and every epilogue term.
     let shapes = [(1, 2, 1), (5, 34, 33), (14, 32, 32), (29, 600, 70), (197, 128, 97), (3, 10, 800), (900, 6, 40)];
     for (idx, (m, k, n)) in shapes.into_iter().enumerate() {
         let (av, wv) = (vals(m * k, 11), vals(n * k, 12));

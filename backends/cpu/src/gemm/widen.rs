@@ -1,11 +1,14 @@
+//! bf16 operands of the f32 [`super::sgemm`], widened to f32 as they are packed.
+//!
 //! [`Bf16Weight`]: a bf16 weight `w [n, k]` as the B operand `wᵀ` of [`super::sgemm`],
 //! widened to f32 while its panels are packed (exact: a bf16 is the top half of an f32),
 //! so the f32 kernels run on it unchanged. bf16 inference this way halves the weights'
 //! memory and bandwidth at f32's accuracy (and, on AVX-512, whose packing widens 16 columns
 //! at a time, at f32's speed); it is the form of choice
 //! where `vdpbf16ps` does fewer multiply-adds per cycle than f32 FMA ([`super::bf16`]).
+//! [`Bf16Rows`]: a row-major bf16 matrix as the A operand (a convolution's weight).
 
-use super::{Isa, Panels, NR};
+use super::{Isa, Mat, Panels, Rows, NR};
 use half::bf16;
 
 /// A bf16 weight `w [n, k]` of row stride `ld`, read as B = wᵀ: B's (k, c) is w's (c, k).
@@ -83,5 +86,37 @@ unsafe fn avx512_panel(src: *const bf16, ld: usize, kc: usize, out: &mut [f32]) 
                 out[p * NR + q0 + q] = (*src.add((q0 + q) * ld + p)).to_f32();
             }
         }
+    }
+}
+
+/// A row-major bf16 matrix `[m, k]` of row stride `ld` as the A operand of
+/// [`super::sgemm`] (a bf16 convolution weight): each A block is widened to f32 into a
+/// scratch matrix just before it is packed, so the f32 kernels run on it unchanged.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bf16Rows {
+    /// Element (0, 0).
+    pub ptr: *const bf16,
+    /// Row stride, in elements.
+    pub ld: usize,
+}
+
+// SAFETY: as for `Mat`.
+unsafe impl Send for Bf16Rows {}
+unsafe impl Sync for Bf16Rows {}
+
+impl Rows for Bf16Rows {
+    unsafe fn block(&self, r0: usize, k0: usize, mc: usize, kc: usize, scratch: &mut Vec<f32>) -> (Mat, usize, usize) {
+        scratch.clear();
+        scratch.reserve(mc * kc);
+        for r in r0..r0 + mc {
+            let row = std::slice::from_raw_parts(self.ptr.add(r * self.ld + k0), kc);
+            // Exact: a bf16 is the top half of an f32 (NaN payloads too).
+            scratch.extend(row.iter().map(|v| f32::from_bits(u32::from(v.to_bits()) << 16)));
+        }
+        (Mat { ptr: scratch.as_ptr(), rs: kc as isize, cs: 1 }, 0, 0)
+    }
+
+    unsafe fn rows_from(&self, r: usize) -> Self {
+        Bf16Rows { ptr: self.ptr.add(r * self.ld), ..*self }
     }
 }
