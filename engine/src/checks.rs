@@ -99,8 +99,9 @@ pub fn conv_out(op: &'static str, g: &ConvGeom) -> Result<(usize, usize)> {
     Ok((g.out_h(), g.out_w()))
 }
 
-/// A convolution's operands: NCHW `x` of `g`'s shape, weight `[O, C, kh, kw]` and
-/// optional bias `[O]` of `x`'s dtype: `(O, out_h, out_w)`.
+/// A convolution's operands: NCHW `x` of `g`'s shape, weight `[O, C, kh, kw]` (of `x`'s
+/// dtype, or bf16 against an f32 `x`: [`weight_dtype`]) and optional bias `[O]` of `x`'s
+/// dtype: `(O, out_h, out_w)`.
 pub fn conv2d_shapes(op: &'static str, x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Result<(usize, usize, usize)> {
     same_shape(op, x.shape(), &[g.batch, g.channels, g.height, g.width])?;
     weight_dtype(op, x.dtype(), w.dtype())?;
@@ -237,8 +238,9 @@ pub fn linear_shapes(op: &'static str, x: View, w: View, epi: &Epilogue) -> Resu
     Ok((m, k, n))
 }
 
-/// A Linear's or convolution's weight has its input's dtype, or is bf16 against an f32 input (bf16
-/// inference: the weights stored in bf16, the activations and the accumulation in f32).
+/// A Linear's or convolution's weight has its input's dtype, or is bf16 against an f32
+/// input (bf16 inference: the weights stored in bf16, the activations and the
+/// accumulation in f32).
 pub fn weight_dtype(op: &'static str, x: DType, w: DType) -> Result<()> {
     if x == w || (x == DType::F32 && w == DType::BF16) {
         return Ok(());

@@ -9,7 +9,7 @@ pub enum DType {
     F32,
     /// 64-bit float: references and gradient checks (CPU).
     F64,
-    /// bfloat16: the weights of Linear layers in bf16 inference (CPU GEMM operand; casts
+    /// bfloat16: the weights of Linear and Conv2d layers in bf16 inference (CPU GEMM operand; casts
     /// and copies work on it, arithmetic kernels reject it).
     BF16,
     /// 64-bit signed integer: token ids, indices.

@@ -74,7 +74,7 @@ fn products(xs: &[f32], a: impl gemm::Rows, post: &gemm::Post, g: &ConvGeom, (o,
 pub(crate) fn conv2d_weight_grad(x: View, dy: View, g: &ConvGeom) -> Result<StorageBox> {
     const OP: &str = "conv2d_weight_grad";
     let (o, oh, ow) = conv2d_weight_grad_shapes(OP, x, dy, g)?;
-    if !implicit(x.dtype(), dy.dtype(), g) {
+    if !implicit(x.dtype(), x.dtype(), g) {
         return composed::conv2d_weight_grad(&CpuBackend, x, dy, g);
     }
     let (xs, dys) = (Src::<f32>::new(OP, x)?.contiguous(), Src::<f32>::new(OP, dy)?.contiguous());

@@ -20,8 +20,8 @@ impl Beit {
 
     /// [`Beit::from_pretrained`] with `options`: at another input resolution (e.g.
     /// fine-tuning at 384 from a 224 checkpoint), relative position bias tables and absolute
-    /// position embeddings are interpolated to the new patch grid; with bf16 Linear weights,
-    /// each is converted once as it is loaded (bf16 inference).
+    /// position embeddings are interpolated to the new patch grid; with a bf16
+    /// `weight_dtype`, each Linear weight is converted once as it is loaded (bf16 inference).
     pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, options: LoadOptions) -> Result<(Beit, LoadReport)> {
         options.check()?;
         let (mut config, sd) = read_folder(dir.as_ref(), device)?;

@@ -111,8 +111,9 @@ impl BeitForSemanticSegmentation {
 
     /// [`BeitForSemanticSegmentation::from_pretrained`] with `options`: at another input
     /// resolution, the position tables are interpolated to the new patch grid (Hugging
-    /// Face's `interpolate_pos_encoding=True`, done once at load); with bf16 Linear weights,
-    /// the encoder's and heads' Linear layers run bf16 inference (the convolutions stay f32).
+    /// Face's `interpolate_pos_encoding=True`, done once at load); with a bf16
+    /// `weight_dtype`, the Linear and Conv2d weights of the encoder and the heads (not the
+    /// FPN's transposed convolutions) are converted once as they are loaded (bf16 inference).
     pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, options: LoadOptions) -> Result<(Self, LoadReport)> {
         options.check()?;
         let dir = dir.as_ref();

@@ -39,7 +39,13 @@ fn parse() -> Args {
             "--batch" => a.batch = value().parse().expect("--batch: a number"),
             "--model" => a.model = Some(value()),
             "--save" => a.save = Some(value()),
-            "--dtype" => a.bf16 = value() == "bf16",
+            "--dtype" => {
+                a.bf16 = match value().as_str() {
+                    "f32" => false,
+                    "bf16" => true,
+                    other => panic!("--dtype: f32 or bf16, not {other}"),
+                }
+            }
             other => panic!("unknown option {other}"),
         }
     }

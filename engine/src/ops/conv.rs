@@ -52,9 +52,10 @@ impl Tensor {
             return Err(Error::invalid(OP, format!("kernel ({kh}, {kw}) larger than padded input {:?}", self.shape())));
         }
         self.check_float(OP)?;
+        let parents: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         if weight.dtype() != self.dtype() {
             crate::checks::weight_dtype(OP, self.dtype(), weight.dtype())?;
-            if records(&[Some(self), Some(weight), bias].into_iter().flatten().collect::<Vec<_>>()) {
+            if records(&parents) {
                 return self.conv2d(&weight.to_dtype(self.dtype())?, bias, stride, padding);
             }
         }
@@ -67,7 +68,6 @@ impl Tensor {
         let geom = ConvGeom { batch, channels: c, height, width, kernel: (kh, kw), stride, padding };
         let out = self.device().backend().conv2d(self.view(), weight.view(), bias.map(Tensor::view), &geom)?;
         let shape = [batch, o, geom.out_h(), geom.out_w()];
-        let parents: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let (x, w) = (self.clone(), weight.clone());
         Tensor::from_op(out, &shape, self.device(), OP, &parents, move |g, needs| {
             let dx = if needs[0] { Some(conv2d_input_grad(g, &w, &geom)?) } else { None };

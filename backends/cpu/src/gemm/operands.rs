@@ -38,11 +38,11 @@ impl Mat {
     }
 }
 
-/// A B operand that [`sgemm`] packs block by block: a strided matrix ([`Mat`]) or the
-/// patches of a convolution ([`Patches`]), which are never stored whole.
+/// A B operand that [`super::sgemm`] packs block by block: a strided matrix ([`Mat`]) or
+/// the patches of a convolution ([`super::Patches`]), which are never stored whole.
 pub(crate) trait Panels: Sync {
     /// Packs rows `k0..k0+kc`, columns `c0..c0+nc` into `dst`: panel `j` (columns `j·NR..`)
-    /// at `j·NR·kc`, [`NR`] values per row, columns past `nc` zero.
+    /// at `j·NR·kc`, [`super::NR`] values per row, columns past `nc` zero.
     ///
     /// # Safety
     /// The CPU has `isa`; the block is inside the operand; `dst` holds
@@ -62,11 +62,12 @@ impl Panels for Mat {
     }
 }
 
-/// An A operand that [`sgemm`] packs block by block: a strided f32 matrix ([`Mat`]) or a
-/// row-major bf16 matrix ([`Bf16Rows`]) widened to f32 a block at a time.
+/// An A operand that [`super::sgemm`] packs block by block: a strided f32 matrix ([`Mat`])
+/// or a row-major bf16 matrix ([`super::Bf16Rows`]) widened to f32 a block at a time.
 pub(crate) trait Rows: Copy + Sync {
     /// The f32 matrix holding block `(r0.., k0..)` of `mc × kc` and the block's origin in
-    /// it: the operand itself, or the block widened into `scratch`.
+    /// it: the operand itself, or the block widened into `scratch` (then the matrix points
+    /// into `scratch` and is valid until `scratch` next changes).
     ///
     /// # Safety
     /// The block is inside the operand.

@@ -6,6 +6,7 @@
 //! memory and bandwidth at f32's accuracy (and, on AVX-512, whose packing widens 16 columns
 //! at a time, at f32's speed); it is the form of choice
 //! where `vdpbf16ps` does fewer multiply-adds per cycle than f32 FMA ([`super::bf16`]).
+//!
 //! [`Bf16Rows`]: a row-major bf16 matrix as the A operand (a convolution's weight).
 
 use super::{Isa, Mat, Panels, Rows, NR};
