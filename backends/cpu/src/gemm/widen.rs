@@ -111,8 +111,7 @@ impl Rows for Bf16Rows {
         scratch.reserve(mc * kc);
         for r in r0..r0 + mc {
             let row = std::slice::from_raw_parts(self.ptr.add(r * self.ld + k0), kc);
-            // Exact: a bf16 is the top half of an f32 (NaN payloads too).
-            scratch.extend(row.iter().map(|v| f32::from_bits(u32::from(v.to_bits()) << 16)));
+            scratch.extend(row.iter().map(|v| v.to_f32()));
         }
         (Mat { ptr: scratch.as_ptr(), rs: kc as isize, cs: 1 }, 0, 0)
     }
