@@ -36,6 +36,6 @@ impl Precision {
                 Bf16Linear::Dot | Bf16Linear::Widened { native: true } => DType::BF16,
             },
         };
-        Ok(LoadOptions { image_size, weight_dtype })
+        Ok(LoadOptions { image_size, weight_dtype, pack_weights: true })
     }
 }

@@ -20,6 +20,11 @@ pub trait BackendStorage: Send + Sync + Debug + Any {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Whether this is a pre-packed Linear weight ([`Backend::pack_weight`]), which only
+    /// `linear` and `to_host` are sure to read.
+    fn is_packed(&self) -> bool {
+        false
+    }
     /// For the owning backend to downcast.
     fn as_any(&self) -> &dyn Any;
     /// For the owning backend to downcast mutably.
@@ -247,6 +252,23 @@ pub trait Backend: Send + Sync + Debug {
     fn linear(&self, x: View, w: View, epilogue: &Epilogue) -> Result<StorageBox> {
         crate::composed::linear(self, x, w, epilogue)
     }
+
+    /// The Linear weight `w [n, k]` (an exclusively owned contiguous buffer) in a form this
+    /// backend's [`Backend::linear`] multiplies faster (the CPU: the panels its GEMM reads,
+    /// made once instead of on every call), of `w`'s dtype and `n·k` elements, for
+    /// inference: besides `linear`, only [`Backend::to_host`] must read it (other ops may
+    /// refuse it). The backend may move `w`'s memory into it, leaving `w` empty (to be
+    /// dropped). None (the default): the backend has no such form, and `w` is untouched.
+    fn pack_weight(&self, w: &mut dyn BackendStorage, n: usize, k: usize) -> Result<Option<StorageBox>> {
+        let _ = (w, n, k);
+        Ok(None)
+    }
+
+    /// Free the buffers this backend keeps for reuse (the CPU's pool of dropped buffers),
+    /// e.g. after loading a model, whose checkpoint buffers were copied into packed or
+    /// converted weights and are garbage now. The default does nothing: the backend keeps
+    /// none, or frees them itself under memory pressure.
+    fn release_cached(&self) {}
 
     /// Attention at inference: `softmax(scale·q·kᵀ + bias)·v` per batch entry and head, for
     /// `q`, `k`, `v` `[B, H, L, D]` and `bias` broadcastable to `[B, H, L, L]` (any strides);

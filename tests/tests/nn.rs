@@ -76,6 +76,36 @@ fn linear_without_bias_and_from_params() -> Result<()> {
     Ok(())
 }
 
+/// A Linear whose loaded weight is pre-packed (`VarBuilder::with_packed_weights`): under
+/// no_grad it matches f64 loops over the loaded values, the weight reads back exactly (state
+/// dict), and a forward that tracks gradients is an error naming the packed weight.
+#[test]
+fn packed_linear_weights() -> Result<()> {
+    let dev = cpu();
+    let lin = Linear::new(&VarBuilder::new(&dev, DType::F32, 7).with_packed_weights(true), 40, 70, true)?;
+    let (ws, bs, xs) = (random(&[70, 40], 3), random(&[70], 4), random(&[3, 40], 5));
+    let f32s = |v: &[f64], shape: &[usize]| Tensor::from_vec(v.to_vec(), shape, &dev)?.to_dtype(DType::F32);
+    let mut sd = StateDict::new();
+    sd.insert("weight", f32s(&ws, &[70, 40])?);
+    sd.insert("bias", f32s(&bs, &[70])?);
+    lin.load_state_dict(&sd, true)?;
+    let rounded = f32s(&ws, &[70, 40])?.to_vec_f64()?;
+    assert_eq!(lin.state_dict().get("weight")?.to_vec_f64()?, rounded);
+    let x = f32s(&xs, &[3, 40])?;
+    let y = {
+        let _guard = beit_engine::no_grad();
+        lin.forward(&x)?.to_vec_f64()?
+    };
+    let want: Vec<f64> = (0..3 * 70).map(|i| bs[i % 70] + (0..40).map(|p| xs[i / 70 * 40 + p] * rounded[i % 70 * 40 + p]).sum::<f64>()).collect();
+    assert_close(&y, &want, 1e-5);
+    // Where the CPU has our GEMM (AVX-512 or AVX2 + FMA), the weight is packed.
+    if beit_backend_cpu::bf16_linear() != beit_backend_cpu::Bf16Linear::Composed {
+        let err = lin.forward(&x).unwrap_err().to_string();
+        assert!(err.contains("pre-packed for inference"), "{err}");
+    }
+    Ok(())
+}
+
 #[test]
 fn linear_gradients_are_keyed_by_the_param_tensor() -> Result<()> {
     let dev = cpu();

@@ -2,8 +2,10 @@
 //!
 //! Buffers are plain vectors ([`CpuStorage`]), recycled through a bounded pool when dropped;
 //! kernels read arbitrary strided views and write fresh row-major buffers, in parallel on
-//! rayon's global pool. Matmul runs on
-//! `matrixmultiply`'s gemm, one single-threaded call per rayon task.
+//! rayon's global pool. Matmul, Linear layers and convolutions run on our GEMM (`gemm/`,
+//! AVX-512 or AVX2 + FMA) where the CPU has it, else on `matrixmultiply`'s, one
+//! single-threaded call per rayon task; Linear weights may be pre-packed for inference
+//! (`packed.rs`).
 #![warn(missing_docs)]
 
 mod attention;
@@ -19,6 +21,7 @@ mod loss;
 mod matmul;
 mod norm;
 mod optim;
+mod packed;
 mod pool;
 mod random;
 mod reduce;
@@ -67,7 +70,10 @@ impl Backend for CpuBackend {
     }
 
     fn to_host(&self, src: View) -> Result<HostData> {
-        elementwise::to_host(src)
+        match packed::PackedWeight::of(src.storage) {
+            Some(p) => p.to_host(src.layout),
+            None => elementwise::to_host(src),
+        }
     }
 
     fn copy_strided(&self, src: View, dst: &mut dyn BackendStorage, dst_layout: &Layout) -> Result<()> {
@@ -104,6 +110,14 @@ impl Backend for CpuBackend {
 
     fn linear(&self, x: View, w: View, epilogue: &Epilogue) -> Result<StorageBox> {
         linear::linear(x, w, epilogue)
+    }
+
+    fn pack_weight(&self, w: &mut dyn BackendStorage, n: usize, k: usize) -> Result<Option<StorageBox>> {
+        packed::pack(w, n, k)
+    }
+
+    fn release_cached(&self) {
+        release_pool()
     }
 
     fn attention(&self, q: View, k: View, v: View, bias: Option<View>, scale: f64) -> Result<StorageBox> {

@@ -4,34 +4,90 @@
 //! ([`gemm::bf16_form`]); other dtypes and CPUs composed of the primitive kernels.
 
 use crate::matmul::{for_blocks, OutPtr};
-use crate::storage::{boxed, Src};
-use crate::{gemm, pool, CpuBackend};
+use crate::packed::PackedWeight;
+use crate::storage::{boxed, CpuStorage, Src};
+use crate::{elementwise, gemm, pool, CpuBackend};
 use beit_engine::checks::linear_shapes;
-use beit_engine::{composed, DType, Epilogue, Result, StorageBox, View};
+use beit_engine::{composed, DType, Epilogue, Layout, Result, StorageBox, View};
 use gemm::Bf16Gemm;
 use std::borrow::Cow;
 use std::ops::Range;
 
-/// `epilogue(x·wᵀ)` for `x [m, k]`, `w [n, k]` (f32, or bf16 against an f32 `x`).
+/// `epilogue(x·wᵀ)` for `x [m, k]`, `w [n, k]` (f32, or bf16 against an f32 `x`; either
+/// possibly pre-packed, [`PackedWeight`]).
 pub(crate) fn linear(x: View, w: View, epi: &Epilogue) -> Result<StorageBox> {
+    if let Some(p) = PackedWeight::of(w.storage) {
+        return linear_packed(x, w, p, epi);
+    }
     let form = if w.dtype() == DType::BF16 { bf16_form(x, w, gemm::bf16_form())? } else { None };
-    linear_in(x, w, epi, form)
+    linear_in(x, w, weight(w, form)?, epi)
 }
 
-/// [`linear`] with a bf16 `w` multiplied in `form` (None: f32 `w`, or composed).
-fn linear_in(x: View, w: View, epi: &Epilogue, form: Option<Bf16Gemm>) -> Result<StorageBox> {
+/// The unpacked weight `w` as the GEMM's B operand, a bf16 one multiplied in `form`.
+fn weight(w: View, form: Option<Bf16Gemm>) -> Result<Weight> {
+    let ws = w.layout.strides();
+    Ok(match (w.dtype(), form) {
+        // B = wᵀ: element (k, n) is w's (n, k).
+        (DType::F32, _) => Weight::F32(gemm::Mat { ptr: at::<f32>(w)?, rs: ws[1] as isize, cs: ws[0] as isize }),
+        (DType::BF16, Some(Bf16Gemm::Widen)) => Weight::Widen(gemm::Bf16Weight { ptr: at::<half::bf16>(w)?, ld: ws[0] }),
+        // B = wᵀ in pairs of adjacent depths: pair (p, c) is the 32 bits at w's (c, 2p);
+        // `bf16_form` checked the strides and the alignment.
+        (DType::BF16, Some(Bf16Gemm::Dot)) => Weight::Dot(gemm::Mat { ptr: at::<half::bf16>(w)?.cast(), rs: 1, cs: ws[0] as isize / 2 }),
+        _ => Weight::Composed,
+    })
+}
+
+/// [`linear`] against a pre-packed weight: in place when `w` views all of it as `[n, k]`,
+/// else on the unpacked elements that `w` picks.
+fn linear_packed(x: View, w: View, p: &PackedWeight, epi: &Epilogue) -> Result<StorageBox> {
+    if !(w.layout.is_contiguous() && w.layout.offset() == 0 && w.shape() == p.shape()) {
+        let unpacked = CpuStorage::new(p.to_host(w.layout)?);
+        return linear(x, View { storage: &unpacked, layout: &Layout::contiguous(w.shape()) }, epi);
+    }
+    let b = p.operand();
+    if w.dtype() == DType::F32 || x.layout.strides()[1] == 1 {
+        return linear_in(x, w, if w.dtype() == DType::F32 { Weight::PackedF32(b) } else { Weight::PackedDot(b) }, epi);
+    }
+    // `vdpbf16ps` reads x's rows in pairs: they must be contiguous.
+    let xs = CpuStorage::new(elementwise::to_host(x)?);
+    linear_in(View { storage: &xs, layout: &Layout::contiguous(x.shape()) }, w, Weight::PackedDot(b), epi)
+}
+
+/// A Linear weight as the B operand `wᵀ` of our GEMM.
+enum Weight {
+    /// f32, strided.
+    F32(gemm::Mat),
+    /// bf16 widened to f32 as it is packed.
+    Widen(gemm::Bf16Weight),
+    /// bf16 pairs of adjacent depths for `vdpbf16ps`.
+    Dot(gemm::Mat),
+    /// f32, pre-packed.
+    PackedF32(gemm::Prepacked),
+    /// bf16 pairs, pre-packed.
+    PackedDot(gemm::Prepacked),
+    /// Another dtype, or bf16 on a CPU without our bf16 GEMM: composed.
+    Composed,
+}
+
+/// Pointer to the first element of `v`'s layout, of type `T`.
+fn at<T: crate::scalar::Scalar>(v: View) -> Result<*const T> {
+    let s = Src::<T>::new("linear", v)?;
+    // SAFETY: `Src::new` checked that the layout stays inside the buffer.
+    Ok(unsafe { s.data.as_ptr().add(v.layout.offset()) })
+}
+
+/// [`linear`] with the weight `w` as the GEMM operand `weight`.
+fn linear_in(x: View, w: View, weight: Weight, epi: &Epilogue) -> Result<StorageBox> {
     const OP: &str = "linear";
     let (m, k, n) = linear_shapes(OP, x, w, epi)?;
-    if x.dtype() != DType::F32 || !gemm::available() || (w.dtype() == DType::BF16 && form.is_none()) {
+    if x.dtype() != DType::F32 || !gemm::available() || matches!(weight, Weight::Composed) {
         return composed::linear(&CpuBackend, x, w, epi);
     }
     let (bias, scale, residual) = (contiguous(epi.bias)?, contiguous(epi.scale)?, contiguous(epi.residual)?);
     let ptr = |v: &Option<Cow<[f32]>>| v.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
     let post = gemm::Post { bias: ptr(&bias), gelu: epi.gelu, scale: ptr(&scale), residual: ptr(&residual), ..gemm::Post::NONE };
-    let (xl, wl) = (x.layout.strides(), w.layout.strides());
-    let xs = Src::<f32>::new(OP, x)?;
-    // SAFETY (here and below): `Src::new` checked that the layouts stay inside their buffers.
-    let a = gemm::Mat { ptr: unsafe { xs.data.as_ptr().add(x.layout.offset()) }, rs: xl[0] as isize, cs: xl[1] as isize };
+    let xl = x.layout.strides();
+    let a = gemm::Mat { ptr: at::<f32>(x)?, rs: xl[0] as isize, cs: xl[1] as isize };
     let mut out = pool::reuse::<f32>(m * n);
     let c = OutPtr(out.as_mut_ptr());
     // Runs `gemm(rows, cols, a, c, post)` on each thread's block of the output: `rows` rows
@@ -46,31 +102,14 @@ fn linear_in(x: View, w: View, epi: &Epilogue, form: Option<Bf16Gemm>) -> Result
             }
         })
     };
-    match form {
-        None => {
-            let ws = Src::<f32>::new(OP, w)?;
-            // B = wᵀ: element (k, n) is w's (n, k).
-            let b = gemm::Mat { ptr: unsafe { ws.data.as_ptr().add(w.layout.offset()) }, rs: wl[1] as isize, cs: wl[0] as isize };
-            // SAFETY: as above.
-            blocks(&|rows, cols, a, c, post| unsafe { gemm::sgemm(rows, k, cols.len(), a, &b.from(0, cols.start), c, n, post) });
-        }
-        Some(form) => {
-            let ws = Src::<half::bf16>::new(OP, w)?;
-            let w0 = unsafe { ws.data.as_ptr().add(w.layout.offset()) };
-            match form {
-                Bf16Gemm::Widen => {
-                    let b = gemm::Bf16Weight { ptr: w0, ld: wl[0] };
-                    // SAFETY: as above.
-                    blocks(&|rows, cols, a, c, post| unsafe { gemm::sgemm(rows, k, cols.len(), a, &b.from(cols.start), c, n, post) });
-                }
-                Bf16Gemm::Dot => {
-                    // B = wᵀ in pairs of adjacent depths: pair (p, c) is the 32 bits at w's (c, 2p).
-                    let b = gemm::Mat { ptr: w0.cast(), rs: 1, cs: wl[0] as isize / 2 };
-                    // SAFETY: as above; `bf16_form` checked the strides and the alignment.
-                    blocks(&|rows, cols, a, c, post| unsafe { gemm::bf16_gemm(rows, k / 2, cols.len(), a, &b.from(0, cols.start), c, n, post) });
-                }
-            }
-        }
+    // SAFETY (each arm): the operands are inside their buffers (`at`, `bf16_form`, `PackedWeight`).
+    match weight {
+        Weight::F32(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::sgemm(rows, k, cols.len(), a, &b.from(0, cols.start), c, n, post) }),
+        Weight::Widen(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::sgemm(rows, k, cols.len(), a, &b.from(cols.start), c, n, post) }),
+        Weight::Dot(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::bf16_gemm(rows, k / 2, cols.len(), a, &b.from(0, cols.start), c, n, post) }),
+        Weight::PackedF32(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::sgemm(rows, k, cols.len(), a, &b.from(cols.start), c, n, post) }),
+        Weight::PackedDot(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::bf16_gemm(rows, k / 2, cols.len(), a, &b.from(cols.start), c, n, post) }),
+        Weight::Composed => unreachable!("handled above"),
     }
     Ok(boxed(DType::F32, out))
 }
@@ -157,7 +196,7 @@ mod tests {
         let forms = [Some(Bf16Gemm::Widen), gemm::bf16_available().then_some(Bf16Gemm::Dot)];
         for form in forms.into_iter().flatten() {
             assert_eq!(bf16_form(x.view(), wt.view(), Some(form)).unwrap(), Some(form));
-            let got = crate::testutil::vals(&linear_in(x.view(), wt.view(), &epi, Some(form)).unwrap());
+            let got = crate::testutil::vals(&linear_in(x.view(), wt.view(), weight(wt.view(), Some(form)).unwrap(), &epi).unwrap());
             for i in 0..m {
                 for j in 0..n {
                     let dot: f64 = (0..k).map(|p| xv[i * k + p] * wv[j * k + p]).sum();
@@ -170,6 +209,34 @@ mod tests {
                     assert!((g - want).abs() <= tol, "{form:?} ({i}, {j}): {g}, want {want} ± {tol:.2e}");
                 }
             }
+        }
+    }
+    /// A pre-packed weight (f32, and bf16 where the CPU packs it) gives exactly the output of
+    /// the same weight unpacked against a contiguous x, with every epilogue term; so do a
+    /// column-strided x (copied for `vdpbf16ps`) and a view of rows 8.. (unpacked on the fly).
+    #[test]
+    fn packed_weights_match_unpacked() {
+        if !gemm::available() {
+            return;
+        }
+        let (m, k, n) = (37, 66, 80);
+        let x = Tt::rand(DType::F32, &[m, k], 1);
+        let strided = x.scrambled();
+        let (bias, scale, res) = (Tt::rand(DType::F32, &[n], 3), Tt::rand(DType::F32, &[n], 4), Tt::rand(DType::F32, &[m, n], 5));
+        let epi = Epilogue { bias: Some(bias.view()), gelu: true, scale: Some(scale.view()), residual: Some(res.view()) };
+        let tail = Layout::new(vec![n - 8, k], vec![k, 1], 8 * k);
+        let (tail_bias, tail_res) = (Tt::rand(DType::F32, &[n - 8], 3), Tt::rand(DType::F32, &[m, n - 8], 5));
+        let tail_epi = Epilogue { bias: Some(tail_bias.view()), residual: Some(tail_res.view()), ..Epilogue::default() };
+        let run = |x: &Tt, w: View, epi: &Epilogue| crate::testutil::vals(&linear(x.view(), w, epi).unwrap());
+        for dtype in [DType::F32, DType::BF16] {
+            let w = Tt::rand(dtype, &[n, k], 2);
+            let Some(packed) = crate::packed::pack(&mut w.s.clone(), n, k).unwrap() else { continue };
+            let (whole, rows) = (View { storage: &*packed, layout: &w.l }, View { storage: &*packed, layout: &tail });
+            let want = run(&x, w.view(), &epi);
+            assert!(run(&x, whole, &epi) == want, "{dtype}: packed");
+            assert!(run(&strided, whole, &epi) == want, "{dtype}: packed, strided x");
+            let want = run(&x, View { storage: &w.s, layout: &tail }, &tail_epi);
+            assert!(run(&x, rows, &tail_epi) == want, "{dtype}: rows 8.. of a packed weight");
         }
     }
 }

@@ -65,8 +65,13 @@ pub(crate) fn boxed<T: Scalar>(dtype: DType, v: Vec<T>) -> StorageBox {
     Box::new(CpuStorage::new(T::host(v, dtype)))
 }
 
-fn not_cpu(op: &'static str) -> Error {
-    Error::Backend { backend: "cpu".into(), msg: format!("{op}: the buffer is not a CPU buffer") }
+fn not_cpu(op: &'static str, s: &dyn BackendStorage) -> Error {
+    let msg = if s.is_packed() {
+        format!("{op}: this Linear weight is pre-packed for inference; only linear (without gradients) and to_host read it")
+    } else {
+        format!("{op}: the buffer is not a CPU buffer")
+    };
+    Error::Backend { backend: "cpu".into(), msg }
 }
 
 fn wrong_dtype(op: &'static str, dtype: DType, expected: DType) -> Error {
@@ -76,7 +81,10 @@ fn wrong_dtype(op: &'static str, dtype: DType, expected: DType) -> Error {
 /// The elements of a mutable buffer as `T`.
 pub(crate) fn slice_mut<'a, T: Scalar>(op: &'static str, s: &'a mut dyn BackendStorage) -> Result<&'a mut [T]> {
     let dtype = s.dtype();
-    let cpu = s.as_any_mut().downcast_mut::<CpuStorage>().ok_or_else(|| not_cpu(op))?;
+    if !s.as_any().is::<CpuStorage>() {
+        return Err(not_cpu(op, s));
+    }
+    let cpu = s.as_any_mut().downcast_mut::<CpuStorage>().expect("a CPU buffer, checked above");
     T::slice_mut(&mut cpu.0).ok_or_else(|| wrong_dtype(op, dtype, T::DTYPE))
 }
 
@@ -92,7 +100,7 @@ pub(crate) struct Src<'a, T> {
 impl<'a, T: Scalar> Src<'a, T> {
     /// Downcast `v`, check its dtype is `T` and that its layout stays inside the buffer.
     pub fn new(op: &'static str, v: View<'a>) -> Result<Self> {
-        let cpu = v.storage.as_any().downcast_ref::<CpuStorage>().ok_or_else(|| not_cpu(op))?;
+        let cpu = v.storage.as_any().downcast_ref::<CpuStorage>().ok_or_else(|| not_cpu(op, v.storage))?;
         let data = T::slice(&cpu.0).ok_or_else(|| wrong_dtype(op, v.dtype(), T::DTYPE))?;
         if v.layout.span_end() > data.len() {
             return Err(Error::invalid(

@@ -1,11 +1,11 @@
 //! The model types of Hugging Face's BEiT: MIM pretraining and image classification heads
 //! on [`BeitModel`], and [`Beit`], whichever of the three a checkpoint holds.
 
-use super::{BeitModel, BeitOutput, Inits, Mode};
+use super::{BeitModel, BeitOutput, Inits, LoadOptions, Mode};
 use crate::masker::MaskedPatches;
 use crate::{Architecture, BeitConfig};
 use beit_engine::nn::{LayerNorm, Linear, Module, Param, VarBuilder};
-use beit_engine::{DType, Error, Result, Tensor};
+use beit_engine::{Error, Result, Tensor};
 
 /// `BeitForMaskedImageModeling`: final LayerNorm and `lm_head` over patch tokens.
 pub struct BeitForMaskedImageModeling {
@@ -106,19 +106,19 @@ impl Beit {
     /// A model for `config` with BEiT's initialisation (truncated normal, the 1/√(2l)
     /// rescale of each block's output projections, layer scale), for training from scratch.
     pub fn new(config: &BeitConfig, device: &beit_engine::Device, seed: u64) -> Result<Self> {
-        Self::build(config, device, DType::F32, seed, &Inits::beit(config.initializer_range))
+        Self::build(config, device, &LoadOptions::default(), seed, &Inits::beit(config.initializer_range))
     }
 
-    /// A model for `config` with f32 parameters, Linear and Conv2d weights in `weight_dtype`.
+    /// A model for `config` with f32 parameters, Linear and Conv2d weights as `options` say.
     pub(crate) fn build(
         config: &BeitConfig,
         device: &beit_engine::Device,
-        weight_dtype: DType,
+        options: &LoadOptions,
         seed: u64,
         init: &Inits,
     ) -> Result<Self> {
         config.validate()?;
-        let vb = VarBuilder::new(device, DType::F32, seed).with_weight_dtype(weight_dtype);
+        let vb = options.builder(device, seed);
         Ok(match config.architecture()? {
             Architecture::BeitModel => Beit::Model(BeitModel::new(&vb, config, true, init)?),
             Architecture::BeitForMaskedImageModeling => {

@@ -24,7 +24,7 @@ pub use seg_heads::{ConvModule, FcnHead, SetrPupHead, UperHead};
 pub use segmentation::{pixel_cross_entropy, BeitForSemanticSegmentation, SegOutput};
 pub use resize::{resize_grid, resize_pos_embed, resize_rel_pos_table, Interp};
 
-use beit_engine::nn::Init;
+use beit_engine::nn::{Init, VarBuilder};
 use beit_engine::DType;
 
 /// Training or inference, with the seed of this step's stochastic layers (drop path), and
@@ -69,15 +69,26 @@ pub struct LoadOptions {
     /// are for inference under [`beit_engine::no_grad`]: with gradients on, each forward
     /// casts them to f32 to track them, and an optimiser cannot step them.
     pub weight_dtype: DType,
+    /// Keep each Linear weight in the backend's pre-packed inference form (the CPU: the
+    /// panels its GEMM reads, packed once at load instead of on every call, in the same
+    /// memory; f32, and bf16 where the CPU multiplies it with `vdpbf16ps`). Faster
+    /// inference, for models run only under [`beit_engine::no_grad`]: with gradients on,
+    /// and for an optimiser, those weights are an error; saving unpacks them.
+    pub pack_weights: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { image_size: None, weight_dtype: DType::F32 }
+        LoadOptions { image_size: None, weight_dtype: DType::F32, pack_weights: false }
     }
 }
 
 impl LoadOptions {
+    /// A builder for the parameters of a model loaded with these options.
+    pub(crate) fn builder(&self, device: &beit_engine::Device, seed: u64) -> VarBuilder {
+        VarBuilder::new(device, DType::F32, seed).with_weight_dtype(self.weight_dtype).with_packed_weights(self.pack_weights)
+    }
+
     /// Error unless the weight dtype is f32 or bf16.
     pub(crate) fn check(&self) -> beit_engine::Result<()> {
         if !matches!(self.weight_dtype, DType::F32 | DType::BF16) {

@@ -28,7 +28,7 @@ impl Beit {
         if let Some(size) = options.image_size {
             config.image_size = size;
         }
-        let model = Beit::build(&config, device, options.weight_dtype, 0, &Inits::for_loading())?;
+        let model = Beit::build(&config, device, &options, 0, &Inits::for_loading())?;
         let report = model.load_hf_state_dict(sd)?;
         Ok((model, report))
     }

@@ -71,11 +71,11 @@ impl BeitForSemanticSegmentation {
     /// A model for `config` (architecture `BeitForSemanticSegmentation`): the encoder with
     /// BEiT's init, the heads with PyTorch's defaults, for training from scratch.
     pub fn new(config: &BeitConfig, device: &Device, seed: u64) -> Result<Self> {
-        Self::build(config, device, DType::F32, seed, &Inits::beit(config.initializer_range))
+        Self::build(config, device, &LoadOptions::default(), seed, &Inits::beit(config.initializer_range))
     }
 
-    /// A model for `c` with f32 parameters, Linear and Conv2d weights in `weight_dtype`.
-    fn build(c: &BeitConfig, device: &Device, weight_dtype: DType, seed: u64, init: &Inits) -> Result<Self> {
+    /// A model for `c` with f32 parameters, Linear and Conv2d weights as `options` say.
+    fn build(c: &BeitConfig, device: &Device, options: &LoadOptions, seed: u64, init: &Inits) -> Result<Self> {
         c.validate()?;
         if c.architecture()? != Architecture::BeitForSemanticSegmentation {
             return Err(Error::invalid(
@@ -83,7 +83,7 @@ impl BeitForSemanticSegmentation {
                 format!("{:?} is not BeitForSemanticSegmentation", c.architectures),
             ));
         }
-        let vb = VarBuilder::new(device, DType::F32, seed).with_weight_dtype(weight_dtype);
+        let vb = options.builder(device, seed);
         let uper = c.seg_head == SegHead::Uper;
         Ok(BeitForSemanticSegmentation {
             beit: BeitModel::new(&vb.pp("beit"), c, false, init)?,
@@ -123,7 +123,7 @@ impl BeitForSemanticSegmentation {
         }
         let weights = dir.join("model.safetensors");
         let mut sd = load_safetensors(&weights, device)?;
-        let model = Self::build(&config, device, options.weight_dtype, 0, &Inits::for_loading())?;
+        let model = Self::build(&config, device, &options, 0, &Inits::for_loading())?;
         let params = model.params();
         resize_positions(&params, config.grid(), &mut sd)?;
         let mut report = load_params(&params, &sd, false)?;

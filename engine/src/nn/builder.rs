@@ -16,6 +16,7 @@ pub struct VarBuilder {
     device: Device,
     dtype: DType,
     weight_dtype: DType,
+    packed: bool,
     rng: Arc<Mutex<Rng>>,
 }
 
@@ -23,7 +24,7 @@ impl VarBuilder {
     /// A builder at the root of the name tree.
     pub fn new(device: &Device, dtype: DType, seed: u64) -> Self {
         let rng = Arc::new(Mutex::new(Rng::new(seed)));
-        VarBuilder { prefix: String::new(), device: device.clone(), dtype, weight_dtype: dtype, rng }
+        VarBuilder { prefix: String::new(), device: device.clone(), dtype, weight_dtype: dtype, packed: false, rng }
     }
 
     /// The same builder, creating the weights of [`super::Linear`] and [`super::Conv2d`]
@@ -31,6 +32,12 @@ impl VarBuilder {
     /// converted once).
     pub fn with_weight_dtype(self, dtype: DType) -> Self {
         VarBuilder { weight_dtype: dtype, ..self }
+    }
+
+    /// The same builder, keeping the values loaded into [`super::Linear`] weights pre-packed
+    /// for inference when `on` ([`Param::packed`]).
+    pub fn with_packed_weights(self, on: bool) -> Self {
+        VarBuilder { packed: on, ..self }
     }
 
     /// A builder for the sub-module `segment` (which may itself contain dots, e.g. `layer.3`).
@@ -80,6 +87,18 @@ impl VarBuilder {
             init.tensor(shape, dtype, &self.device, &mut rng)?
         };
         Param::new(self.name(leaf), t)
+    }
+
+    /// The weight `leaf` of a [`super::Linear`] layer: [`VarBuilder::param_in`] in the
+    /// weight dtype, whose loaded values are pre-packed when
+    /// [`VarBuilder::with_packed_weights`] is on.
+    pub fn linear_weight(&self, leaf: &str, shape: &[usize], init: Init) -> Result<Param> {
+        let p = self.param_in(leaf, shape, init, self.weight_dtype)?;
+        if self.packed {
+            Param::packed(p.name(), p.tensor())
+        } else {
+            Ok(p)
+        }
     }
 
     /// A non-trainable buffer `leaf` holding `value` (moved to this builder's device).

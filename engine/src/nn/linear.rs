@@ -19,7 +19,8 @@ impl Linear {
     }
 
     /// A layer with the given initialisers (BEiT: `Init::trunc_normal(0.02)`, `Init::Const(0.0)`);
-    /// the weight in the builder's [`VarBuilder::weight_dtype`], the bias in its dtype.
+    /// the weight from [`VarBuilder::linear_weight`] (in the builder's weight dtype, maybe
+    /// pre-packed), the bias in its dtype.
     pub fn with_init(
         vb: &VarBuilder,
         in_dim: usize,
@@ -28,7 +29,7 @@ impl Linear {
         weight_init: Init,
         bias_init: Init,
     ) -> Result<Self> {
-        let weight = vb.param_in("weight", &[out_dim, in_dim], weight_init, vb.weight_dtype())?;
+        let weight = vb.linear_weight("weight", &[out_dim, in_dim], weight_init)?;
         let bias = if bias { Some(vb.param("bias", &[out_dim], bias_init)?) } else { None };
         Ok(Linear { weight, bias })
     }

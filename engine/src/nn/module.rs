@@ -47,7 +47,8 @@ pub struct LoadReport {
 }
 
 /// Set each of `params` from the entry of `sd` with the same name, converting the dtype
-/// (f16/bf16/f64 files into f32 parameters, ...) and moving to the parameter's device.
+/// (f16/bf16/f64 files into f32 parameters, ...) and moving to the parameter's device;
+/// then the backend frees the buffers it kept for reuse ([`crate::Backend::release_cached`]).
 ///
 /// Every entry is checked before any parameter changes, so a failed load leaves the model
 /// as it was. A shape mismatch or a float/integer mismatch is always an error naming the
@@ -83,9 +84,13 @@ pub fn load_params(params: &[Param], sd: &StateDict, strict: bool) -> Result<Loa
         let msg = format!("unexpected tensor `{name}`: the model has no parameter of that name");
         return Err(Error::Format { file: sd.source().to_string(), msg });
     }
-    for p in found {
+    for p in &found {
         let value = sd.get(p.name())?.to_dtype(p.dtype())?.to_device(&p.device())?;
         p.set(value)?;
+    }
+    // Values converted or packed as they were set left their loaded buffers behind.
+    if let Some(p) = found.first() {
+        p.device().backend().release_cached();
     }
     Ok(report)
 }

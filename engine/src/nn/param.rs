@@ -6,6 +6,8 @@ use std::sync::{Arc, RwLock};
 struct ParamInner {
     name: String,
     trainable: bool,
+    /// Kept in the backend's pre-packed Linear-weight form ([`Tensor::packed_weight`]).
+    packed: bool,
     tensor: RwLock<Tensor>,
 }
 
@@ -38,13 +40,24 @@ impl Param {
             });
         }
         let tensor = tensor.requires_grad(true)?;
-        Ok(Param(Arc::new(ParamInner { name, trainable: true, tensor: RwLock::new(tensor) })))
+        Ok(Param(Arc::new(ParamInner { name, trainable: true, packed: false, tensor: RwLock::new(tensor) })))
+    }
+
+    /// A Linear weight `[n, k]` named `name` whose every value [`Param::set`] stores is kept
+    /// in its backend's pre-packed inference form ([`Tensor::packed_weight`]), for inference
+    /// without gradients (an optimiser cannot step it; saving it unpacks). The first value,
+    /// `tensor`, is kept as it is: a placeholder that a checkpoint overwrites (zeros never
+    /// written cost no memory; packing them would).
+    pub fn packed(name: impl Into<String>, tensor: Tensor) -> Result<Param> {
+        let mut p = Param::new(name, tensor)?;
+        Arc::get_mut(&mut p.0).expect("a new parameter is not shared").packed = true;
+        Ok(p)
     }
 
     /// A non-trainable buffer (e.g. an index table) named `name`, of any dtype.
     pub fn buffer(name: impl Into<String>, tensor: Tensor) -> Param {
         let tensor = tensor.detach();
-        Param(Arc::new(ParamInner { name: name.into(), trainable: false, tensor: RwLock::new(tensor) }))
+        Param(Arc::new(ParamInner { name: name.into(), trainable: false, packed: false, tensor: RwLock::new(tensor) }))
     }
 
     /// The full dotted name.
@@ -84,7 +97,8 @@ impl Param {
     }
 
     /// Replace the value by `value`, which must have the same shape, dtype and device; the
-    /// new value is a fresh leaf (earlier [`Param::tensor`] handles keep the old value).
+    /// new value is a fresh leaf (earlier [`Param::tensor`] handles keep the old value),
+    /// pre-packed for a [`Param::packed`] weight.
     pub fn set(&self, value: Tensor) -> Result<()> {
         let mut guard = self.0.tensor.write().unwrap_or_else(|e| e.into_inner());
         let cur = &*guard;
@@ -95,6 +109,7 @@ impl Param {
         } else if !value.device().same(cur.device()) {
             format!("cannot set a value on device {}, expected {}", value.device(), cur.device())
         } else {
+            let value = if self.0.packed { value.packed_weight()? } else { value };
             *guard = if self.0.trainable { value.requires_grad(true)? } else { value.detach() };
             return Ok(());
         };

@@ -75,4 +75,29 @@ impl Tensor {
         let out = self.device().backend().linear(x.view(), w.view(), &epi)?;
         Tensor::from_storage(out, &out_shape, self.device())
     }
+
+    /// This Linear weight `[n, k]` in its backend's pre-packed form for inference
+    /// ([`crate::Backend::pack_weight`]; the CPU's: the panels of its GEMM, made once here
+    /// instead of on every [`Tensor::linear`] call, in the memory of this buffer when no
+    /// other tensor shares it, else of a copy): the same values, not tracked; only `linear`
+    /// without gradients and reading it back ([`Tensor::to_host`] and what uses it) are sure
+    /// to accept it. Itself, detached, where the backend has no such form, it is not a
+    /// matrix or it is packed already.
+    pub fn packed_weight(self) -> Result<Tensor> {
+        let &[n, k] = self.shape() else { return Ok(self.detach()) };
+        let mut t = self.detach();
+        drop(self);
+        if t.view().storage.is_packed() {
+            return Ok(t);
+        }
+        if t.storage_mut().is_none() {
+            t = t.contiguous_copy()?;
+        }
+        let device = t.device().clone();
+        let storage = t.storage_mut().ok_or_else(|| Error::invalid("packed_weight", "a fresh copy is still shared"))?;
+        match device.backend().pack_weight(storage, n, k)? {
+            Some(packed) => Tensor::from_storage(packed, &[n, k], &device),
+            None => Ok(t),
+        }
+    }
 }

@@ -115,6 +115,11 @@ impl Tensor {
         self.contiguous_if(!self.is_contiguous())
     }
 
+    /// A contiguous copy in a buffer of its own (tracked as [`Tensor::contiguous`] is).
+    pub(crate) fn contiguous_copy(&self) -> Result<Tensor> {
+        self.contiguous_if(true)
+    }
+
     fn contiguous_if(&self, copy: bool) -> Result<Tensor> {
         if !copy {
             return Ok(self.clone());

@@ -125,6 +125,42 @@ conformance! {
         Ok(())
     }
 
+    /// Linear weights in the backend's pre-packed inference form (`Tensor::packed_weight`;
+    /// a plain copy where the backend has none), f32 and, where the backend takes them,
+    /// bf16: they read back exactly, and the fused linear matches the f64 reference over
+    /// BEiT's batch-1 rows and a ragged last panel of columns (f32 at 1e-5; bf16 within the
+    /// bound of `linear_bf16_weights`).
+    fn linear_packed_weights(dev: &Device) -> Result<()> {
+        use beit_engine::DType;
+        let mut g = Gen::new(17);
+        let (x, w, b) = (g.normal(&[197, 300], 1.0), g.normal(&[70, 300], 0.05), g.normal(&[70], 1.0));
+        let (xt, bt) = (x.to_tensor(DType::F32, dev)?, b.to_tensor(DType::F32, dev)?);
+        let _guard = no_grad();
+        for dtype in [DType::F32, DType::BF16] {
+            if dtype == DType::BF16 && !beit_conformance::supports_bf16(dev) {
+                continue;
+            }
+            let plain = w.to_tensor(dtype, dev)?;
+            let rounded = Array::from_tensor(&plain)?;
+            let bound = r::matmul(&x.map(f64::abs), &rounded.map(f64::abs).transpose(0, 1));
+            let want = r::linear(&x, &rounded, Some(&b), false, None, None);
+            // Packed in the buffer it was loaded into, and from a buffer another tensor shares.
+            for packed in [w.to_tensor(dtype, dev)?.packed_weight()?, plain.clone().packed_weight()?] {
+                assert_eq!((packed.shape(), packed.dtype()), (plain.shape(), dtype));
+                assert_eq!(Array::from_tensor(&packed)?.data, rounded.data, "{dtype} packed weight read back on {dev}");
+                let got = Array::from_tensor(&xt.linear(&packed, Some(&bt), LinearPost::default())?)?;
+                for (i, ((&got, &want), &bound)) in got.data.iter().zip(&want.data).zip(&bound.data).enumerate() {
+                    let slack = if dtype == DType::BF16 { bound / 256.0 } else { 0.0 };
+                    let tol = slack + 1e-5 * (1.0 + want.abs());
+                    assert!((got - want).abs() <= tol, "{dtype} packed linear on {dev}: element {i} is {got}, want {want} ± {tol:.2e}");
+                }
+                assert_eq!(Array::from_tensor(&packed.clone().packed_weight()?)?.data, rounded.data, "packing twice on {dev}");
+            }
+            assert_eq!(Array::from_tensor(&plain)?.data, rounded.data, "the shared buffer is intact on {dev}");
+        }
+        Ok(())
+    }
+
     /// BEiT-Base's attention shapes (197 tokens, heads of 64) at batch 2, under no_grad, with
     /// the relative position bias, against the f64 reference.
     fn attention_large(dev: &Device) -> Result<()> {

@@ -35,7 +35,7 @@ mod patches;
 mod post;
 mod widen;
 
-pub(crate) use operands::{Mat, Panels, Rows};
+pub(crate) use operands::{prepack, Mat, Panels, Prepacked, Rows};
 pub(crate) use patches::Patches;
 pub(crate) use post::Post;
 pub(crate) use widen::{Bf16Rows, Bf16Weight};
@@ -232,7 +232,7 @@ unsafe fn sgemm_with(isa: Isa, m: usize, k: usize, n: usize, a: impl Rows, b: &i
 /// [`bf16_available`] is true; `a.cs == 1`; B's pointer is 4-byte aligned; otherwise as
 /// for [`sgemm`].
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn bf16_gemm(m: usize, pairs: usize, n: usize, a: Mat, b: &Mat, c: *mut f32, ldc: usize, post: &Post) {
+pub(crate) unsafe fn bf16_gemm(m: usize, pairs: usize, n: usize, a: Mat, b: &impl Panels, c: *mut f32, ldc: usize, post: &Post) {
     assert!(bf16_available() && a.cs == 1, "gemm::bf16_gemm runs only where `bf16_available()`, on unit-stride rows");
     if m == 0 || n == 0 {
         return;
@@ -298,12 +298,20 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: impl Rows, b: &impl Pa
             let (a, r0, k0) = a.block(ic, pc, mc, kc, wide);
             A::pack_a(a, r0, k0, mc, kc, ap());
         };
-        // One micro-kernel call on the packed blocks at (ic, pc, jc), plus the epilogue
-        // after the last depth block.
-        let tile = |(ic, mc): (usize, usize), (pc, kc): (usize, usize), (jc, nc): (usize, usize), ir: usize, jr: usize| {
+        // B block (pc, jc)'s panels: where `b` keeps them, or packed into `bp`; the first
+        // panel and the distance between panels.
+        let panels = |pc: usize, jc: usize, kc: usize, nc: usize| {
+            b.prepacked(pc, jc).unwrap_or_else(|| {
+                b.pack(A::ISA, pc, jc, kc, nc, bp());
+                (b_ptr.cast_const(), NR * kc)
+            })
+        };
+        // One micro-kernel call on the packed blocks at (ic, pc, jc) (B's panels from
+        // `panels`), plus the epilogue after the last depth block.
+        let tile = |(ic, mc): (usize, usize), (pc, kc): (usize, usize), (jc, nc): (usize, usize), (bq, bs): (*const f32, usize), ir: usize, jr: usize| {
             let (rows, cols) = (mr.min(mc - ir), NR.min(nc - jr));
             let tile = c.add((ic + ir) * ldc + jc + jr);
-            A::kernel(rows, kc, a_ptr.add(ir * kc), b_ptr.add(jr * kc), tile, ldc, cols, pc > 0 || post.accumulate);
+            A::kernel(rows, kc, a_ptr.add(ir * kc), bq.add(jr / NR * bs), tile, ldc, cols, pc > 0 || post.accumulate);
             if pc + kc == k && !post.is_none() {
                 post.offset(ic + ir, jc + jr, ldc).apply(rows, cols, tile, ldc);
             }
@@ -313,11 +321,11 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: impl Rows, b: &impl Pa
             // BLIS's order: each B block packed once, each A block once per B block.
             for (jc, nc) in blocks(n, block_n) {
                 for (pc, kc) in blocks(k, block_k) {
-                    b.pack(A::ISA, pc, jc, kc, nc, bp());
+                    let bq = panels(pc, jc, kc, nc);
                     for (ic, mc) in blocks(m, block_m) {
                         pack_a(ic, pc, mc, kc);
                         for jr in (0..nc).step_by(NR) {
-                            (0..mc).step_by(mr).for_each(|ir| tile((ic, mc), (pc, kc), (jc, nc), ir, jr));
+                            (0..mc).step_by(mr).for_each(|ir| tile((ic, mc), (pc, kc), (jc, nc), bq, ir, jr));
                         }
                     }
                 }
@@ -328,9 +336,9 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: impl Rows, b: &impl Pa
             for (pc, kc) in blocks(k, block_k) {
                 pack_a(ic, pc, mc, kc);
                 for (jc, nc) in blocks(n, block_n) {
-                    b.pack(A::ISA, pc, jc, kc, nc, bp());
+                    let bq = panels(pc, jc, kc, nc);
                     for ir in (0..mc).step_by(mr) {
-                        (0..nc).step_by(NR).for_each(|jr| tile((ic, mc), (pc, kc), (jc, nc), ir, jr));
+                        (0..nc).step_by(NR).for_each(|jr| tile((ic, mc), (pc, kc), (jc, nc), bq, ir, jr));
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! The operands of [`super::sgemm`]: a strided f32 matrix ([`Mat`]), and the traits by which
 //! the GEMM packs its B ([`Panels`]) and A ([`Rows`]) operands block by block.
 
-use super::Isa;
+use super::{Isa, NR};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, pack};
 
@@ -48,8 +48,65 @@ pub(crate) trait Panels: Sync {
     /// The CPU has `isa`; the block is inside the operand; `dst` holds
     /// `nc.div_ceil(NR)·NR·kc` values.
     unsafe fn pack(&self, isa: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]);
+
+    /// The panels of the block at rows `k0..`, columns `c0..` where the operand already
+    /// keeps them in packed form: the first panel and the distance between panels (then
+    /// [`Panels::pack`] is not called). None: the block is packed.
+    fn prepacked(&self, k0: usize, c0: usize) -> Option<(*const f32, usize)> {
+        let _ = (k0, c0);
+        None
+    }
 }
 
+/// A B operand `[k, n]` stored whole in packed form ([`prepack`]): panel `j` (columns
+/// `j·NR..`) at `j·NR·k`, [`NR`] values per row, columns past `n` zero. The GEMM reads its
+/// panels in place.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Prepacked {
+    /// Panel 0, row 0.
+    pub ptr: *const f32,
+    /// Rows (the depth of the product).
+    pub k: usize,
+}
+
+// SAFETY: as for `Mat`.
+unsafe impl Send for Prepacked {}
+unsafe impl Sync for Prepacked {}
+
+impl Prepacked {
+    /// The operand from column `c` on, a multiple of [`NR`].
+    ///
+    /// # Safety
+    /// Column `c` is inside the operand.
+    pub(crate) unsafe fn from(&self, c: usize) -> Prepacked {
+        debug_assert!(c.is_multiple_of(NR));
+        Prepacked { ptr: self.ptr.add(c * self.k), ..*self }
+    }
+}
+
+impl Panels for Prepacked {
+    unsafe fn pack(&self, _: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+        let (first, stride) = self.prepacked(k0, c0).expect("a prepacked operand has its panels");
+        for j in 0..nc.div_ceil(NR) {
+            dst[j * NR * kc..][..NR * kc].copy_from_slice(std::slice::from_raw_parts(first.add(j * stride), NR * kc));
+        }
+    }
+
+    fn prepacked(&self, k0: usize, c0: usize) -> Option<(*const f32, usize)> {
+        Some((self.ptr.wrapping_add(c0 * self.k + k0 * NR), NR * self.k))
+    }
+}
+
+/// `b [k, n]` packed into `dst` (`n.div_ceil(NR)·NR·k` values, every one written) in the
+/// form that [`Prepacked`] reads.
+///
+/// # Safety
+/// [`super::available`] is true; every element of `b` is readable.
+pub(crate) unsafe fn prepack(b: &impl Panels, k: usize, n: usize, dst: &mut [f32]) {
+    let isa = super::isa().expect("gemm::prepack runs only where `available()`");
+    assert_eq!(dst.len(), n.div_ceil(NR) * NR * k, "gemm::prepack: the destination's length");
+    b.pack(isa, 0, 0, k, n, dst)
+}
 impl Panels for Mat {
     unsafe fn pack(&self, isa: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]

@@ -228,3 +228,53 @@ fn bf16_form_is_runnable_here() {
     assert!(form != Some(Bf16Gemm::Dot) || bf16_available());
     assert_eq!(bf16_form(), form, "decided once");
 }
+
+/// A B operand pre-packed once ([`prepack`], read in place through [`Prepacked`]) gives
+/// exactly the product of packing it on every call (checked against f64 above), f32 on
+/// every instruction set and bf16 pairs where the CPU has `vdpbf16ps`: depths across the
+/// 256-deep blocks, rows across A blocks, columns across B blocks (384 and 3072) with a
+/// ragged last panel, and a column offset as the threads take them.
+#[test]
+fn prepacked_b_matches_packing_per_call() {
+    if !available() {
+        return;
+    }
+    let post_of = |bias: &[f32]| Post { bias: bias.as_ptr(), gelu: true, ..Post::NONE };
+    let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (m, k, n) in [(5, 7, 33), (197, 300, 800), (900, 520, 70), (30, 64, 3100)] {
+        let (av, bv, bias) = (vals(m * k, 21), vals(k * n, 22), vals(n, 23));
+        let a = Mat { ptr: av.as_ptr(), rs: k as isize, cs: 1 };
+        // A transposed weight `w [n, k]`, as a Linear layer's.
+        let b = Mat { ptr: bv.as_ptr(), rs: 1, cs: k as isize };
+        let mut packed = vec![f32::NAN; n.div_ceil(NR) * NR * k];
+        // SAFETY (here and below): the operands cover the shapes; C is separate.
+        unsafe { prepack(&b, k, n, &mut packed) };
+        let pre = Prepacked { ptr: packed.as_ptr(), k };
+        for c0 in [0, NR] {
+            let cols = n.saturating_sub(c0);
+            let post = post_of(&bias[c0.min(n)..]);
+            for isa in isas() {
+                let (mut plain, mut read) = (vec![0.0; m * cols], vec![0.0; m * cols]);
+                unsafe {
+                    sgemm_with(isa, m, k, cols, a, &b.from(0, c0), plain.as_mut_ptr(), cols, &post);
+                    sgemm_with(isa, m, k, cols, a, &pre.from(c0), read.as_mut_ptr(), cols, &post);
+                }
+                assert!(bits(&plain) == bits(&read), "{isa:?} {m}x{k}x{n} from column {c0}");
+            }
+            if bf16_available() && k.is_multiple_of(2) {
+                let w: Vec<half::bf16> = bv.iter().map(|&x| half::bf16::from_f32(x)).collect();
+                assert_eq!(w.as_ptr() as usize % 4, 0, "a Vec<bf16> of this size is 4-byte aligned");
+                let pairs = Mat { ptr: w.as_ptr().cast(), rs: 1, cs: (k / 2) as isize };
+                let mut packed = vec![f32::NAN; n.div_ceil(NR) * NR * k / 2];
+                let (mut plain, mut read) = (vec![0.0; m * cols], vec![0.0; m * cols]);
+                unsafe {
+                    prepack(&pairs, k / 2, n, &mut packed);
+                    let pre = Prepacked { ptr: packed.as_ptr(), k: k / 2 };
+                    bf16_gemm(m, k / 2, cols, a, &pairs.from(0, c0), plain.as_mut_ptr(), cols, &post);
+                    bf16_gemm(m, k / 2, cols, a, &pre.from(c0), read.as_mut_ptr(), cols, &post);
+                }
+                assert!(bits(&plain) == bits(&read), "bf16 {m}x{k}x{n} from column {c0}");
+            }
+        }
+    }
+}
