@@ -36,6 +36,7 @@ impl Precision {
                 Bf16Linear::Dot | Bf16Linear::Widened { native: true } => DType::BF16,
             },
         };
-        Ok(LoadOptions { image_size, weight_dtype, pack_weights: true })
+        // The CPU pre-packs its Linear weights; other backends have no packed form.
+        Ok(LoadOptions { image_size, weight_dtype, pack_weights: device.name() == "cpu" })
     }
 }

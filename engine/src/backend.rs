@@ -257,8 +257,9 @@ pub trait Backend: Send + Sync + Debug {
     /// backend's [`Backend::linear`] multiplies faster (the CPU: the panels its GEMM reads,
     /// made once instead of on every call), of `w`'s dtype and `n·k` elements, for
     /// inference: besides `linear`, only [`Backend::to_host`] must read it (other ops may
-    /// refuse it). The backend may move `w`'s memory into it, leaving `w` empty (to be
-    /// dropped). None (the default): the backend has no such form, and `w` is untouched.
+    /// refuse it). The backend may take `w`'s memory for it (freeing it once packed),
+    /// leaving `w` empty, to be dropped. None (the default): the backend has no such form,
+    /// and `w` is untouched.
     fn pack_weight(&self, w: &mut dyn BackendStorage, n: usize, k: usize) -> Result<Option<StorageBox>> {
         let _ = (w, n, k);
         Ok(None)

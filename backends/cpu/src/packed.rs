@@ -1,6 +1,9 @@
 //! Linear weights pre-packed for inference ([`PackedWeight`]): the panels our GEMM reads,
-//! made once when the weight is loaded instead of on every call, in the weight's own
-//! memory (the same bytes as the `[n, k]` weight, plus zero columns up to a multiple of 32).
+//! made once when the weight is loaded instead of on every call, in place of the loaded
+//! buffer (the same bytes as the `[n, k]` weight, plus zero columns up to a multiple of 32;
+//! the loaded buffer is freed once packed). They start where the allocator put them, not
+//! on a cache line: aligning them measured no faster, and its 16 spare values kept the
+//! buffers a load drops from being reused (24 MB more peak RSS for BEiT-Base).
 
 use crate::storage::CpuStorage;
 use crate::{elementwise, gemm, pool};

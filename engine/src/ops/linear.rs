@@ -78,11 +78,12 @@ impl Tensor {
 
     /// This Linear weight `[n, k]` in its backend's pre-packed form for inference
     /// ([`crate::Backend::pack_weight`]; the CPU's: the panels of its GEMM, made once here
-    /// instead of on every [`Tensor::linear`] call, in the memory of this buffer when no
-    /// other tensor shares it, else of a copy): the same values, not tracked; only `linear`
-    /// without gradients and reading it back ([`Tensor::to_host`] and what uses it) are sure
-    /// to accept it. Itself, detached, where the backend has no such form, it is not a
-    /// matrix or it is packed already.
+    /// instead of on every [`Tensor::linear`] call): the same values, not tracked; only
+    /// `linear` without gradients and reading it back ([`Tensor::to_host`] and what uses it)
+    /// are sure to accept it. The backend packs a buffer of the tensor's own, which it may
+    /// replace: `self`'s, when no other tensor shares it and it holds just this matrix, else
+    /// a contiguous copy. Where the backend has no such form, that buffer (detached); `self`
+    /// detached when it is not a matrix or is packed already.
     pub fn packed_weight(self) -> Result<Tensor> {
         let &[n, k] = self.shape() else { return Ok(self.detach()) };
         let mut t = self.detach();
@@ -90,7 +91,7 @@ impl Tensor {
         if t.view().storage.is_packed() {
             return Ok(t);
         }
-        if t.storage_mut().is_none() {
+        if t.storage_mut().is_none_or(|s| s.len() != n * k) {
             t = t.contiguous_copy()?;
         }
         let device = t.device().clone();

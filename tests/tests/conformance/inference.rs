@@ -144,8 +144,14 @@ conformance! {
             let rounded = Array::from_tensor(&plain)?;
             let bound = r::matmul(&x.map(f64::abs), &rounded.map(f64::abs).transpose(0, 1));
             let want = r::linear(&x, &rounded, Some(&b), false, None, None);
-            // Packed in the buffer it was loaded into, and from a buffer another tensor shares.
-            for packed in [w.to_tensor(dtype, dev)?.packed_weight()?, plain.clone().packed_weight()?] {
+            // Packed in the buffer it was loaded into; from a buffer another tensor shares, a
+            // transposed one and the first 70 rows of a longer one (copied first).
+            let longer = Array::new(&[75, 300], [&w.data[..], &[0.5; 5 * 300][..]].concat());
+            let rows = longer.to_tensor(dtype, dev)?.narrow(0, 0, 70)?;
+            let transposed = w.transpose(0, 1).to_tensor(dtype, dev)?.t()?;
+            let sources = [w.to_tensor(dtype, dev)?, plain.clone(), transposed, rows];
+            for packed in sources.into_iter().map(Tensor::packed_weight) {
+                let packed = packed?;
                 assert_eq!((packed.shape(), packed.dtype()), (plain.shape(), dtype));
                 assert_eq!(Array::from_tensor(&packed)?.data, rounded.data, "{dtype} packed weight read back on {dev}");
                 let got = Array::from_tensor(&xt.linear(&packed, Some(&bt), LinearPost::default())?)?;

@@ -65,7 +65,9 @@ unsafe fn half_tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: 
             row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
         }
         a = a.add(R);
-        b = b.add(NR);
+        // The second half's pointer ends 16 values past its panel, which may be the end of a
+        // pre-packed weight: it is never read there.
+        b = b.wrapping_add(NR);
     }
     let [lo, hi] = masks(ncols);
     for (i, row) in acc.iter().enumerate() {

@@ -86,10 +86,7 @@ impl Prepacked {
 
 impl Panels for Prepacked {
     unsafe fn pack(&self, _: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
-        let (first, stride) = self.prepacked(k0, c0).expect("a prepacked operand has its panels");
-        for j in 0..nc.div_ceil(NR) {
-            dst[j * NR * kc..][..NR * kc].copy_from_slice(std::slice::from_raw_parts(first.add(j * stride), NR * kc));
-        }
+        unreachable!("the GEMM reads a prepacked operand's panels in place ({k0}, {c0}, {kc}, {nc}, {})", dst.len())
     }
 
     fn prepacked(&self, k0: usize, c0: usize) -> Option<(*const f32, usize)> {
