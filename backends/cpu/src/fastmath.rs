@@ -37,28 +37,38 @@ pub(crate) fn widest<R>(f: impl FnOnce() -> R) -> R {
     simd(f)
 }
 
+/// The constants of [`exp_f32`] (and of its vector form in [`crate::vmath`]).
+pub(crate) mod exp_consts {
+    /// Inputs are clamped to `[LOWEST, HIGHEST]`: e^x is 0 below, ∞ above.
+    pub(crate) const LOWEST: f32 = -104.0;
+    /// See [`LOWEST`].
+    pub(crate) const HIGHEST: f32 = 89.0;
+    /// ln 2 in two parts (Cody and Waite), so that `x − n·ln 2` is exact.
+    pub(crate) const LN2_HI: f32 = 0.693_359_4;
+    /// See [`LN2_HI`].
+    pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+    /// Adding 1.5·2^23 rounds to an integer, which then sits in the low mantissa bits.
+    pub(crate) const ROUND: f32 = 12_582_912.0;
+    /// Cephes' polynomial p, highest degree first: e^r ≈ 1 + r + r²·p(r) on |r| ≤ ln 2 / 2.
+    pub(crate) const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
+}
+
 /// e^x in f32 (Cephes `expf`: within 2 ulp), exact 0 for very negative x, ∞ on overflow.
-/// Written without calls or integer casts so that loops over it vectorise.
+/// Written without calls or integer casts so that loops over it vectorise; the polynomial
+/// in Estrin's form (a shorter chain of dependent operations than Horner's).
 #[inline(always)]
 pub(crate) fn exp_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5·2^23 rounds to an integer, which then sits in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
+    use exp_consts::*;
     // max/min (not clamp) map to single vector instructions; NaN is restored below.
     #[allow(clippy::manual_clamp)]
-    let xc = x.max(-104.0).min(89.0);
-    let shifted = xc * LOG2E + ROUND;
+    let xc = x.max(LOWEST).min(HIGHEST);
+    let shifted = xc * std::f32::consts::LOG2_E + ROUND;
     let n = shifted - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 0.166_666_65;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
+    let r2 = r * r;
+    let [p0, p1, p2, p3, p4, p5] = P;
+    let p = ((p0 * r + p1) * r2 + (p2 * r + p3)) * r2 + (p4 * r + p5);
+    let y = p * r2 + r + 1.0;
     // 2^n as two normal factors, so that overflow and underflow round naturally.
     let n = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let half = n >> 1;
@@ -71,26 +81,32 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     }
 }
 
+/// The coefficients of Numerical Recipes' `erfcc`, lowest degree first:
+/// erfc(z) ≈ t·e^(−z² + Σ Cᵢ tⁱ) with t = 1/(1 + z/2).
+pub(crate) const ERFC_POLY: [f32; 10] = [
+    -1.265_512_2,
+    1.000_023_7,
+    0.374_091_96,
+    0.096_784_18,
+    -0.186_288_06,
+    0.278_868_07,
+    -1.135_204,
+    1.488_515_9,
+    -0.822_152_2,
+    0.170_872_77,
+];
+
 /// Φ(x), the standard normal CDF, in f32, from Numerical Recipes' `erfcc` (fractional
 /// error 1.2e-7); with the rounding of x² in f32, the relative error stays below
-/// 1e-6 + 2.5e-7·x², in the lower tail too.
+/// 1e-6 + 2.5e-7·x², in the lower tail too. The polynomial in Estrin's form.
 #[inline(always)]
 fn norm_cdf_f32(x: f32) -> f32 {
-    const C: [f32; 10] = [
-        -1.265_512_2,
-        1.000_023_7,
-        0.374_091_96,
-        0.096_784_18,
-        -0.186_288_06,
-        0.278_868_07,
-        -1.135_204,
-        1.488_515_9,
-        -0.822_152_2,
-        0.170_872_77,
-    ];
+    const C: [f32; 10] = ERFC_POLY;
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
     let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = C.iter().rev().fold(0.0, |acc, &c| acc * t + c);
+    let (t2, pair) = (t * t, |i: usize| C[i + 1] * t + C[i]);
+    let t4 = t2 * t2;
+    let poly = pair(8) * (t4 * t4) + ((pair(6) * t2 + pair(4)) * t4 + (pair(2) * t2 + pair(0)));
     // Φ(−|x|) = erfc(|x|/√2)/2.
     let lower = 0.5 * t * exp_f32(poly - 0.5 * x * x);
     if x >= 0.0 {

@@ -29,6 +29,7 @@ mod rows;
 mod scalar;
 mod storage;
 mod strided;
+mod vmath;
 #[cfg(test)]
 mod testutil;
 

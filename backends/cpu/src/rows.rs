@@ -34,10 +34,7 @@ fn softmax_t<T: Real>(x: &[T], d: usize) -> Vec<T> {
 /// One row's softmax in place, max-subtracted.
 #[inline(always)]
 pub(crate) fn softmax_row<T: Real>(y: &mut [T]) {
-    let m = max_of(y);
-    for y in y.iter_mut() {
-        *y = (*y - m).fexp();
-    }
+    T::exp_shifted(y, max_of(y));
     let inv = sum_by(y, |e| e).recip();
     for y in y.iter_mut() {
         *y *= inv;

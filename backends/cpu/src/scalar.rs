@@ -166,6 +166,11 @@ pub(crate) trait Real:
     fn to64(self) -> f64;
     /// e^x; in f32 a branch-free version that vectorises.
     fn fexp(self) -> Self;
+    /// `x ← e^(x − shift)` for every `x` of `xs`; in f32 in explicit SIMD.
+    #[inline(always)]
+    fn exp_shifted(xs: &mut [Self], shift: Self) {
+        xs.iter_mut().for_each(|x| *x = (*x - shift).fexp());
+    }
     /// The error function.
     fn erf(self) -> Self;
     /// GELU, erf form: x·Φ(x).
@@ -203,6 +208,9 @@ impl Real for f32 {
     #[inline(always)]
     fn fexp(self) -> Self {
         fastmath::exp_f32(self)
+    }
+    fn exp_shifted(xs: &mut [Self], shift: Self) {
+        crate::vmath::exp_shifted_in_place(xs, shift)
     }
     fn erf(self) -> Self {
         erf::erf(self as f64) as f32

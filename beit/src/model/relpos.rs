@@ -2,8 +2,10 @@
 //! relative offset of every (query, key) token pair, with three extra entries for the CLS
 //! token (CLS→token, token→CLS, CLS→CLS).
 
+use beit_engine::autograd::is_grad_enabled;
 use beit_engine::nn::{Init, Module, Param, VarBuilder};
 use beit_engine::{Device, Result, Tensor};
+use std::sync::Mutex;
 
 /// The `(N+1)²` table index for a `(wh, ww)` patch window, row-major over (query, key).
 pub fn relative_position_index(wh: usize, ww: usize) -> Vec<i64> {
@@ -32,6 +34,8 @@ pub struct RelativePositionBias {
     index: Tensor,
     tokens: usize,
     heads: usize,
+    /// The last bias gathered without gradients, with the table's version it came from.
+    gathered: Mutex<Option<(u64, Tensor)>>,
 }
 
 impl RelativePositionBias {
@@ -42,14 +46,35 @@ impl RelativePositionBias {
         let table = vb.param("relative_position_bias_table", &[rows, heads], Init::Const(0.0))?;
         let tokens = wh * ww + 1;
         let index = Tensor::from_vec(relative_position_index(wh, ww), &[tokens * tokens], device)?;
-        Ok(RelativePositionBias { table, index, tokens, heads })
+        Ok(RelativePositionBias { table, index, tokens, heads, gathered: Mutex::new(None) })
     }
 
     /// The bias `[heads, N+1, N+1]` to add to attention logits, contiguous (gathered from
-    /// the transposed table, so that each head's rows are read in order).
+    /// the transposed table, so that each head's rows are read in order). Without gradients
+    /// (inference, evaluation) the gathered bias is kept and reused until the table changes
+    /// ([`Param::version`]): one gather per model instead of one per forward.
     pub fn forward(&self) -> Result<Tensor> {
+        // The version first: the table read after it is at least as new.
+        let version = self.table.version();
+        let table = self.table.tensor();
+        if is_grad_enabled() && table.tracks_grad() {
+            return self.gather(&table);
+        }
+        let mut kept = self.gathered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((v, bias)) = kept.as_ref() {
+            if *v == version {
+                return Ok(bias.clone());
+            }
+        }
+        let bias = self.gather(&table)?;
+        *kept = Some((version, bias.clone()));
+        Ok(bias)
+    }
+
+    /// The bias gathered from `table`.
+    fn gather(&self, table: &Tensor) -> Result<Tensor> {
         let n = self.tokens;
-        self.table.tensor().t()?.index_select(1, &self.index)?.reshape(&[self.heads, n, n])
+        table.t()?.index_select(1, &self.index)?.reshape(&[self.heads, n, n])
     }
 }
 

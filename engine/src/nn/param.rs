@@ -1,6 +1,7 @@
 //! [`Param`]: a named, shared, updatable model tensor.
 
 use crate::{BackendStorage, DType, Device, Error, Layout, Result, Tensor};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 struct ParamInner {
@@ -9,6 +10,8 @@ struct ParamInner {
     /// Kept in the backend's pre-packed Linear-weight form ([`Tensor::packed_weight`]).
     packed: bool,
     tensor: RwLock<Tensor>,
+    /// Bumped after each change of the value ([`Param::version`]).
+    version: AtomicU64,
 }
 
 /// A named model tensor, shared between the layer that uses it and the optimiser that
@@ -40,7 +43,7 @@ impl Param {
             });
         }
         let tensor = tensor.requires_grad(true)?;
-        Ok(Param(Arc::new(ParamInner { name, trainable: true, packed: false, tensor: RwLock::new(tensor) })))
+        Ok(Param(Arc::new(ParamInner { name, trainable: true, packed: false, tensor: RwLock::new(tensor), version: AtomicU64::new(0) })))
     }
 
     /// A Linear weight `[n, k]` named `name` whose every value [`Param::set`] stores is kept
@@ -57,7 +60,7 @@ impl Param {
     /// A non-trainable buffer (e.g. an index table) named `name`, of any dtype.
     pub fn buffer(name: impl Into<String>, tensor: Tensor) -> Param {
         let tensor = tensor.detach();
-        Param(Arc::new(ParamInner { name: name.into(), trainable: false, packed: false, tensor: RwLock::new(tensor) }))
+        Param(Arc::new(ParamInner { name: name.into(), trainable: false, packed: false, tensor: RwLock::new(tensor), version: AtomicU64::new(0) }))
     }
 
     /// The full dotted name.
@@ -74,6 +77,13 @@ impl Param {
     /// that gradients are keyed by).
     pub fn tensor(&self) -> Tensor {
         self.0.tensor.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many times the value has changed ([`Param::set`], an optimiser step), bumped once
+    /// each change is complete: a value derived from [`Param::tensor`] read after this
+    /// version is at least as new as it, so it may be cached under it.
+    pub fn version(&self) -> u64 {
+        self.0.version.load(Ordering::Acquire)
     }
 
     /// The shape.
@@ -111,6 +121,7 @@ impl Param {
         } else {
             let value = if self.0.packed { value.packed_weight()? } else { value };
             *guard = if self.0.trainable { value.requires_grad(true)? } else { value.detach() };
+            self.0.version.fetch_add(1, Ordering::Release);
             return Ok(());
         };
         Err(Error::Param { name: self.name().to_string(), msg })
@@ -122,7 +133,10 @@ impl Param {
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut dyn BackendStorage) -> Result<R>) -> Result<R> {
         let mut guard = self.0.tensor.write().unwrap_or_else(|e| e.into_inner());
         let leaf = self.0.trainable;
-        f(exclusive_storage(&mut guard, leaf)?)
+        let out = f(exclusive_storage(&mut guard, leaf)?);
+        // Also after a failed update, which may have written part of the buffer.
+        self.0.version.fetch_add(1, Ordering::Release);
+        out
     }
 }
 

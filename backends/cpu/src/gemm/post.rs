@@ -1,6 +1,7 @@
 //! [`Post`]: the epilogue [`super::sgemm`] applies to each output tile while it is in L1.
 
-use crate::fastmath::{gelu_f32, widest};
+use crate::fastmath::widest;
+use crate::vmath;
 
 /// What is applied to each element `v` of `A·B` at `(r, c)`, in this order: `C[r, c] + v`
 /// (with `accumulate`), `v + bias[c] + row_bias[r]`, GELU, `residual[r, c] + scale[c]·v`.
@@ -58,18 +59,38 @@ impl Post {
     }
 
     /// Applies the epilogue to the `rows × cols` block at `c` (row stride `ldc`), compiled
-    /// for the widest registers.
+    /// for the widest registers; GELU by [`vmath::gelu_in_place`], between the bias and the
+    /// residual passes.
     ///
     /// # Safety
     /// The block and the epilogue's operands for it are in bounds.
     pub(super) unsafe fn apply(&self, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
-        widest(
-            #[inline(always)]
-            || self.apply_any(rows, cols, c, ldc),
-        )
+        if !self.gelu {
+            return widest(
+                #[inline(always)]
+                || self.apply_any(rows, cols, c, ldc),
+            );
+        }
+        let biases = Post { residual: std::ptr::null(), ..*self };
+        if !(biases.bias.is_null() && biases.row_bias.is_null()) {
+            widest(
+                #[inline(always)]
+                || biases.apply_any(rows, cols, c, ldc),
+            );
+        }
+        for i in 0..rows {
+            vmath::gelu_in_place(std::slice::from_raw_parts_mut(c.add(i * ldc), cols));
+        }
+        if !self.residual.is_null() {
+            let residual = Post { bias: std::ptr::null(), row_bias: std::ptr::null(), ..*self };
+            widest(
+                #[inline(always)]
+                || residual.apply_any(rows, cols, c, ldc),
+            );
+        }
     }
 
-    /// The loops of [`Post::apply`].
+    /// The loops of [`Post::apply`] but GELU: bias, row bias, residual.
     ///
     /// # Safety
     /// As for [`Post::apply`].
@@ -96,9 +117,6 @@ impl Post {
                 }
                 if let Some(b) = row_bias {
                     v.iter_mut().for_each(|x| *x += b);
-                }
-                if self.gelu {
-                    v.iter_mut().for_each(|x| *x = gelu_f32(*x));
                 }
                 if !residual.is_null() {
                     let r = lanes(residual);
