@@ -3,38 +3,32 @@
 //! the scalar functions is bound by the latency of its one long chain of dependent
 //! operations (and LLVM left GELU in the GEMM epilogue's 16-lane chunks partly scalar: 18
 //! cycles an element on Zen 3, against 5 here); the tail of a slice shorter than a vector
-//! takes the scalar functions.
+//! takes the scalar functions. The instruction set is the GEMM's ([`gemm::isa`]).
 
 use crate::fastmath::{exp_f32, gelu_f32};
+#[cfg(target_arch = "x86_64")]
+use crate::gemm::{self, Isa};
 
 /// GELU (erf form) of every element of `xs`, in place.
 pub(crate) fn gelu_in_place(xs: &mut [f32]) {
+    // SAFETY (each arm): `isa` found the features the function is compiled for.
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        // SAFETY (each arm): the CPU has the features the function is compiled for.
-        if has!("avx512f") {
-            return unsafe { x86::gelu_avx512(xs) };
-        }
-        if has!("avx2") && has!("fma") {
-            return unsafe { x86::gelu_avx2(xs) };
-        }
+    match gemm::isa() {
+        Some(Isa::Avx512) => return unsafe { x86::gelu_avx512(xs) },
+        Some(Isa::Avx2) => return unsafe { x86::gelu_avx2(xs) },
+        None => {}
     }
     xs.iter_mut().for_each(|x| *x = gelu_f32(*x));
 }
 
 /// `e^(x − shift)` of every element `x` of `xs`, in place.
 pub(crate) fn exp_shifted_in_place(xs: &mut [f32], shift: f32) {
+    // SAFETY (each arm): `isa` found the features the function is compiled for.
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        // SAFETY (each arm): the CPU has the features the function is compiled for.
-        if has!("avx512f") {
-            return unsafe { x86::exp_avx512(xs, shift) };
-        }
-        if has!("avx2") && has!("fma") {
-            return unsafe { x86::exp_avx2(xs, shift) };
-        }
+    match gemm::isa() {
+        Some(Isa::Avx512) => return unsafe { x86::exp_avx512(xs, shift) },
+        Some(Isa::Avx2) => return unsafe { x86::exp_avx2(xs, shift) },
+        None => {}
     }
     xs.iter_mut().for_each(|x| *x = exp_f32(*x - shift));
 }

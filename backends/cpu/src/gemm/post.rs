@@ -65,28 +65,23 @@ impl Post {
     /// # Safety
     /// The block and the epilogue's operands for it are in bounds.
     pub(super) unsafe fn apply(&self, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
-        if !self.gelu {
-            return widest(
-                #[inline(always)]
-                || self.apply_any(rows, cols, c, ldc),
-            );
-        }
-        let biases = Post { residual: std::ptr::null(), ..*self };
-        if !(biases.bias.is_null() && biases.row_bias.is_null()) {
+        let pass = |post: Post| {
             widest(
                 #[inline(always)]
-                || biases.apply_any(rows, cols, c, ldc),
-            );
+                || post.apply_any(rows, cols, c, ldc),
+            )
+        };
+        if !self.gelu {
+            return pass(*self);
+        }
+        if !(self.bias.is_null() && self.row_bias.is_null()) {
+            pass(Post { residual: std::ptr::null(), ..*self });
         }
         for i in 0..rows {
             vmath::gelu_in_place(std::slice::from_raw_parts_mut(c.add(i * ldc), cols));
         }
         if !self.residual.is_null() {
-            let residual = Post { bias: std::ptr::null(), row_bias: std::ptr::null(), ..*self };
-            widest(
-                #[inline(always)]
-                || residual.apply_any(rows, cols, c, ldc),
-            );
+            pass(Post { bias: std::ptr::null(), row_bias: std::ptr::null(), ..*self });
         }
     }
 
