@@ -1,13 +1,13 @@
 //! Segmentation training and evaluation as a library: [`SegMetrics`] (mIoU, pixel
-//! accuracy from a confusion matrix), [`SegTrainer`] (AdamW with layer-wise lr decay and
-//! no decay on 1-D parameters, warmup + cosine schedule, one step per batch) and
-//! [`evaluate`] over a [`SegDataset`].
+//! accuracy from a confusion matrix), [`finetune`] (the shared training loop with BEiT's
+//! parameter groups) and [`evaluate`] over a [`SegDataset`].
 
-use crate::data::{seg_batch, SegDataset};
+use crate::data::{epoch_order, seg_batch, SegDataset};
 use crate::model::{BeitForSemanticSegmentation, Mode};
-use beit_engine::nn::{Module, Param};
-use beit_engine::optim::{clip_grad_norm, AdamW, AdamWConfig, ParamGroup, Schedule};
-use beit_engine::{Device, Error, Result, Tensor};
+use crate::train::{param_groups, Evaluation, FinetuneConfig, Observer, RunControl, Runner, SegEvalMetrics, StepLoss, Summary, TrainState};
+use beit_engine::nn::Module;
+use beit_engine::rng::mix64;
+use beit_engine::{Device, Error, Result};
 
 /// A confusion matrix over `classes`, skipping one ignore label.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,93 +90,49 @@ impl SegMetrics {
     }
 }
 
-/// Hyper-parameters of [`SegTrainer`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SegTrainConfig {
-    /// Learning rate per step (the heads' and the last block's).
-    pub lr: Schedule,
-    /// Weight decay of matrices and kernels (1-D parameters and tokens get none).
-    pub weight_decay: f64,
-    /// Layer-wise lr decay: block `i` of `L` gets `decay^(L − i)`, the embeddings
-    /// `decay^(L + 1)`; heads and pyramid 1. Use 1 for none.
-    pub layer_decay: f64,
-    /// Max global gradient norm, if clipping.
-    pub clip_grad: Option<f64>,
-}
-
-/// Depth of a parameter for layer-wise lr decay (BEiT's `get_num_layer_for_vit`).
-fn layer_id(name: &str, layers: usize) -> usize {
-    if name.starts_with("beit.embeddings.") {
-        0
-    } else if let Some(rest) = name.strip_prefix("beit.encoder.layer.") {
-        rest.split('.').next().and_then(|i| i.parse::<usize>().ok()).map_or(layers + 1, |i| i + 1)
-    } else {
-        layers + 1
+/// Fine-tune `model` on `train` with `cfg` through the loop every run shares
+/// (checkpoints, exact resume, non-finite steps skipped, metrics, Ctrl-C), evaluating on
+/// `val` after every epoch: BEiT's layer-wise lr decay and weight-decay exemptions
+/// ([`crate::train::param_groups`]), the batches of each epoch a seeded shuffle of `train`,
+/// drop path seeded by the step. `cfg.label_smoothing` does not apply to segmentation.
+pub fn finetune(
+    model: &BeitForSemanticSegmentation,
+    train: &dyn SegDataset,
+    val: Option<&dyn SegDataset>,
+    cfg: &FinetuneConfig,
+    control: &RunControl,
+    obs: &mut dyn Observer,
+) -> Result<Summary> {
+    let c = model.config().clone();
+    let tc = &cfg.train;
+    if !(cfg.layer_decay > 0.0 && cfg.layer_decay <= 1.0) {
+        return Err(Error::invalid("finetune config", "`layer_decay` must be in (0, 1]"));
     }
-}
-
-/// Optimiser groups: per depth, split into decayed (≥ 2-D) and undecayed parameters.
-pub fn param_groups(model: &BeitForSemanticSegmentation, layer_decay: f64, weight_decay: f64) -> Vec<ParamGroup> {
-    let layers = model.config().num_hidden_layers;
-    let mut groups: Vec<(usize, bool, Vec<Param>)> = Vec::new();
-    for p in model.trainable_params() {
-        let id = layer_id(p.name(), layers);
-        let token = p.name().ends_with("cls_token") || p.name().ends_with("mask_token") || p.name().contains("position");
-        let decay = p.shape().len() >= 2 && !token;
-        match groups.iter_mut().find(|(i, d, _)| *i == id && *d == decay) {
-            Some(g) => g.2.push(p),
-            None => groups.push((id, decay, vec![p])),
+    for (what, ds) in [("training", Some(train)), ("validation", val)] {
+        if let Some(ds) = ds.filter(|ds| ds.size() != c.image_size) {
+            return Err(Error::invalid("segmentation data", format!("{what} images of {} px for a model of {} px", ds.size(), c.image_size)));
         }
     }
-    groups
-        .into_iter()
-        .map(|(id, decay, params)| {
-            ParamGroup::new(params)
-                .lr_scale(layer_decay.powi((layers + 1 - id) as i32))
-                .weight_decay(if decay { weight_decay } else { 0.0 })
-        })
-        .collect()
-}
-
-/// Fine-tunes a [`BeitForSemanticSegmentation`]: one [`SegTrainer::step`] per batch.
-pub struct SegTrainer {
-    optimizer: AdamW,
-    config: SegTrainConfig,
-    step: u64,
-}
-
-impl SegTrainer {
-    /// An optimiser over `model`'s trainable parameters.
-    pub fn new(model: &BeitForSemanticSegmentation, config: SegTrainConfig) -> Result<Self> {
-        config.lr.validate()?;
-        let groups = param_groups(model, config.layer_decay, config.weight_decay);
-        let adamw = AdamWConfig { weight_decay: config.weight_decay, ..AdamWConfig::default() };
-        Ok(SegTrainer { optimizer: AdamW::new(groups, adamw)?, config, step: 0 })
-    }
-
-    /// Steps taken.
-    pub fn steps(&self) -> u64 {
-        self.step
-    }
-
-    /// One step on `pixels [B, 3, H, W]` and `labels [B, H, W]`: forward in train mode
-    /// (BatchNorm batch statistics, drop path seeded by the step), the loss (main +
-    /// auxiliary), backward, clipping, AdamW. Returns the loss.
-    pub fn step(&mut self, model: &BeitForSemanticSegmentation, pixels: &Tensor, labels: &Tensor) -> Result<f64> {
-        let out = model.forward(pixels, Mode::train(self.step))?;
-        let loss = model.loss(&out, labels)?;
-        let value = loss.to_scalar()?;
-        if !value.is_finite() {
-            return Err(Error::invalid("segmentation loss", format!("{value} at step {} (every pixel ignored?)", self.step)));
+    let groups = param_groups(model.trainable_params(), c.num_hidden_layers, cfg.layer_decay, tc.weight_decay);
+    let runner = Runner::new(tc.plan("segmentation", train.len())?, &c, model.params(), groups, control)?;
+    let device = model.params()[0].device();
+    let mut order: Option<(u64, Vec<usize>)> = None;
+    let step_loss = |state: &TrainState| -> Result<StepLoss> {
+        if order.as_ref().is_none_or(|(e, _)| *e != state.epoch) {
+            order = Some((state.epoch, epoch_order(train.len(), tc.seed, state.epoch)));
         }
-        let mut grads = loss.backward()?;
-        if let Some(max) = self.config.clip_grad {
-            clip_grad_norm(&mut grads, &model.trainable_params(), max)?;
-        }
-        self.optimizer.step(&grads, self.config.lr.at(self.step))?;
-        self.step += 1;
-        Ok(value)
-    }
+        let order = &order.as_ref().expect("set above").1;
+        let picks = &order[state.batch_in_epoch as usize * tc.batch_size..][..tc.batch_size];
+        let (pixels, labels) = seg_batch(train, picks, &device)?;
+        let out = model.forward(&pixels, Mode::train(mix64(tc.seed ^ mix64(state.step.wrapping_add(0x5E6)))))?;
+        Ok(StepLoss::new(model.loss(&out, &labels)?, picks.len()))
+    };
+    let after_epoch = |epoch: u64| -> Result<Option<Evaluation>> {
+        let Some(val) = val else { return Ok(None) };
+        let m = evaluate(model, val, tc.batch_size, &device)?;
+        Ok(Some(Evaluation::Segmentation(SegEvalMetrics { epoch: Some(epoch), mean_iou: m.mean_iou(), pixel_accuracy: m.pixel_accuracy(), samples: val.len() })))
+    };
+    runner.run(obs, step_loss, after_epoch)
 }
 
 /// Metrics of `model` (inference mode) over all of `ds`, in batches of `batch`; logits
@@ -223,14 +179,5 @@ mod tests {
         m.update(&[0, 0, 1], &[0, 0, 1]).unwrap();
         assert_eq!(m.per_class_iou(), vec![Some(1.0), Some(1.0), None, None]);
         assert_eq!(m.mean_iou(), 1.0);
-    }
-
-    #[test]
-    fn layer_ids_follow_beit() {
-        assert_eq!(layer_id("beit.embeddings.cls_token", 12), 0);
-        assert_eq!(layer_id("beit.encoder.layer.0.attention.attention.query.weight", 12), 1);
-        assert_eq!(layer_id("beit.encoder.layer.11.lambda_1", 12), 12);
-        assert_eq!(layer_id("decode_head.classifier.weight", 12), 13);
-        assert_eq!(layer_id("fpn1.0.weight", 12), 13);
     }
 }

@@ -52,9 +52,7 @@ fn pretrain_config(dir: &std::path::Path) -> PretrainConfig {
         batch_size: 4,
         base_lr: 0.05,
         warmup_epochs: 1.0,
-        checkpoint_dir: Some(dir.join("ckpt")),
-        metrics: Some(dir.join("metrics.jsonl")),
-        keep_last: 2,
+        files: RunFiles { checkpoint_dir: Some(dir.join("ckpt")), metrics: Some(dir.join("metrics.jsonl")), keep_last: 2, ..RunFiles::default() },
         seed: 7,
         ..cfg.train
     };
@@ -132,7 +130,7 @@ fn checkpoints_keep_the_last_n_and_interrupt_saves_one() {
     let data = digits_data(8, &device);
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = pretrain_config(dir.path());
-    cfg.train.checkpoint_every = 1;
+    cfg.train.files.checkpoint_every = 1;
     cfg.train.batch_size = 2;
     let model = mim_model(&cfg, &device);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -196,7 +194,7 @@ fn non_finite_losses_skip_the_step_and_too_many_stop_the_run() {
     let PretrainData::Memory { images, tokenizer_view } = digits_data(4, &device) else { panic!() };
     let data = PretrainData::Memory { images: images.affine(f64::NAN, 0.0).unwrap(), tokenizer_view };
     cfg.train.max_bad_steps = 3;
-    cfg.train.checkpoint_every = 100;
+    cfg.train.files.checkpoint_every = 100;
     let model = mim_model(&cfg, &device);
     let before = weights(&model);
     let err = pretrain(&model, &tok, &data, &cfg, &RunControl::default(), &mut Quiet).unwrap_err().to_string();
@@ -232,11 +230,14 @@ fn finetune_converts_the_shared_bias_decays_layers_and_evaluates() {
     // Fine-tune a few steps: only the head trains at full rate; embeddings at decay^3.
     let dir = tempfile::tempdir().unwrap();
     let mut fc = FinetuneConfig::default();
-    fc.train = TrainConfig { epochs: 2, batch_size: 8, base_lr: 0.1, warmup_epochs: 0.5, metrics: Some(dir.path().join("m.jsonl")), plot: Some(dir.path().join("curve.png")), ..fc.train };
+    fc.train = TrainConfig { epochs: 2, batch_size: 8, base_lr: 0.1, warmup_epochs: 0.5, ..fc.train };
+    fc.train.files = RunFiles { metrics: Some(dir.path().join("m.jsonl")), plot: Some(dir.path().join("curve.png")), ..RunFiles::default() };
     let s = finetune(&model, &train, Some(&test), &fc, &RunControl::default(), &mut Quiet).unwrap();
     assert_eq!((s.steps, s.evals.len()), (10, 2));
     let (steps, evals) = read_metrics(&dir.path().join("m.jsonl")).unwrap();
-    assert_eq!((steps.len(), evals.len(), evals[1].epoch), (10, 2, Some(1)));
+    assert_eq!((steps.len(), evals.len(), evals[1].epoch()), (10, 2, Some(1)));
+    assert_eq!(evals, s.evals, "evaluations read back as written");
+    assert!(matches!(evals[0], Evaluation::Classification(_)));
     assert!(image::open(dir.path().join("curve.png")).unwrap().height() == 640);
     // Evaluation against a direct computation.
     let m = evaluate(&model, &test, 10).unwrap();
@@ -273,7 +274,7 @@ fn configs_load_from_json_and_toml_with_overrides() {
     let f: FinetuneConfig = load_config(&toml).unwrap();
     assert_eq!((f.train.epochs, f.layer_decay, f.train.clip_grad, f.label_smoothing), (5, 0.75, Some(1.0), 0.1));
     let f = apply_overrides(&f, &[("epochs".into(), "9".into()), ("metrics".into(), "out/m.jsonl".into())]).unwrap();
-    assert_eq!((f.train.epochs, f.train.metrics.as_deref()), (9, Some(std::path::Path::new("out/m.jsonl"))));
+    assert_eq!((f.train.epochs, f.train.files.metrics.as_deref()), (9, Some(std::path::Path::new("out/m.jsonl"))));
     assert!(apply_overrides(&f, &[("epoch".into(), "9".into())]).unwrap_err().to_string().contains("unknown key `epoch`"));
     assert!(apply_overrides(&f, &[("epochs".into(), "many".into())]).unwrap_err().to_string().contains("epochs"));
     std::fs::write(&toml, "epochz = 5\n").unwrap();

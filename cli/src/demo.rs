@@ -11,10 +11,10 @@ use beit::engine::nn::{Module, VarBuilder};
 use beit::engine::rng::Rng;
 use beit::engine::{DType, Device, Error, Result};
 use beit::masker::{BlockwiseMasker, Masker};
-use beit::tokenizer::{evaluate_dvae, Dvae, DvaeConfig, DvaeEval, DvaeTrainConfig, DvaeTrainer};
+use beit::tokenizer::{evaluate_dvae, train_dvae, Dvae, DvaeConfig, DvaeEval, DvaeTrainConfig};
 use beit::train::{
     classifier_from_pretrained, evaluate, finetune, pretrain, pretrain_model_config, ClassifyData, FinetuneConfig, PretrainConfig, PretrainData,
-    RunControl, TrainConfig,
+    Quiet, RunControl, RunFiles, TrainConfig,
 };
 use beit::{Beit, BeitConfig, BeitForImageClassification};
 use std::path::{Path, PathBuf};
@@ -103,8 +103,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             min_lr: 1e-5,
             warmup_epochs: 2.0,
             drop_path: 0.0,
-            metrics: Some(out.join("pretrain.jsonl")),
-            plot: Some(out.join("pretrain.png")),
+            files: RunFiles { metrics: Some(out.join("pretrain.jsonl")), plot: Some(out.join("pretrain.png")), ..RunFiles::default() },
             ..TrainConfig::default()
         },
         mask_min_patches: 4,
@@ -142,8 +141,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             warmup_epochs: 5.0,
             drop_path: 0.1,
             clip_grad: None,
-            metrics: Some(out.join(format!("{name}.jsonl"))),
-            plot: Some(out.join(format!("{name}.png"))),
+            files: RunFiles { metrics: Some(out.join(format!("{name}.jsonl"))), plot: Some(out.join(format!("{name}.png"))), ..RunFiles::default() },
             ..TrainConfig::default()
         },
         layer_decay,
@@ -214,13 +212,8 @@ fn small_config(args: &DemoArgs) -> BeitConfig {
 fn train_tokenizer(args: &DemoArgs, digits: &Digits, train: &[usize], test: &[usize], device: &Device) -> Result<(Dvae, DvaeEval)> {
     let model = Dvae::new(&VarBuilder::new(device, DType::F32, args.seed), DvaeConfig::digits())?;
     let cfg = DvaeTrainConfig { steps: args.tokenizer_steps, seed: args.seed, ..DvaeTrainConfig::default() };
-    let mut trainer = DvaeTrainer::new(model, cfg.clone())?;
-    let mut rng = Rng::new(args.seed ^ 0xD1A7);
-    for _ in 0..cfg.steps {
-        let picks: Vec<usize> = (0..cfg.batch).map(|_| train[rng.below(train.len())]).collect();
-        trainer.step(&digits.tokenizer_batch(&picks, TOKENIZER_IMAGE, device)?)?;
-    }
-    let model = trainer.into_model();
+    let batches = crate::tokenizer::digit_batches(digits, train, cfg.batch, TOKENIZER_IMAGE, args.seed, device);
+    train_dvae(&model, &cfg, &RunFiles::default(), train.len(), batches, &RunControl::default(), &mut Quiet)?;
     model.save(args.out.join("tokenizer"))?;
     let eval = evaluate_dvae(&model, test.chunks(100).map(|c| digits.tokenizer_batch(c, TOKENIZER_IMAGE, device)))?;
     crate::tokenizer::draw_reconstructions(&model, &digits.tokenizer_batch(&test[..16], TOKENIZER_IMAGE, device)?, &args.out.join("reconstructions.png"))?;

@@ -49,7 +49,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         (Some(dir), _) => Beit::from_pretrained(dir, &device)?.0,
         (None, Some(path)) => {
             let ck = load_checkpoint(path, &device)?;
-            let m = Beit::new(&ck.config, &device, 0)?;
+            let m = Beit::new(&ck.model_config()?, &device, 0)?;
             beit::engine::nn::Module::load_state_dict(&m, &ck.model, true)?;
             m
         }

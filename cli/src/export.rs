@@ -21,7 +21,7 @@ pub struct ExportArgs {
 pub fn run(args: &ExportArgs) -> Result<()> {
     let device = beit::open_device("cpu")?;
     let ck = load_checkpoint(&args.checkpoint, &device)?;
-    let model = Beit::new(&ck.config, &device, 0)?;
+    let model = Beit::new(&ck.model_config()?, &device, 0)?;
     model.load_state_dict(&ck.model, true)?;
     model.save_pretrained(&args.out)?;
     println!("wrote {} (step {})", args.out.display(), ck.state.step);

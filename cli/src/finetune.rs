@@ -1,7 +1,7 @@
 //! `beit finetune`: image classification from a pretrained Hugging Face folder or a
 //! pretraining checkpoint, on a labelled image folder or the built-in digits.
 
-use crate::segmentation::{self, SegDataArgs, SegRecipe};
+use crate::segmentation::{self, SegDataArgs};
 use crate::train_args::TrainArgs;
 use beit::data::{Digits, ImageFolder};
 use beit::engine::{Error, Result};
@@ -71,20 +71,21 @@ fn data(args: &FinetuneArgs, size: usize, device: &beit::engine::Device) -> Resu
 /// Run `beit finetune`.
 pub fn run(args: &FinetuneArgs) -> Result<()> {
     let cfg: FinetuneConfig = args.train.recipe()?;
-    let device = beit::open_device(&args.train.device)?;
+    let device = beit::open_device(&args.train.run.device)?;
     if args.task == Task::Segmentation {
         return finetune_segmentation(args, &cfg, &device);
     }
-    let resume = args.train.checkpoint(&device)?;
+    let resume = args.train.run.checkpoint(&device)?;
     let (weights, config) = match (&resume, &args.model, &args.pretrained_checkpoint) {
-        (Some(ck), ..) => (None, ck.config.clone()),
+        (Some(ck), ..) => (None, ck.model_config()?),
         (None, Some(dir), _) => {
             let (config, weights) = beit::model::read_folder(dir, &device)?;
             (Some(weights), config)
         }
         (None, None, Some(path)) => {
             let ck = load_checkpoint(path, &device)?;
-            (Some(ck.model), ck.config)
+            let config = ck.model_config()?;
+            (Some(ck.model), config)
         }
         (None, None, None) => return Err(Error::invalid("finetune", "give --model, --pretrained-checkpoint or --resume")),
     };
@@ -96,8 +97,8 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
             _ => return Err(Error::invalid("--resume", "the checkpoint is not a classification model")),
         },
     };
-    let control = args.train.control(resume);
-    let mut progress = args.train.progress();
+    let control = args.train.run.control(resume);
+    let mut progress = args.train.run.progress();
     let summary = finetune(&model, &train, eval.as_ref(), &cfg, &control, &mut progress)?;
     println!("stopped at step {}{}", summary.steps, if summary.interrupted { " (interrupted)" } else { "" });
     if let Some(path) = &summary.checkpoint {
@@ -114,21 +115,10 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--task segmentation`: the recipe's optimisation settings on a segmentation model.
+/// `--task segmentation`: the recipe on a segmentation model.
 fn finetune_segmentation(args: &FinetuneArgs, cfg: &FinetuneConfig, device: &beit::engine::Device) -> Result<()> {
-    let model = args.model.as_ref().ok_or_else(|| Error::invalid("--task segmentation", "give the pretrained encoder as --model DIR (a Hugging Face folder)"))?;
-    let t = &cfg.train;
-    let recipe = SegRecipe {
-        epochs: t.epochs,
-        batch: t.batch_size,
-        lr: t.lr(),
-        min_lr: t.min_lr,
-        warmup_epochs: t.warmup_epochs,
-        weight_decay: t.weight_decay,
-        layer_decay: cfg.layer_decay,
-        clip_grad: t.clip_grad,
-        drop_path: t.drop_path,
-        seed: t.seed,
-    };
-    segmentation::finetune(model, args.data.as_deref(), &args.seg, &recipe, args.out.as_ref(), device)
+    if args.pretrained_checkpoint.is_some() {
+        return Err(Error::invalid("--pretrained-checkpoint", "segmentation starts from a Hugging Face folder (--model) or resumes (--resume)"));
+    }
+    segmentation::finetune(args.model.as_deref(), args.data.as_deref(), &args.seg, cfg, &args.train.run, args.out.as_ref(), device)
 }

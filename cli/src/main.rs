@@ -63,7 +63,17 @@ enum Command {
     Export(export::ExportArgs),
 }
 
+/// Print what the libraries log (through `tracing`) to stderr: warnings and errors, or the
+/// level `BEIT_LOG` names (`error`, `warn`, `info`, `debug`, `trace`, `off`).
+fn init_logging() {
+    let level = std::env::var("BEIT_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
+    let log = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).without_time().with_ansi(false);
+    // Only a second initialisation fails, and then the first one's logging stands.
+    let _ = log.try_init();
+}
+
 fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),

@@ -66,11 +66,11 @@ fn fresh_config(args: &PretrainArgs, vocab: usize) -> BeitConfig {
 /// Run `beit pretrain`.
 pub fn run(args: &PretrainArgs) -> Result<()> {
     let cfg: PretrainConfig = args.train.recipe()?;
-    let device = beit::open_device(&args.train.device)?;
+    let device = beit::open_device(&args.train.run.device)?;
     let tokenizer = DalleEncoder::from_folder(&args.tokenizer, &device)?;
-    let resume = args.train.checkpoint(&device)?;
+    let resume = args.train.run.checkpoint(&device)?;
     let config = match (&resume, &args.model) {
-        (Some(ck), _) => ck.config.clone(),
+        (Some(ck), _) => ck.model_config()?,
         (None, Some(dir)) => pretrain_model_config(&BeitConfig::from_file(dir.join("config.json"))?, &cfg),
         (None, None) => pretrain_model_config(&fresh_config(args, tokenizer.vocab_size()), &cfg),
     };
@@ -95,8 +95,8 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
             PretrainData::digits(&d, &(0..d.len()).collect::<Vec<_>>(), config.image_size, tok_size, &device)?
         }
     };
-    let control = args.train.control(resume);
-    let mut progress = args.train.progress();
+    let control = args.train.run.control(resume);
+    let mut progress = args.train.run.progress();
     let summary = pretrain(&model, &tokenizer, &data, &cfg, &control, &mut progress)?;
     let loss = summary.final_loss.map_or("n/a".into(), |l| format!("{l:.4}"));
     let state = if summary.interrupted { "interrupted at" } else { "stopped at" };

@@ -1,7 +1,7 @@
 //! Progress bars for training runs (indicatif): loss, learning rate, throughput and ETA;
 //! hidden with `--quiet` or when stderr is not a terminal.
 
-use beit::train::{EvalMetrics, Observer, StepMetrics};
+use beit::train::{Evaluation, Observer, StepMetrics};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -20,6 +20,11 @@ impl Progress {
         let style = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         Progress { bar, quiet }
+    }
+
+    /// Print `line` to stdout, out of the bar's way.
+    pub fn println(&self, line: &str) {
+        self.bar.suspend(|| println!("{line}"));
     }
 
     fn note(&self, line: &str) {
@@ -43,9 +48,13 @@ impl Observer for Progress {
         self.bar.set_position(m.step + 1);
     }
 
-    fn eval(&mut self, m: &EvalMetrics) {
-        let epoch = m.epoch.map_or(String::new(), |e| format!("epoch {e}: "));
-        self.note(&format!("{epoch}eval loss {:.4} top-1 {:.2}% top-5 {:.2}% ({} images)", m.loss, 100.0 * m.top1, 100.0 * m.top5, m.samples));
+    fn eval(&mut self, e: &Evaluation) {
+        let epoch = e.epoch().map_or(String::new(), |e| format!("epoch {e}: "));
+        let scores = match e {
+            Evaluation::Classification(m) => format!("loss {:.4} top-1 {:.2}% top-5 {:.2}% ({} images)", m.loss, 100.0 * m.top1, 100.0 * m.top5, m.samples),
+            Evaluation::Segmentation(m) => format!("mIoU {:.4} pixel accuracy {:.4} ({} images)", m.mean_iou, m.pixel_accuracy, m.samples),
+        };
+        self.note(&format!("{epoch}eval {scores}"));
     }
 
     fn warn(&mut self, message: &str) {

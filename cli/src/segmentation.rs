@@ -2,11 +2,11 @@
 //! with a UperNet (or SETR-PUP) head fine-tuned on an ADE20K-layout folder or the generated
 //! shapes, with mIoU and pixel accuracy on the validation images.
 
-use beit::data::{seg_batch, SegDataset, SegFolder, Shapes, Split};
-use beit::engine::optim::Schedule;
-use beit::engine::rng::Rng;
+use crate::train_args::RunArgs;
+use beit::data::{SegDataset, SegFolder, Shapes, Split};
 use beit::engine::{Device, Error, Result};
-use beit::segmentation::{evaluate, SegMetrics, SegTrainConfig, SegTrainer};
+use beit::segmentation::{evaluate, SegMetrics};
+use beit::train::FinetuneConfig;
 use beit::{BeitConfig, BeitForSemanticSegmentation, SegHead};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -87,71 +87,45 @@ fn seg_config(pretrained: &BeitConfig, size: usize, classes: &[String], head: He
     }
 }
 
-/// Hyper-parameters taken from the fine-tuning recipe.
-pub struct SegRecipe {
-    /// Passes over the training set.
-    pub epochs: u64,
-    /// Images per step.
-    pub batch: usize,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Final learning rate.
-    pub min_lr: f64,
-    /// Warmup in epochs.
-    pub warmup_epochs: f64,
-    /// AdamW weight decay.
-    pub weight_decay: f64,
-    /// Layer-wise lr decay.
-    pub layer_decay: f64,
-    /// Gradient clipping.
-    pub clip_grad: Option<f64>,
-    /// Stochastic depth.
-    pub drop_path: f64,
-    /// Seed of the model's fresh heads and the data order.
-    pub seed: u64,
-}
-
-/// Fine-tune the encoder in `model_dir` for segmentation; write the model to `out`.
-pub fn finetune(model_dir: &Path, data: Option<&Path>, args: &SegDataArgs, r: &SegRecipe, out: Option<&PathBuf>, device: &Device) -> Result<()> {
-    let pretrained = BeitConfig::from_file(model_dir.join("config.json"))?;
-    let size = args.size.unwrap_or(pretrained.image_size);
-    let (train, val, classes) = datasets(data, args, size, r.seed)?;
-    let config = seg_config(&pretrained, size, &classes, args.head, r.drop_path);
-    let (model, report) = BeitForSemanticSegmentation::from_pretrained_encoder(model_dir, &config, device, r.seed)?;
-    if !report.missing.is_empty() {
-        println!("fresh (not in the checkpoint): {}", report.missing.len());
+/// Fine-tune the encoder in `model_dir` for segmentation with `cfg`, or resume the run
+/// `run.resume` names; evaluate and write the model to `out`.
+pub fn finetune(model_dir: Option<&Path>, data: Option<&Path>, args: &SegDataArgs, cfg: &FinetuneConfig, run: &RunArgs, out: Option<&PathBuf>, device: &Device) -> Result<()> {
+    let seed = cfg.train.seed;
+    let resume = run.checkpoint(device)?;
+    let model = match (&resume, model_dir) {
+        (Some(ck), _) => {
+            ck.expect_kind("segmentation")?;
+            BeitForSemanticSegmentation::new(&ck.model_config()?, device, seed)?
+        }
+        (None, Some(dir)) => {
+            let pretrained = BeitConfig::from_file(dir.join("config.json"))?;
+            let size = args.size.unwrap_or(pretrained.image_size);
+            let (_, _, classes) = datasets(data, args, size, seed)?;
+            let config = seg_config(&pretrained, size, &classes, args.head, cfg.train.drop_path);
+            let (model, report) = BeitForSemanticSegmentation::from_pretrained_encoder(dir, &config, device, seed)?;
+            if !report.missing.is_empty() {
+                println!("fresh (not in the checkpoint): {}", report.missing.len());
+            }
+            model
+        }
+        (None, None) => return Err(Error::invalid("--task segmentation", "give the pretrained encoder as --model DIR (a Hugging Face folder), or --resume")),
+    };
+    let c = model.config();
+    if args.size.is_some_and(|s| s != c.image_size) {
+        return Err(Error::invalid("--size", format!("the resumed model takes {} px images", c.image_size)));
     }
-    let per_epoch = (train.len() / r.batch.max(1)) as u64;
-    if per_epoch == 0 {
-        return Err(Error::invalid("segmentation data", format!("{} training images, fewer than one batch of {}", train.len(), r.batch)));
+    let (train, val, classes) = datasets(data, args, c.image_size, seed)?;
+    if classes.len() != c.num_labels() {
+        return Err(Error::invalid("segmentation data", format!("{} classes for a model of {}", classes.len(), c.num_labels())));
     }
-    let total = per_epoch * r.epochs;
-    let warmup = ((r.warmup_epochs * per_epoch as f64).round() as u64).min(total);
-    let lr = Schedule::WarmupCosine { base: r.lr, final_value: r.min_lr, warmup_start: 0.0, warmup_steps: warmup, total_steps: total };
-    let mut trainer = SegTrainer::new(&model, SegTrainConfig { lr, weight_decay: r.weight_decay, layer_decay: r.layer_decay, clip_grad: r.clip_grad })?;
-    println!("segmentation fine-tuning: {} training / {} validation images at {size} px, {} classes, {total} steps", train.len(), val.len(), classes.len());
+    println!("segmentation fine-tuning: {} training / {} validation images at {} px, {} classes", train.len(), val.len(), c.image_size, classes.len());
     let start = Instant::now();
-    for epoch in 0..r.epochs {
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        let mut rng = Rng::new(r.seed ^ epoch.wrapping_mul(0x9E37_79B9));
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
-        let mut loss = 0.0;
-        for chunk in order.chunks_exact(r.batch) {
-            let (pixels, labels) = seg_batch(train.as_ref(), chunk, device)?;
-            loss += trainer.step(&model, &pixels, &labels)?;
-        }
-        let m = evaluate(&model, val.as_ref(), r.batch, device)?;
-        println!(
-            "epoch {epoch}: loss {:.4}  val mIoU {:.3}  pixel accuracy {:.3}  ({:.0} s)",
-            loss / per_epoch as f64,
-            m.mean_iou(),
-            m.pixel_accuracy(),
-            start.elapsed().as_secs_f64()
-        );
+    let summary = beit::segmentation::finetune(&model, train.as_ref(), Some(val.as_ref()), cfg, &run.control(resume), &mut run.progress())?;
+    println!("stopped at step {}{} after {:.0} s", summary.steps, if summary.interrupted { " (interrupted)" } else { "" }, start.elapsed().as_secs_f64());
+    if let Some(path) = &summary.checkpoint {
+        println!("checkpoint {}", path.display());
     }
-    report_metrics(&evaluate(&model, val.as_ref(), r.batch, device)?, &classes);
+    report_metrics(&evaluate(&model, val.as_ref(), cfg.train.batch_size, device)?, &classes);
     if let Some(out) = out {
         model.save_pretrained(out)?;
         println!("wrote {}", out.display());

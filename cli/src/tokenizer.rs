@@ -2,13 +2,16 @@
 //! save it as a tokenizer folder, and report reconstruction error and codebook usage on
 //! held-out images.
 
+use crate::progress::Progress;
+use crate::train_args::RunArgs;
 use beit::data::transforms::TokenizerView;
 use beit::data::{Digits, ImageFolder, Loader, LoaderConfig};
 use beit::engine::nn::VarBuilder;
-use beit::engine::rng::Rng;
+use beit::engine::rng::{mix64, Rng};
 use beit::engine::{no_grad, DType, Device, Error, Result, Tensor};
 use beit::preprocess::{load_image_limited, MAX_PIXELS};
-use beit::tokenizer::{evaluate_dvae, unmap_pixels, Dvae, DvaeConfig, DvaeEval, DvaeTrainConfig, DvaeTrainer, Tokenizer};
+use beit::tokenizer::{evaluate_dvae, train_dvae, unmap_pixels, Dvae, DvaeConfig, DvaeEval, DvaeTrainConfig, Tokenizer};
+use beit::train::{Observer, StepMetrics, TrainState};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -71,9 +74,8 @@ pub struct TrainArgs {
     /// Print the held-out evaluation as JSON.
     #[arg(long)]
     json: bool,
-    /// Device: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 /// Run `beit tokenizer ...`.
@@ -82,6 +84,9 @@ pub fn run(cmd: &TokenizerCommand) -> Result<()> {
         TokenizerCommand::Train(args) => train(args),
     }
 }
+
+/// The training batch of each step.
+type StepBatches<'a> = Box<dyn FnMut(&TrainState) -> Result<Tensor> + 'a>;
 
 /// Where batches of mapped pixels come from.
 enum Source {
@@ -112,22 +117,31 @@ impl Source {
         Ok(Source::Folder { train, test })
     }
 
-    /// Training batches, endless (folders are re-read epoch after epoch).
-    fn train_batches<'a>(&'a self, args: &TrainArgs, device: &'a Device) -> Box<dyn Iterator<Item = Result<Tensor>> + 'a> {
-        let (batch, size) = (args.batch, args.size);
+    /// Training images.
+    fn train_len(&self) -> usize {
         match self {
-            Source::Digits { digits, train, .. } => {
-                let mut rng = Rng::new(args.seed ^ 0xD1A7);
-                Box::new(std::iter::repeat_with(move || {
-                    let picks: Vec<usize> = (0..batch).map(|_| train[rng.below(train.len())]).collect();
-                    digits.tokenizer_batch(&picks, size, device)
-                }))
-            }
+            Source::Digits { train, .. } => train.len(),
+            Source::Folder { train, .. } => train.len(),
+        }
+    }
+
+    /// The batch of each step, from `first_step` on: digits drawn at random by (seed,
+    /// step), a folder read epoch after epoch in a seeded order.
+    fn train_batches<'a>(&'a self, args: &TrainArgs, first_step: u64, device: &'a Device) -> StepBatches<'a> {
+        let (batch, size, seed) = (args.batch, args.size, args.seed);
+        match self {
+            Source::Digits { digits, train, .. } => Box::new(digit_batches(digits, train, batch, size, seed, device)),
             Source::Folder { train, .. } => {
                 let view = TokenizerView { size: size as u32, train: true };
-                let config = LoaderConfig { epochs: u64::MAX, seed: args.seed, ..LoaderConfig::new(batch.min(train.len())) };
-                let loader = Loader::new(train.clone(), view, config);
-                Box::new(loader.map(move |b| Tensor::from_vec(b.views.into_iter().next().unwrap_or_default(), &[b.len, 3, size, size], device)))
+                let config = LoaderConfig { epochs: u64::MAX, seed, skip: first_step, ..LoaderConfig::new(batch.min(train.len())) };
+                let mut loader = Loader::new(train.clone(), view, config);
+                Box::new(move |state: &TrainState| {
+                    let b = loader.next().ok_or_else(|| Error::invalid("--data", "the image loader ended early"))?;
+                    if b.len == 0 {
+                        return Err(Error::invalid("--data", format!("no image of batch {} could be read", state.step)));
+                    }
+                    Tensor::from_vec(b.views.into_iter().next().unwrap_or_default(), &[b.len, 3, size, size], device)
+                })
             }
         }
     }
@@ -158,14 +172,22 @@ impl Source {
     }
 }
 
+/// `batch` digits of `pool` at `size` for each step, drawn at random from (seed, step).
+pub fn digit_batches<'a>(digits: &'a Digits, pool: &'a [usize], batch: usize, size: usize, seed: u64, device: &'a Device) -> impl FnMut(&TrainState) -> Result<Tensor> + 'a {
+    move |state: &TrainState| {
+        let mut rng = Rng::new(mix64(seed ^ 0xD1A7) ^ mix64(state.step));
+        let picks: Vec<usize> = (0..batch).map(|_| pool[rng.below(pool.len())]).collect();
+        digits.tokenizer_batch(&picks, size, device)
+    }
+}
+
 /// Images directly in `dir`, or else in its class sub-folders (labels ignored).
 fn any_folder(dir: &Path) -> Result<ImageFolder> {
     ImageFolder::flat(dir).or_else(|flat_err| ImageFolder::labelled(dir).map_err(|_| flat_err))
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
-    let device = beit::open_device(&args.device)?;
-    let config = DvaeConfig { image_size: args.size, hidden: args.hidden, downsample: args.downsample, vocab_size: args.vocab, ..DvaeConfig::digits() };
+    let device = beit::open_device(&args.run.device)?;
     let train_config = DvaeTrainConfig {
         steps: args.steps,
         batch: args.batch,
@@ -177,6 +199,17 @@ fn train(args: &TrainArgs) -> Result<()> {
         ..DvaeTrainConfig::default()
     };
     train_config.validate()?;
+    let resume = args.run.checkpoint(&device)?;
+    let config = match &resume {
+        Some(ck) => {
+            ck.expect_kind("dvae")?;
+            ck.model_config()?
+        }
+        None => DvaeConfig { image_size: args.size, hidden: args.hidden, downsample: args.downsample, vocab_size: args.vocab, ..DvaeConfig::digits() },
+    };
+    if config.image_size != args.size {
+        return Err(Error::invalid("--size", format!("the resumed tokenizer takes {} px images", config.image_size)));
+    }
     let source = Source::open(args)?;
     let model = Dvae::new(&VarBuilder::new(&device, DType::F32, args.seed), config.clone())?;
     let test = source.test_batches(args.size, &device)?;
@@ -185,27 +218,21 @@ fn train(args: &TrainArgs) -> Result<()> {
         println!(
             "beit tokenizer train: dVAE of {} parameters, {}×{} inputs → {g}×{g} tokens of {}, {} steps of {} on {device}",
             beit::engine::nn::Module::num_params(&model),
-            args.size,
-            args.size,
-            args.vocab,
+            config.image_size,
+            config.image_size,
+            config.vocab_size,
             args.steps,
             args.batch
         );
     }
     let start = Instant::now();
-    let mut trainer = DvaeTrainer::new(model, train_config)?;
-    let report_every = (args.steps / 10).max(1);
-    for (step, pixels) in (0..args.steps).zip(source.train_batches(args, &device)) {
-        let s = trainer.step(&pixels?)?;
-        if !args.json && (step % report_every == 0 || step + 1 == args.steps) {
-            println!(
-                "step {:5}  loss {:.5}  recon {:.5}  kl {:.3}  usage {:.3}  temperature {:.3}  lr {:.2e}",
-                s.step, s.loss, s.recon, s.kl, s.usage, s.temperature, s.lr
-            );
-        }
-    }
+    let batches = source.train_batches(args, resume.as_ref().map_or(0, |ck| ck.state.step), &device);
+    let mut progress = DvaeProgress { bar: args.run.progress(), every: (args.steps / 10).max(1), print: !args.json };
+    let summary = train_dvae(&model, &train_config, &args.run.files(), source.train_len(), batches, &args.run.control(resume), &mut progress)?;
     let seconds = start.elapsed().as_secs_f64();
-    let model = trainer.into_model();
+    if summary.steps < args.steps {
+        println!("stopped at step {}{}; resume with --resume", summary.steps, if summary.interrupted { " (interrupted)" } else { "" });
+    }
     model.save(&args.out)?;
     let eval = evaluate_dvae(&model, test.iter().cloned().map(Ok))?;
     if let Some(path) = &args.picture {
@@ -220,6 +247,49 @@ fn train(args: &TrainArgs) -> Result<()> {
         print_eval(&eval, seconds, &args.out);
     }
     Ok(())
+}
+
+/// The progress bar, and a line of the loss and its parts every `every` steps.
+struct DvaeProgress {
+    bar: Progress,
+    every: u64,
+    print: bool,
+}
+
+impl Observer for DvaeProgress {
+    fn start(&mut self, first_step: u64, total_steps: u64) {
+        self.bar.start(first_step, total_steps);
+    }
+
+    fn step(&mut self, m: &StepMetrics, total_steps: u64) {
+        self.bar.step(m, total_steps);
+        if self.print && (m.step.is_multiple_of(self.every) || m.step + 1 == total_steps) {
+            let part = |k: &str| m.parts.get(k).copied().unwrap_or(f64::NAN);
+            let line = format!(
+                "step {:5}  loss {:.5}  recon {:.5}  kl {:.3}  usage {:.3}  temperature {:.3}  lr {:.2e}",
+                m.step,
+                m.loss,
+                part("recon"),
+                part("kl"),
+                part("usage"),
+                part("temperature"),
+                m.lr
+            );
+            self.bar.println(&line);
+        }
+    }
+
+    fn warn(&mut self, message: &str) {
+        self.bar.warn(message);
+    }
+
+    fn checkpoint(&mut self, path: &Path) {
+        self.bar.checkpoint(path);
+    }
+
+    fn finish(&mut self) {
+        self.bar.finish();
+    }
 }
 
 fn print_eval(e: &DvaeEval, seconds: f64, out: &Path) {

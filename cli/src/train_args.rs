@@ -1,9 +1,11 @@
-//! Options shared by `beit pretrain` and `beit finetune`: the recipe (a config file, then
-//! named flags and `--set key=value` on top), resume, interruption and progress display.
+//! Options of the training commands: [`RunArgs`] (checkpoints, metrics, resume,
+//! interruption, progress, device) for every trainer, and [`TrainArgs`] (the recipe: a
+//! config file, then named flags and `--set key=value` on top) for `beit pretrain` and
+//! `beit finetune`.
 
 use crate::progress::Progress;
 use beit::engine::{Device, Result};
-use beit::train::{apply_overrides, load_checkpoint, load_config, Checkpoint, RunControl};
+use beit::train::{apply_overrides, load_checkpoint, load_config, Checkpoint, RunControl, RunFiles};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -31,6 +33,16 @@ pub struct TrainArgs {
     /// Seed of every random draw.
     #[arg(long)]
     seed: Option<u64>,
+    /// Any other recipe setting, as KEY=VALUE (repeatable; e.g. --set weight_decay=0.1).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// What every training command takes: where it writes, resume, interruption, progress.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
     /// Folder of checkpoints.
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
@@ -40,12 +52,9 @@ pub struct TrainArgs {
     /// Append metrics to this JSON Lines file.
     #[arg(long)]
     metrics: Option<PathBuf>,
-    /// Draw the loss (and accuracy) curve into this PNG at the end.
+    /// Draw the loss (and evaluation) curves into this PNG at the end.
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Any other recipe setting, as KEY=VALUE (repeatable; e.g. --set weight_decay=0.1).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
     /// Continue from a checkpoint file, or the newest in a folder.
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -54,7 +63,7 @@ pub struct TrainArgs {
     stop_at_step: Option<u64>,
     /// No progress bar.
     #[arg(long)]
-    quiet: bool,
+    pub quiet: bool,
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -78,16 +87,31 @@ impl TrainArgs {
         named("base_lr", self.base_lr.map(|v| v.to_string()));
         named("warmup_epochs", self.warmup_epochs.map(|v| v.to_string()));
         named("seed", self.seed.map(|v| v.to_string()));
-        named("checkpoint_every", self.checkpoint_every.map(|v| v.to_string()));
+        let run = &self.run;
+        named("checkpoint_every", run.checkpoint_every.map(|v| v.to_string()));
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default());
-        named("checkpoint_dir", path(&self.checkpoint_dir));
-        named("metrics", path(&self.metrics));
-        named("plot", path(&self.plot));
+        named("checkpoint_dir", path(&run.checkpoint_dir));
+        named("metrics", path(&run.metrics));
+        named("plot", path(&run.plot));
         for kv in &self.set {
             let (k, v) = kv.split_once('=').ok_or_else(|| beit::engine::Error::invalid("--set", format!("`{kv}` is not KEY=VALUE")))?;
             pairs.push((k.trim().to_string(), v.trim().to_string()));
         }
         apply_overrides(&base, &pairs)
+    }
+}
+
+impl RunArgs {
+    /// The files of a run whose recipe has no file (the dVAE's): the flags, else defaults.
+    pub fn files(&self) -> RunFiles {
+        let d = RunFiles::default();
+        RunFiles {
+            checkpoint_dir: self.checkpoint_dir.clone(),
+            checkpoint_every: self.checkpoint_every.unwrap_or(d.checkpoint_every),
+            metrics: self.metrics.clone(),
+            plot: self.plot.clone(),
+            ..d
+        }
     }
 
     /// The checkpoint to resume from, if any.

@@ -1,6 +1,7 @@
-//! Crash safety of `beit pretrain`: a SIGKILL mid-run, a kill while a checkpoint is being
-//! written, and a checkpoint write that fails for want of space all lose nothing: resuming
-//! gives bit-identical final weights, optimiser moments and step metrics to an
+//! Crash safety of the training commands: a SIGKILL mid-run of `beit pretrain`, `beit
+//! finetune --task segmentation` or `beit tokenizer train`, a kill while a checkpoint is
+//! being written, and a checkpoint write that fails for want of space all lose nothing:
+//! resuming gives bit-identical final weights, optimiser moments and step metrics to an
 //! uninterrupted run.
 
 mod common;
@@ -11,25 +12,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// One tiny pretraining run on the built-in digits, a checkpoint after every step.
+/// One tiny training run (`command` and its options), a checkpoint after every step.
 struct Run {
-    tok: PathBuf,
+    command: Vec<String>,
     ck: PathBuf,
     metrics: PathBuf,
 }
 
+/// Pretraining on the built-in digits with the tokenizer in `tok`.
+fn pretrain(tok: &Path) -> Vec<String> {
+    let mut args = vec!["pretrain", "--digits", "--preset", "tiny", "--image-size", "16", "--patch-size", "4"];
+    args.extend(["--tokenizer", s(tok), "--tokenizer-size", "4", "--epochs", "1", "--batch-size", "64"]);
+    args.extend(["--set", "warmup_epochs=0.1", "--set", "mask_min_patches=4"]);
+    args.into_iter().map(String::from).collect()
+}
+
 impl Run {
-    fn new(root: &Path, name: &str, tok: &Path) -> Run {
-        Run { tok: tok.to_path_buf(), ck: root.join(name), metrics: root.join(format!("{name}.jsonl")) }
+    fn new(root: &Path, name: &str, command: &[String]) -> Run {
+        Run { command: command.to_vec(), ck: root.join(name), metrics: root.join(format!("{name}.jsonl")) }
     }
 
     fn args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args = vec!["pretrain", "--digits", "--preset", "tiny", "--image-size", "16", "--patch-size", "4"];
-        args.extend(["--tokenizer", s(&self.tok), "--tokenizer-size", "4", "--epochs", "1", "--batch-size", "64"]);
-        args.extend(["--checkpoint-dir", s(&self.ck), "--checkpoint-every", "1", "--metrics", s(&self.metrics), "--quiet"]);
-        args.extend(["--set", "warmup_epochs=0.1", "--set", "mask_min_patches=4"]);
-        args.extend(extra);
-        args.into_iter().map(String::from).collect()
+        let mut args = self.command.clone();
+        let files = ["--checkpoint-dir", s(&self.ck), "--checkpoint-every", "1", "--metrics", s(&self.metrics), "--quiet"];
+        args.extend(files.iter().chain(extra).map(|a| a.to_string()));
+        args
     }
 
     fn run(&self, extra: &[&str]) -> String {
@@ -65,7 +72,7 @@ impl Run {
         (ck.state.step, tensors)
     }
 
-    /// The step records of the metrics file without their timing (`samples_per_sec`).
+    /// The records of the metrics file without their timing (`samples_per_sec`).
     fn steps(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(&self.metrics).unwrap();
         let mut out: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -94,13 +101,15 @@ impl Run {
     }
 }
 
-/// A tiny tokenizer in `root` and the run to the end every interrupted run must reproduce.
-fn uninterrupted(root: &Path) -> (PathBuf, Run) {
+/// A tiny tokenizer in `root`, and the pretraining run to the end every interrupted run
+/// must reproduce.
+fn uninterrupted(root: &Path) -> (Vec<String>, Run) {
     let tok = root.join("tok");
     tiny_tokenizer(&tok);
-    let reference = Run::new(root, "ref", &tok);
+    let command = pretrain(&tok);
+    let reference = Run::new(root, "ref", &command);
     reference.run(&[]);
-    (tok, reference)
+    (command, reference)
 }
 
 fn checkpoints(dir: &Path) -> usize {
@@ -110,13 +119,13 @@ fn checkpoints(dir: &Path) -> usize {
 #[test]
 fn killed_runs_resume_to_identical_weights() {
     let tmp = tempfile::tempdir().unwrap();
-    let (tok, reference) = uninterrupted(tmp.path());
+    let (command, reference) = uninterrupted(tmp.path());
     let (steps, _) = reference.last();
     assert!(steps >= 10, "one epoch has {steps} steps");
     assert_eq!(reference.steps().len() as u64, steps);
 
     // SIGKILL after the second checkpoint: whatever step it reached, nothing is lost.
-    let killed = Run::new(tmp.path(), "kill", &tok);
+    let killed = Run::new(tmp.path(), "kill", &command);
     assert!(killed.kill_when(&[], |dir| checkpoints(dir) >= 2), "killed before the end");
     let (at, _) = killed.last();
     assert!(at >= 2 && at < steps, "killed at step {at}");
@@ -125,7 +134,7 @@ fn killed_runs_resume_to_identical_weights() {
     // SIGKILL the moment a checkpoint file is being written (when the poll catches one),
     // then what a kill mid-write leaves, planted for certain: a torn temp file of the
     // next checkpoint and a stray writer's temp file.
-    let torn = Run::new(tmp.path(), "torn", &tok);
+    let torn = Run::new(tmp.path(), "torn", &command);
     let writing = |dir: &Path| std::fs::read_dir(dir).is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains(".tmp")));
     torn.kill_when(&[], |dir| checkpoints(dir) >= 1 && writing(dir));
     if checkpoints(&torn.ck) == 0 {
@@ -143,8 +152,8 @@ fn killed_runs_resume_to_identical_weights() {
 #[test]
 fn a_full_disk_keeps_the_previous_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
-    let (tok, reference) = uninterrupted(tmp.path());
-    let full = Run::new(tmp.path(), "full", &tok);
+    let (command, reference) = uninterrupted(tmp.path());
+    let full = Run::new(tmp.path(), "full", &command);
     full.run(&["--stop-at-step", "2"]);
     let previous = list_checkpoints(&full.ck).unwrap().pop().unwrap();
     // No file may grow past half a checkpoint: the next checkpoint write fails (EFBIG, as
@@ -160,4 +169,42 @@ fn a_full_disk_keeps_the_previous_checkpoint() {
     assert!(full.leftovers().is_empty(), "left behind {:?}", full.leftovers());
     assert_eq!(full.last().0, 2, "the previous checkpoint loads");
     full.resume_matches(&reference, "resumed after a full disk");
+}
+
+/// SIGKILL `command` after its second checkpoint, resume it, and compare with a run to the
+/// end.
+fn killed_and_resumed(root: &Path, command: &[String], what: &str) {
+    let reference = Run::new(root, &format!("{what}-ref"), command);
+    reference.run(&[]);
+    let (steps, _) = reference.last();
+    let killed = Run::new(root, &format!("{what}-kill"), command);
+    assert!(killed.kill_when(&[], |dir| checkpoints(dir) >= 2), "{what}: killed before the end");
+    let (at, _) = killed.last();
+    assert!(at >= 2 && at < steps, "{what}: killed at step {at} of {steps}");
+    killed.resume_matches(&reference, what);
+}
+
+#[test]
+fn killed_segmentation_and_tokenizer_runs_resume_to_identical_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A tiny pretrained encoder as a Hugging Face folder.
+    let encoder = tmp.path().join("encoder");
+    let config = beit::BeitConfig {
+        architectures: vec!["BeitForMaskedImageModeling".into()],
+        hidden_size: 16,
+        num_hidden_layers: 4,
+        num_attention_heads: 2,
+        intermediate_size: 32,
+        image_size: 16,
+        patch_size: 4,
+        use_mask_token: true,
+        use_shared_relative_position_bias: true,
+        ..beit::BeitConfig::default()
+    };
+    beit::Beit::new(&config, &cpu(), 0).unwrap().save_pretrained(&encoder).unwrap();
+    let seg = ["finetune", "--task", "segmentation", "--model", s(&encoder), "--shapes", "64", "--epochs", "1", "--batch-size", "4", "--set", "drop_path=0.1"];
+    killed_and_resumed(tmp.path(), &seg.map(String::from), "segmentation");
+    let out = tmp.path().join("dvae");
+    let dvae = ["tokenizer", "train", "--out", s(&out), "--steps", "16", "--batch", "8", "--hidden", "8", "--vocab", "32", "--json"];
+    killed_and_resumed(tmp.path(), &dvae.map(String::from), "dvae");
 }

@@ -36,6 +36,10 @@ pub enum Error {
     /// A named tensor is missing from a state dict or file.
     #[error("{file}: missing tensor `{name}`")]
     MissingTensor { file: String, name: String },
+    /// A state dict does not match a model: every tensor the model needs that it lacks, and
+    /// (strict loads) every tensor no parameter is named for.
+    #[error("{file}: does not match the model:{}{}", names(" missing", missing), names(" unexpected", unexpected))]
+    StateDictMismatch { file: String, missing: Vec<String>, unexpected: Vec<String> },
     /// A named tensor has the wrong shape.
     #[error("{file}: tensor `{name}` has shape {got:?}, expected {expected:?}")]
     TensorShape { file: String, name: String, got: Vec<usize>, expected: Vec<usize> },
@@ -62,4 +66,14 @@ impl Error {
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Invalid { op, msg: msg.into() }
     }
+}
+
+/// ` missing 3 tensors: `a`, `b`, `c`;` for the mismatch message (up to 8 names, then a count).
+fn names(what: &str, list: &[String]) -> String {
+    if list.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = list.iter().take(8).map(|n| format!("`{n}`")).collect();
+    let more = if list.len() > 8 { format!(" and {} more", list.len() - 8) } else { String::new() };
+    format!("{what} {} tensor{}: {}{more};", list.len(), if list.len() == 1 { "" } else { "s" }, shown.join(", "))
 }

@@ -126,7 +126,7 @@ fn max_bytes() -> usize {
     *MAX.get_or_init(|| match parse_pool_mb(std::env::var(POOL_ENV).ok().as_deref()) {
         Ok(bytes) => bytes.unwrap_or(usize::MAX),
         Err(msg) => {
-            eprintln!("warning: {msg}; keeping the default (sized to the working set)");
+            tracing::warn!("{msg}; keeping the default (sized to the working set)");
             usize::MAX
         }
     })

@@ -110,7 +110,7 @@ impl Loader {
                                     Some((transform.views(&img.to_rgb8(), &mut r), label.map(|l| l as i64)))
                                 }
                                 Err(e) => {
-                                    eprintln!("warning: skipping {e}");
+                                    tracing::warn!("skipping {e}");
                                     counter.fetch_add(1, Ordering::Relaxed);
                                     None
                                 }

@@ -13,10 +13,13 @@ pub struct Embeddings {
     weight: Param,
     bias: Param,
     patch: usize,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 impl Embeddings {
     pub(crate) fn new(vb: &VarBuilder, c: &BeitConfig, init: &Inits) -> Result<Self> {
+        let mark = vb.mark();
         let d = c.hidden_size;
         let (gh, gw) = c.grid();
         let proj = vb.pp("patch_embeddings.projection");
@@ -30,6 +33,7 @@ impl Embeddings {
             weight: proj.param("weight", &[d, c.num_channels, c.patch_size, c.patch_size], init.weight)?,
             bias: proj.param("bias", &[d], init.zero)?,
             patch: c.patch_size,
+            params: vb.created_since(mark),
         })
     }
 
@@ -68,10 +72,6 @@ impl Embeddings {
 
 impl Module for Embeddings {
     fn params(&self) -> Vec<Param> {
-        let mut out = vec![self.cls_token.clone()];
-        out.extend(self.mask_token.clone());
-        out.extend(self.position_embeddings.clone());
-        out.extend([self.weight.clone(), self.bias.clone()]);
-        out
+        self.params.clone()
     }
 }

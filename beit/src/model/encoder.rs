@@ -25,11 +25,14 @@ pub struct BeitModel {
     layers: Vec<Layer>,
     layernorm: Option<LayerNorm>,
     pooler: Option<Option<LayerNorm>>,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 impl BeitModel {
     /// Build under `vb` (root for `BeitModel` checkpoints, `beit` under a head).
     pub(crate) fn new(vb: &VarBuilder, c: &BeitConfig, pooling: bool, init: &Inits) -> Result<Self> {
+        let mark = vb.mark();
         let ln = |name: &str| LayerNorm::new(&vb.pp(name), c.hidden_size, c.layer_norm_eps);
         let enc = vb.pp("encoder");
         Ok(BeitModel {
@@ -42,6 +45,7 @@ impl BeitModel {
             layers: (0..c.num_hidden_layers).map(|i| Layer::new(&enc.pp(format!("layer.{i}")), c, i, init)).collect::<Result<_>>()?,
             layernorm: (!c.use_mean_pooling).then(|| ln("layernorm")).transpose()?,
             pooler: pooling.then(|| c.use_mean_pooling.then(|| ln("pooler.layernorm")).transpose()).transpose()?,
+            params: vb.created_since(mark),
         })
     }
 
@@ -81,11 +85,6 @@ impl BeitModel {
 
 impl Module for BeitModel {
     fn params(&self) -> Vec<Param> {
-        let mut out = self.embeddings.params();
-        out.extend(self.shared_rel_pos.iter().flat_map(Module::params));
-        out.extend(self.layers.iter().flat_map(Module::params));
-        out.extend(self.layernorm.iter().flat_map(Module::params));
-        out.extend(self.pooler.iter().flatten().flat_map(Module::params));
-        out
+        self.params.clone()
     }
 }

@@ -13,14 +13,18 @@ pub struct BeitForMaskedImageModeling {
     pub beit: BeitModel,
     layernorm: LayerNorm,
     lm_head: Linear,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 impl BeitForMaskedImageModeling {
     pub(crate) fn new(vb: &VarBuilder, c: &BeitConfig, init: &Inits) -> Result<Self> {
+        let mark = vb.mark();
         Ok(BeitForMaskedImageModeling {
             beit: BeitModel::new(&vb.pp("beit"), c, false, init)?,
             layernorm: LayerNorm::new(&vb.pp("layernorm"), c.hidden_size, c.layer_norm_eps)?,
             lm_head: Linear::with_init(&vb.pp("lm_head"), c.hidden_size, c.vocab_size, true, init.weight, init.zero)?,
+            params: vb.created_since(mark),
         })
     }
 
@@ -54,10 +58,7 @@ impl BeitForMaskedImageModeling {
 
 impl Module for BeitForMaskedImageModeling {
     fn params(&self) -> Vec<Param> {
-        let mut out = self.beit.params();
-        out.extend(self.layernorm.params());
-        out.extend(self.lm_head.params());
-        out
+        self.params.clone()
     }
 }
 
@@ -66,13 +67,17 @@ pub struct BeitForImageClassification {
     /// The encoder with its pooler, under `beit.`.
     pub beit: BeitModel,
     classifier: Linear,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 impl BeitForImageClassification {
     pub(crate) fn new(vb: &VarBuilder, c: &BeitConfig, init: &Inits) -> Result<Self> {
+        let mark = vb.mark();
         Ok(BeitForImageClassification {
             beit: BeitModel::new(&vb.pp("beit"), c, true, init)?,
             classifier: Linear::with_init(&vb.pp("classifier"), c.hidden_size, c.num_labels(), true, init.weight, init.zero)?,
+            params: vb.created_since(mark),
         })
     }
 
@@ -86,9 +91,7 @@ impl BeitForImageClassification {
 
 impl Module for BeitForImageClassification {
     fn params(&self) -> Vec<Param> {
-        let mut out = self.beit.params();
-        out.extend(self.classifier.params());
-        out
+        self.params.clone()
     }
 }
 

@@ -61,6 +61,8 @@ pub struct Layer {
     output: Linear,
     lambda_2: Option<Param>,
     drop_path: DropPath,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 impl Layer {
@@ -71,6 +73,7 @@ impl Layer {
 
     /// Block `index` (0-based) under `vb` (`encoder.layer.{index}`).
     pub(crate) fn new(vb: &VarBuilder, c: &BeitConfig, index: usize, init: &Inits) -> Result<Self> {
+        let mark = vb.mark();
         let (d, f, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
         let lin = |name: &str, i, o| Linear::with_init(&vb.pp(name), i, o, true, init.weight, init.zero);
         let scale = |name: &str| {
@@ -93,6 +96,7 @@ impl Layer {
             output: lin("output.dense", f, d)?,
             lambda_2: scale("lambda_2")?,
             drop_path: DropPath::new(rate)?,
+            params: vb.created_since(mark),
         };
         if init.fresh {
             // BEiT's fix_init_weight: output projections scaled by 1/sqrt(2·l), l 1-based.
@@ -129,18 +133,6 @@ impl Layer {
 
 impl Module for Layer {
     fn params(&self) -> Vec<Param> {
-        let a = &self.attention;
-        let mut out: Vec<Param> = [&self.layernorm_before as &dyn Module, &a.query, &a.key, &a.value]
-            .iter()
-            .flat_map(|m| m.params())
-            .collect();
-        out.extend(a.rel_pos.iter().flat_map(Module::params));
-        out.extend(self.attention_output.params());
-        out.extend(self.lambda_1.clone());
-        out.extend(self.layernorm_after.params());
-        out.extend(self.intermediate.params());
-        out.extend(self.output.params());
-        out.extend(self.lambda_2.clone());
-        out
+        self.params.clone()
     }
 }

@@ -46,9 +46,7 @@ impl Beit {
         };
         resize_positions(&self.params(), self.config().grid(), &mut sd)?;
         let mut report = load_params(&self.params(), &sd, false)?;
-        if let Some(name) = report.missing.first() {
-            return Err(Error::MissingTensor { file: source, name: name.clone() });
-        }
+        report.require(&source, |_| false)?;
         report.unexpected.retain(|n| !n.ends_with("relative_position_index"));
         Ok(report)
     }

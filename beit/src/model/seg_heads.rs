@@ -10,15 +10,18 @@ use beit_engine::{Error, Result, Tensor};
 pub struct ConvModule {
     conv: Conv2d,
     bn: BatchNorm2d,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 impl ConvModule {
     /// A `k`×`k` conv with padding `k/2`.
     pub fn new(vb: &VarBuilder, in_channels: usize, out_channels: usize, k: usize) -> Result<Self> {
-        let config = Conv2dConfig::new(k).padding(k / 2).bias(false);
+        let (mark, config) = (vb.mark(), Conv2dConfig::new(k).padding(k / 2).bias(false));
         Ok(ConvModule {
             conv: Conv2d::new(&vb.pp("conv"), in_channels, out_channels, config)?,
             bn: BatchNorm2d::new(&vb.pp("bn"), out_channels)?,
+            params: vb.created_since(mark),
         })
     }
 
@@ -30,9 +33,7 @@ impl ConvModule {
 
 impl Module for ConvModule {
     fn params(&self) -> Vec<Param> {
-        let mut out = self.conv.params();
-        out.extend(self.bn.params());
-        out
+        self.params.clone()
     }
 }
 
@@ -56,12 +57,14 @@ pub struct UperHead {
     fpn_convs: Vec<ConvModule>,
     fpn_bottleneck: ConvModule,
     classifier: Conv2d,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 impl UperHead {
     /// The head under `vb` (`decode_head`).
     pub fn new(vb: &VarBuilder, c: &BeitConfig) -> Result<Self> {
-        let d = c.hidden_size;
+        let (mark, d) = (vb.mark(), c.hidden_size);
         let scales = c.pool_scales.clone();
         let each = |name: &str, k| -> Result<Vec<ConvModule>> {
             (0..3).map(|i| ConvModule::new(&vb.pp(format!("{name}.{i}")), d, d, k)).collect()
@@ -76,6 +79,7 @@ impl UperHead {
             fpn_bottleneck: ConvModule::new(&vb.pp("fpn_bottleneck"), 4 * d, d, 3)?,
             classifier: classifier(vb, d, c.num_labels())?,
             pool_scales: scales,
+            params: vb.created_since(mark),
         })
     }
 
@@ -115,13 +119,7 @@ impl UperHead {
 
 impl Module for UperHead {
     fn params(&self) -> Vec<Param> {
-        let mut out: Vec<Param> = self.psp_modules.iter().flat_map(Module::params).collect();
-        out.extend(self.bottleneck.params());
-        out.extend(self.lateral_convs.iter().flat_map(Module::params));
-        out.extend(self.fpn_convs.iter().flat_map(Module::params));
-        out.extend(self.fpn_bottleneck.params());
-        out.extend(self.classifier.params());
-        out
+        self.params.clone()
     }
 }
 
@@ -131,6 +129,8 @@ pub struct FcnHead {
     convs: Vec<ConvModule>,
     conv_cat: Option<ConvModule>,
     classifier: Conv2d,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 impl FcnHead {
@@ -139,12 +139,13 @@ impl FcnHead {
 
     /// The head under `vb` (`auxiliary_head`).
     pub fn new(vb: &VarBuilder, c: &BeitConfig) -> Result<Self> {
-        let (d, ch) = (c.hidden_size, c.auxiliary_channels);
+        let (mark, d, ch) = (vb.mark(), c.hidden_size, c.auxiliary_channels);
         let convs = (0..c.auxiliary_num_convs)
             .map(|i| ConvModule::new(&vb.pp(format!("convs.{i}")), if i == 0 { d } else { ch }, ch, 3))
             .collect::<Result<_>>()?;
         let conv_cat = c.auxiliary_concat_input.then(|| ConvModule::new(&vb.pp("conv_cat"), d + ch, ch, 3)).transpose()?;
-        Ok(FcnHead { convs, conv_cat, classifier: classifier(vb, ch, c.num_labels())? })
+        let classifier = classifier(vb, ch, c.num_labels())?;
+        Ok(FcnHead { convs, conv_cat, classifier, params: vb.created_since(mark) })
     }
 
     /// Logits at the resolution of `features[2]`.
@@ -165,10 +166,7 @@ impl FcnHead {
 
 impl Module for FcnHead {
     fn params(&self) -> Vec<Param> {
-        let mut out: Vec<Param> = self.convs.iter().flat_map(Module::params).collect();
-        out.extend(self.conv_cat.iter().flat_map(Module::params));
-        out.extend(self.classifier.params());
-        out
+        self.params.clone()
     }
 }
 
@@ -180,6 +178,8 @@ pub struct SetrPupHead {
     norm: LayerNorm,
     stages: Vec<ConvModule>,
     classifier: Conv2d,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 impl SetrPupHead {
@@ -188,13 +188,14 @@ impl SetrPupHead {
 
     /// The head under `vb` (`decode_head`).
     pub fn new(vb: &VarBuilder, c: &BeitConfig) -> Result<Self> {
-        let (d, ch) = (c.hidden_size, c.auxiliary_channels);
+        let (mark, d, ch) = (vb.mark(), c.hidden_size, c.auxiliary_channels);
         Ok(SetrPupHead {
             norm: LayerNorm::new(&vb.pp("norm"), d, 1e-6)?,
             stages: (0..Self::STAGES)
                 .map(|i| ConvModule::new(&vb.pp(format!("up_convs.{i}")), if i == 0 { d } else { ch }, ch, 3))
                 .collect::<Result<_>>()?,
             classifier: classifier(vb, ch, c.num_labels())?,
+            params: vb.created_since(mark),
         })
     }
 
@@ -212,9 +213,6 @@ impl SetrPupHead {
 
 impl Module for SetrPupHead {
     fn params(&self) -> Vec<Param> {
-        let mut out = self.norm.params();
-        out.extend(self.stages.iter().flat_map(Module::params));
-        out.extend(self.classifier.params());
-        out
+        self.params.clone()
     }
 }

@@ -18,15 +18,19 @@ struct Fpn {
     bn: BatchNorm2d,
     up2: ConvTranspose2d,
     fpn2: ConvTranspose2d,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 impl Fpn {
     fn new(vb: &VarBuilder, d: usize) -> Result<Self> {
+        let mark = vb.mark();
         Ok(Fpn {
             up1: ConvTranspose2d::new(&vb.pp("fpn1.0"), d, d, 2, 2)?,
             bn: BatchNorm2d::new(&vb.pp("fpn1.1"), d)?,
             up2: ConvTranspose2d::new(&vb.pp("fpn1.3"), d, d, 2, 2)?,
             fpn2: ConvTranspose2d::new(&vb.pp("fpn2.0"), d, d, 2, 2)?,
+            params: vb.created_since(mark),
         })
     }
 
@@ -38,7 +42,7 @@ impl Fpn {
 
 impl Module for Fpn {
     fn params(&self) -> Vec<Param> {
-        [self.up1.params(), self.bn.params(), self.up2.params(), self.fpn2.params()].concat()
+        self.params.clone()
     }
 }
 
@@ -65,6 +69,8 @@ pub struct BeitForSemanticSegmentation {
     fpn: Option<Fpn>,
     decode_head: DecodeHead,
     auxiliary_head: Option<FcnHead>,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 impl BeitForSemanticSegmentation {
@@ -94,6 +100,7 @@ impl BeitForSemanticSegmentation {
                 DecodeHead::SetrPup(SetrPupHead::new(&vb.pp("decode_head"), c)?)
             },
             auxiliary_head: c.use_auxiliary_head.then(|| FcnHead::new(&vb.pp("auxiliary_head"), c)).transpose()?,
+            params: vb.created_since(0),
         })
     }
 
@@ -127,9 +134,7 @@ impl BeitForSemanticSegmentation {
         let params = model.params();
         resize_positions(&params, config.grid(), &mut sd)?;
         let mut report = load_params(&params, &sd, false)?;
-        if let Some(name) = report.missing.first() {
-            return Err(Error::MissingTensor { file: weights.display().to_string(), name: name.clone() });
-        }
+        report.require(&weights.display().to_string(), |_| false)?;
         report.unexpected.retain(|n| !n.ends_with("relative_position_index"));
         Ok((model, report))
     }
@@ -158,9 +163,7 @@ impl BeitForSemanticSegmentation {
         let encoder = model.beit.params();
         resize_positions(&encoder, config.grid(), &mut sd)?;
         let mut report = load_params(&encoder, &sd, false)?;
-        if let Some(name) = report.missing.iter().find(|n| n.starts_with("beit.encoder.") || n.starts_with("beit.embeddings.")) {
-            return Err(Error::MissingTensor { file, name: name.clone() });
-        }
+        report.require(&file, |n| !n.starts_with("beit.encoder.") && !n.starts_with("beit.embeddings."))?;
         report.unexpected.retain(|n| !n.ends_with("relative_position_index") && n != shared);
         Ok((model, report))
     }
@@ -255,13 +258,6 @@ pub fn pixel_cross_entropy(logits: &Tensor, labels: &Tensor, ignore: i64) -> Res
 
 impl Module for BeitForSemanticSegmentation {
     fn params(&self) -> Vec<Param> {
-        let mut out = self.beit.params();
-        out.extend(self.fpn.iter().flat_map(Module::params));
-        out.extend(match &self.decode_head {
-            DecodeHead::Uper(h) => h.params(),
-            DecodeHead::SetrPup(h) => h.params(),
-        });
-        out.extend(self.auxiliary_head.iter().flat_map(Module::params));
-        out
+        self.params.clone()
     }
 }

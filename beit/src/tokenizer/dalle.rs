@@ -124,10 +124,6 @@ impl Block {
         };
         id.add(&h.mul_scalar(self.post_gain)?)
     }
-
-    fn params(&self) -> Vec<Param> {
-        self.id_path.iter().chain(&self.res).flat_map(|c| [c.w.clone(), c.b.clone()]).collect()
-    }
 }
 
 /// The DALL-E dVAE encoder as a [`Tokenizer`].
@@ -136,6 +132,8 @@ pub struct DalleEncoder {
     input: Conv,
     groups: Vec<Vec<Block>>,
     output: Conv,
+    /// Every parameter the constructor created.
+    params: Vec<Param>,
 }
 
 impl DalleEncoder {
@@ -161,6 +159,7 @@ impl DalleEncoder {
             input: Conv::new(&vb.pp("input"), c.input_channels, c.n_hid, 7)?,
             groups,
             output: Conv::new(&vb.pp("output.conv"), width(c.group_count - 1), c.vocab_size, 1)?,
+            params: vb.created_since(0),
         })
     }
 
@@ -189,10 +188,7 @@ impl DalleEncoder {
 
 impl Module for DalleEncoder {
     fn params(&self) -> Vec<Param> {
-        let mut out = vec![self.input.w.clone(), self.input.b.clone()];
-        out.extend(self.groups.iter().flatten().flat_map(Block::params));
-        out.extend([self.output.w.clone(), self.output.b.clone()]);
-        out
+        self.params.clone()
     }
 }
 

@@ -96,6 +96,8 @@ pub struct Dvae {
     dec_mid: Conv2d,
     dec_up: Vec<Conv2d>,
     dec_out: Conv2d,
+    /// Every parameter and buffer the constructor created.
+    params: Vec<Param>,
 }
 
 /// The terms of one training loss.
@@ -117,6 +119,7 @@ impl Dvae {
     /// A freshly initialised dVAE (PyTorch's default init).
     pub fn new(vb: &VarBuilder, config: DvaeConfig) -> Result<Self> {
         config.validate()?;
+        let mark = vb.mark();
         let (c, h, v) = (config.input_channels, config.hidden, config.vocab_size);
         let conv3 = |vb: &VarBuilder, i: usize, o: usize| Conv2d::new(vb, i, o, Conv2dConfig::new(3).padding(1));
         let (e, d) = (vb.pp("encoder"), vb.pp("decoder"));
@@ -130,6 +133,7 @@ impl Dvae {
             dec_up: (0..config.downsample).map(|i| conv3(&d.pp(format!("up.{i}")), h, h)).collect::<Result<_>>()?,
             dec_out: Conv2d::new(&d.pp("output"), h, c, Conv2dConfig::new(1))?,
             config,
+            params: vb.created_since(mark),
         })
     }
 
@@ -227,13 +231,7 @@ pub struct LossWeights {
 
 impl Module for Dvae {
     fn params(&self) -> Vec<Param> {
-        let encoder = std::iter::once(&self.enc_in).chain(&self.enc_down).chain([&self.enc_mid]);
-        let decoder = std::iter::once(&self.dec_mid).chain(&self.dec_up).chain([&self.dec_out]);
-        let mut out: Vec<Param> = encoder.flat_map(Module::params).collect();
-        out.extend(self.enc_out.params());
-        out.extend(self.codebook.params());
-        out.extend(decoder.flat_map(Module::params));
-        out
+        self.params.clone()
     }
 }
 

@@ -1,15 +1,17 @@
 //! Training and evaluating a [`Dvae`]: AdamW with warmup + cosine, the Gumbel temperature
-//! annealed exponentially over the run, non-finite losses skipped; evaluation reports the
-//! reconstruction error next to the best constant image's, and codebook usage.
+//! annealed exponentially over the run, through the training loop every run shares
+//! (checkpoints, resume, non-finite losses skipped); evaluation reports the reconstruction
+//! error next to the best constant image's, and codebook usage.
 
 use super::{unmap_pixels, Dvae, LossWeights, Tokenizer};
+use crate::train::{Observer, Plan, RunControl, RunFiles, Runner, StepLoss, Summary, TrainState};
 use beit_engine::nn::Module;
-use beit_engine::optim::{clip_grad_norm, AdamW, AdamWConfig, ParamGroup, Schedule};
+use beit_engine::optim::{AdamWConfig, ParamGroup, Schedule};
 use beit_engine::rng::mix64;
 use beit_engine::{no_grad, Error, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// How a [`DvaeTrainer`] trains. Every field has a default tuned on the built-in digits.
+/// How [`train_dvae`] trains. Every field has a default tuned on the built-in digits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DvaeTrainConfig {
@@ -87,92 +89,49 @@ impl DvaeTrainConfig {
     }
 }
 
-/// What one training step did.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DvaeStep {
-    /// 0-based step.
-    pub step: u64,
-    /// Total loss (NaN or infinite when the step was skipped).
-    pub loss: f64,
-    /// Reconstruction MSE in mapped pixels.
-    pub recon: f64,
-    /// KL to the uniform prior per position, in nats.
-    pub kl: f64,
-    /// KL of the batch-mean posterior to uniform, in nats.
-    pub usage: f64,
-    /// Gumbel temperature.
-    pub temperature: f64,
-    /// Learning rate.
-    pub lr: f64,
-    /// Whether the loss was not finite and the update was skipped.
-    pub skipped: bool,
-}
-
-/// Trains a [`Dvae`] step by step on batches of mapped pixels.
-pub struct DvaeTrainer {
-    model: Dvae,
-    opt: AdamW,
-    schedule: Schedule,
-    config: DvaeTrainConfig,
-    step: u64,
-    bad_in_a_row: u32,
-}
-
-impl DvaeTrainer {
-    /// Start training `model`.
-    pub fn new(model: Dvae, config: DvaeTrainConfig) -> Result<Self> {
-        config.validate()?;
-        let m = model.config();
-        let input = crate::limits::f32_bytes(&[config.batch, m.input_channels, m.image_size, m.image_size]);
-        crate::limits::check_model_bytes("dvae training batch", input, &format!("a batch of {} images of {}²", config.batch, m.image_size))?;
-        let (decay, no_decay): (Vec<_>, Vec<_>) = model.trainable_params().into_iter().partition(|p| p.shape().len() > 1);
-        let groups = vec![ParamGroup::new(decay).weight_decay(config.weight_decay), ParamGroup::new(no_decay).weight_decay(0.0)];
-        let opt = AdamW::new(groups, AdamWConfig::default())?;
-        let schedule = config.schedule();
-        schedule.validate()?;
-        Ok(DvaeTrainer { model, opt, schedule, config, step: 0, bad_in_a_row: 0 })
-    }
-
-    /// One step on `pixels` (mapped, `[B, C, S, S]`). A non-finite loss skips the update with
-    /// a warning; `max_bad_steps` of them in a row are an error.
-    pub fn step(&mut self, pixels: &Tensor) -> Result<DvaeStep> {
-        let c = &self.config;
-        let (step, temperature, lr) = (self.step, c.temperature(self.step), self.schedule.at(self.step));
-        let weights = LossWeights { kl: c.kl_weight, usage: c.usage_weight };
-        let loss = self.model.loss(pixels, temperature, weights, mix64(c.seed ^ mix64(step)))?;
-        let value = loss.value;
-        let skipped = !value.is_finite();
-        if skipped {
-            self.bad_in_a_row += 1;
-            eprintln!("warning: dvae step {step}: loss {value}, update skipped");
-            if self.bad_in_a_row >= c.max_bad_steps {
-                return Err(Error::NonFinite(format!("dvae loss at {} steps in a row (last: step {step})", self.bad_in_a_row)));
-            }
-        } else {
-            self.bad_in_a_row = 0;
-            let params = self.model.trainable_params();
-            let mut grads = loss.total.backward()?;
-            clip_grad_norm(&mut grads, &params, c.clip_grad)?;
-            self.opt.step(&grads, lr)?;
-        }
-        self.step += 1;
-        Ok(DvaeStep { step, loss: value, recon: loss.recon, kl: loss.kl, usage: loss.usage, temperature, lr, skipped })
-    }
-
-    /// Steps taken so far.
-    pub fn steps_done(&self) -> u64 {
-        self.step
-    }
-
-    /// The model being trained.
-    pub fn model(&self) -> &Dvae {
-        &self.model
-    }
-
-    /// The trained model.
-    pub fn into_model(self) -> Dvae {
-        self.model
-    }
+/// Train `model` for `cfg.steps` steps through the loop every run shares (checkpoints with
+/// the [`super::DvaeConfig`], exact resume, non-finite steps skipped up to
+/// `cfg.max_bad_steps` in a row, metrics with the step's `recon`, `kl`, `usage` and
+/// `temperature`, Ctrl-C), writing what `files` says. `batch(state)` gives the mapped pixels
+/// `[B, C, S, S]` of step `state.step` and must depend only on it (and the seed) for a
+/// resumed run to see the same data; `samples` is the training set's size, which sets the
+/// epoch the metrics report.
+pub fn train_dvae(
+    model: &Dvae,
+    cfg: &DvaeTrainConfig,
+    files: &RunFiles,
+    samples: usize,
+    mut batch: impl FnMut(&TrainState) -> Result<Tensor>,
+    control: &RunControl,
+    obs: &mut dyn Observer,
+) -> Result<Summary> {
+    cfg.validate()?;
+    let m = model.config();
+    let input = crate::limits::f32_bytes(&[cfg.batch, m.input_channels, m.image_size, m.image_size]);
+    crate::limits::check_model_bytes("dvae training batch", input, &format!("a batch of {} images of {}²", cfg.batch, m.image_size))?;
+    let (decay, no_decay): (Vec<_>, Vec<_>) = model.trainable_params().into_iter().partition(|p| p.shape().len() > 1);
+    let groups = vec![ParamGroup::new(decay).weight_decay(cfg.weight_decay), ParamGroup::new(no_decay).weight_decay(0.0)];
+    let plan = Plan {
+        kind: "dvae",
+        seed: cfg.seed,
+        steps_per_epoch: (samples / cfg.batch).max(1) as u64,
+        total_steps: cfg.steps,
+        schedule: cfg.schedule(),
+        adam: AdamWConfig::default(),
+        clip_grad: Some(cfg.clip_grad),
+        max_bad_steps: cfg.max_bad_steps,
+        files,
+    };
+    let runner = Runner::new(plan, m, model.params(), groups, control)?;
+    let weights = LossWeights { kl: cfg.kl_weight, usage: cfg.usage_weight };
+    let step_loss = |state: &TrainState| -> Result<StepLoss> {
+        let pixels = batch(state)?;
+        let temperature = cfg.temperature(state.step);
+        let loss = model.loss(&pixels, temperature, weights, mix64(cfg.seed ^ mix64(state.step)))?;
+        let parts = vec![("recon", loss.recon), ("kl", loss.kl), ("usage", loss.usage), ("temperature", temperature)];
+        Ok(StepLoss { loss: loss.total, samples: pixels.shape()[0], parts })
+    };
+    runner.run(obs, step_loss, |_| Ok(None))
 }
 
 /// How well a [`Dvae`] tokenizes and reconstructs held-out images. Errors are mean squared
@@ -261,6 +220,7 @@ mod tests {
     use super::*;
     use crate::data::Digits;
     use crate::tokenizer::DvaeConfig;
+    use crate::train::Quiet;
     use beit_engine::nn::VarBuilder;
     use beit_engine::DType;
 
@@ -293,15 +253,12 @@ mod tests {
         let (train, test) = digits.split();
         let config = DvaeConfig { hidden: 32, vocab_size: 128, ..DvaeConfig::digits() };
         let model = Dvae::new(&VarBuilder::new(&dev, DType::F32, 1), config).unwrap();
-        let steps = 120;
-        let mut trainer = DvaeTrainer::new(model, DvaeTrainConfig { steps, batch: 32, lr: 4e-3, ..DvaeTrainConfig::default() }).unwrap();
-        let mut first = None;
-        for (step, chunk) in (0..steps).zip(train.chunks(32).cycle()) {
-            let s = trainer.step(&digits.tokenizer_batch(chunk, 16, &dev).unwrap()).unwrap();
-            assert!(!s.skipped && s.step == step);
-            first.get_or_insert(s.recon);
-        }
-        let model = trainer.into_model();
+        let cfg = DvaeTrainConfig { steps: 120, batch: 32, lr: 4e-3, ..DvaeTrainConfig::default() };
+        let batch = |s: &TrainState| digits.tokenizer_batch(&train[(s.step as usize * 32) % (train.len() - 32)..][..32], 16, &dev);
+        let summary = train_dvae(&model, &cfg, &RunFiles::default(), train.len(), batch, &RunControl::default(), &mut Quiet).unwrap();
+        assert_eq!((summary.steps, summary.skipped), (120, 0));
+        assert!(summary.history.iter().all(|m| m.parts.len() == 4), "recon, kl, usage and temperature logged");
+        assert_eq!(summary.history[119].parts["temperature"], cfg.temperature(119));
         let eval = evaluate_dvae(&model, test.chunks(100).map(|c| digits.tokenizer_batch(c, 16, &dev))).unwrap();
         assert_eq!(eval.images, 297);
         assert!(eval.recon_mse < 0.5 * eval.mean_image_mse, "{eval:?}");
@@ -315,14 +272,15 @@ mod tests {
         let config = DvaeConfig { hidden: 8, vocab_size: 16, ..DvaeConfig::digits() };
         let model = Dvae::new(&VarBuilder::new(&dev, DType::F32, 1), config).unwrap();
         let before = model.state_dict().get("encoder.input.weight").unwrap().to_vec::<f32>().unwrap();
-        let mut trainer = DvaeTrainer::new(model, DvaeTrainConfig { max_bad_steps: 3, ..DvaeTrainConfig::default() }).unwrap();
-        let poisoned = Tensor::full(f64::NAN, &[2, 3, 16, 16], DType::F32, &dev).unwrap();
-        for _ in 0..2 {
-            assert!(trainer.step(&poisoned).unwrap().skipped);
-        }
-        let after = trainer.model().state_dict().get("encoder.input.weight").unwrap().to_vec::<f32>().unwrap();
+        let cfg = DvaeTrainConfig { max_bad_steps: 3, ..DvaeTrainConfig::default() };
+        let poisoned = |_: &TrainState| Tensor::full(f64::NAN, &[2, 3, 16, 16], DType::F32, &dev);
+        let control = RunControl { stop_at_step: Some(2), ..RunControl::default() };
+        let s = train_dvae(&model, &cfg, &RunFiles::default(), 64, poisoned, &control, &mut Quiet).unwrap();
+        assert_eq!(s.skipped, 2);
+        assert!(s.history.iter().all(|m| m.skipped && !m.parts.contains_key("recon")), "non-finite parts are left out: {:?}", s.history);
+        let after = model.state_dict().get("encoder.input.weight").unwrap().to_vec::<f32>().unwrap();
         assert_eq!(before, after, "skipped steps leave the weights alone");
-        let err = trainer.step(&poisoned).unwrap_err().to_string();
-        assert!(err.contains("3 steps in a row"), "{err}");
+        let err = train_dvae(&model, &cfg, &RunFiles::default(), 64, poisoned, &RunControl::default(), &mut Quiet).unwrap_err().to_string();
+        assert!(err.contains("3 bad steps in a row"), "{err}");
     }
 }

@@ -7,7 +7,7 @@ mod dvae_train;
 
 pub use dalle::{DalleConfig, DalleEncoder};
 pub use dvae::{Dvae, DvaeConfig, DvaeLoss, LossWeights, DVAE_MODEL_TYPE};
-pub use dvae_train::{codebook_usage, evaluate_dvae, DvaeEval, DvaeStep, DvaeTrainConfig, DvaeTrainer};
+pub use dvae_train::{codebook_usage, evaluate_dvae, train_dvae, DvaeEval, DvaeTrainConfig};
 
 use beit_engine::io::load_safetensors;
 use beit_engine::nn::{load_params, Module};
@@ -75,11 +75,7 @@ fn save_folder(module: &impl Module, config: &impl serde::Serialize, dir: &Path)
 /// error naming it.
 fn load_weights(module: &impl Module, dir: &Path, device: &Device) -> Result<()> {
     let sd = load_safetensors(dir.join("model.safetensors"), device)?;
-    let report = load_params(&module.params(), &sd, false)?;
-    match report.missing.first() {
-        Some(name) => Err(Error::MissingTensor { file: sd.source().to_string(), name: name.clone() }),
-        None => Ok(()),
-    }
+    load_params(&module.params(), &sd, false)?.require(sd.source(), |_| false)
 }
 
 /// Open a tokenizer folder of either kind: a trained [`Dvae`] (`"model_type": "beit-dvae"`

@@ -4,11 +4,11 @@
 //! fsync, rename, fsync of the folder), so a kill or a full disk mid-write leaves the
 //! previous checkpoint the newest; the last `keep` are kept.
 
-use crate::BeitConfig;
 use beit_engine::io::{load_safetensors, StateDict};
 use beit_engine::nn::{load_params, Param};
 use beit_engine::optim::AdamW;
 use beit_engine::{Device, Error, Result};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// and sample index), so this is the complete state of the run's randomness.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrainState {
-    /// `pretrain` or `finetune`.
+    /// `pretrain`, `finetune`, `segmentation` or `dvae`.
     pub kind: String,
     /// Optimiser steps taken (skipped non-finite steps included).
     pub step: u64,
@@ -34,8 +34,10 @@ pub struct TrainState {
 /// A loaded checkpoint.
 #[derive(Debug)]
 pub struct Checkpoint {
-    /// The model's configuration.
-    pub config: BeitConfig,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// The model's configuration as written ([`Checkpoint::model_config`] reads it).
+    pub config: serde_json::Value,
     /// Where the run stood.
     pub state: TrainState,
     /// Model tensors by parameter name.
@@ -89,7 +91,7 @@ fn remove_leftovers(dir: &Path) -> Result<()> {
 
 /// Save the model `params`, the optimiser and `state` into `dir`, then delete all but the
 /// newest `keep` checkpoints. Returns the new file.
-pub fn save_checkpoint(dir: &Path, params: &[Param], opt: &AdamW, config: &BeitConfig, state: &TrainState, keep: usize) -> Result<PathBuf> {
+pub fn save_checkpoint(dir: &Path, params: &[Param], opt: &AdamW, config: &impl Serialize, state: &TrainState, keep: usize) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let mut sd = opt.state_dict()?;
     for p in params {
@@ -146,10 +148,28 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<Checkpoint> {
             None => optim.insert(name, t),
         }
     }
-    Ok(Checkpoint { config, state, model, optim })
+    Ok(Checkpoint { file, config, state, model, optim })
 }
 
 impl Checkpoint {
+    /// An error unless this is a checkpoint of a `kind` run (`pretrain`, `finetune`,
+    /// `segmentation`, `dvae`).
+    pub fn expect_kind(&self, kind: &str) -> Result<()> {
+        if self.state.kind != kind {
+            return Err(Error::invalid("--resume", format!("{} is from a {} run, not {kind}", self.file.display(), self.state.kind)));
+        }
+        Ok(())
+    }
+
+    /// The model's configuration: a [`crate::BeitConfig`] for BEiT runs, a
+    /// [`crate::tokenizer::DvaeConfig`] for `dvae` runs. A mismatch is an error naming the file.
+    pub fn model_config<T: DeserializeOwned>(&self) -> Result<T> {
+        T::deserialize(&self.config).map_err(|e| Error::Format {
+            file: self.file.display().to_string(),
+            msg: format!("the `{}` checkpoint's model config: {e}", self.state.kind),
+        })
+    }
+
     /// Restore the model `params` (strictly: every one present, nothing extra) and the
     /// optimiser moments.
     pub fn restore(&self, params: &[Param], opt: &mut AdamW) -> Result<()> {

@@ -1,14 +1,50 @@
 //! Training recipes as serde structs (JSON or TOML files), with BEiT's defaults and
 //! overrides by key (`--set key=value` and the CLI's named flags).
 
+use super::runner::Plan;
+use beit_engine::optim::{AdamWConfig, Schedule};
 use beit_engine::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// What every run shares: optimisation, schedule, checkpoints and logs.
+/// What a run writes, whatever it trains: checkpoints, metrics and a plot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
+pub struct RunFiles {
+    /// Folder of checkpoints (`None`: none are written).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Write a checkpoint every this many steps (0: only at the end and on interruption).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept (older ones are deleted).
+    pub keep_last: usize,
+    /// JSON Lines file the metrics are appended to.
+    pub metrics: Option<PathBuf>,
+    /// PNG of the loss (and evaluation) curves, drawn at the end.
+    pub plot: Option<PathBuf>,
+}
+
+impl Default for RunFiles {
+    fn default() -> Self {
+        RunFiles { checkpoint_dir: None, checkpoint_every: 0, keep_last: 3, metrics: None, plot: None }
+    }
+}
+
+impl RunFiles {
+    /// Check `keep_last`.
+    pub fn validate(&self) -> Result<()> {
+        if self.keep_last == 0 {
+            return Err(Error::invalid("training config", "`keep_last` must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// What every run of a BEiT model shares: optimisation, schedule, checkpoints and logs.
+/// (Unknown keys are refused by [`load_config`] and [`apply_overrides`]: serde cannot deny
+/// them through `flatten`.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TrainConfig {
     /// Seed of every random draw (shuffles, masks, augmentations, drop path).
     pub seed: u64,
@@ -34,18 +70,11 @@ pub struct TrainConfig {
     pub clip_grad: Option<f64>,
     /// Stochastic depth rate of the last block.
     pub drop_path: f64,
-    /// Folder of checkpoints (`None`: none are written).
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Write a checkpoint every this many steps (0: only at the end and on interruption).
-    pub checkpoint_every: u64,
-    /// Checkpoints kept (older ones are deleted).
-    pub keep_last: usize,
-    /// JSON Lines file the metrics are appended to.
-    pub metrics: Option<PathBuf>,
-    /// PNG of the loss (and accuracy) curve, drawn at the end.
-    pub plot: Option<PathBuf>,
     /// Non-finite losses in a row that stop the run.
     pub max_bad_steps: u32,
+    /// Checkpoints, metrics and plot.
+    #[serde(flatten)]
+    pub files: RunFiles,
 }
 
 impl Default for TrainConfig {
@@ -63,12 +92,8 @@ impl Default for TrainConfig {
             eps: 1e-8,
             clip_grad: Some(3.0),
             drop_path: 0.1,
-            checkpoint_dir: None,
-            checkpoint_every: 0,
-            keep_last: 3,
-            metrics: None,
-            plot: None,
             max_bad_steps: 5,
+            files: RunFiles::default(),
         }
     }
 }
@@ -100,13 +125,34 @@ impl TrainConfig {
         if self.clip_grad.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
             return bad("clip_grad", "must be positive");
         }
-        if self.keep_last == 0 {
-            return bad("keep_last", "must be at least 1");
-        }
         if self.max_bad_steps == 0 {
             return bad("max_bad_steps", "must be at least 1");
         }
-        Ok(())
+        self.files.validate()
+    }
+
+    /// The run over `samples` training samples: `epochs` of `samples / batch_size` steps,
+    /// linear warmup then cosine decay from [`TrainConfig::lr`] to `min_lr`.
+    pub(crate) fn plan(&self, kind: &'static str, samples: usize) -> Result<Plan<'_>> {
+        self.validate()?;
+        let steps_per_epoch = (samples / self.batch_size) as u64;
+        if steps_per_epoch == 0 {
+            return Err(Error::invalid("training data", format!("fewer samples than one batch of {} ({samples})", self.batch_size)));
+        }
+        let total_steps = self.epochs.saturating_mul(steps_per_epoch);
+        let warmup_steps = ((self.warmup_epochs * steps_per_epoch as f64).round() as u64).min(total_steps);
+        let schedule = Schedule::WarmupCosine { base: self.lr(), final_value: self.min_lr, warmup_start: 0.0, warmup_steps, total_steps };
+        Ok(Plan {
+            kind,
+            seed: self.seed,
+            steps_per_epoch,
+            total_steps,
+            schedule,
+            adam: AdamWConfig { beta1: self.beta1, beta2: self.beta2, eps: self.eps, weight_decay: self.weight_decay },
+            clip_grad: self.clip_grad,
+            max_bad_steps: self.max_bad_steps,
+            files: &self.files,
+        })
     }
 }
 

@@ -5,8 +5,7 @@
 
 use super::data::{Batches, ClassifyData, ClassifyTransform};
 use super::groups::param_groups;
-use super::runner::Runner;
-use super::{EvalMetrics, FinetuneConfig, Observer, RunControl, Summary, TrainState};
+use super::{EvalMetrics, Evaluation, FinetuneConfig, Observer, RunControl, Runner, StepLoss, Summary, TrainState};
 use crate::data::LoaderConfig;
 use crate::model::{BeitForImageClassification, Mode};
 use crate::{Beit, BeitConfig};
@@ -64,11 +63,8 @@ pub fn classifier_from_pretrained(
             }
         }
     }
-    let report = load_params(&model.params(), &sd, false)?;
-    let fresh = |n: &str| n.starts_with("classifier.") || n.starts_with("beit.pooler.") || n.ends_with("relative_position_index");
-    if let Some(name) = report.missing.iter().find(|n| !fresh(n)) {
-        return Err(Error::MissingTensor { file: source, name: name.clone() });
-    }
+    let fresh = |n: &str| n.starts_with("classifier.") || n.starts_with("beit.pooler.");
+    load_params(&model.params(), &sd, false)?.require(&source, fresh)?;
     Ok(model)
 }
 
@@ -91,7 +87,7 @@ pub fn finetune(
         return Err(Error::invalid("finetune config", "`label_smoothing` must be in [0, 1) and `layer_decay` in (0, 1]"));
     }
     let groups = param_groups(model.trainable_params(), c.num_hidden_layers, cfg.layer_decay, tc.weight_decay);
-    let runner = Runner::new("finetune", tc, c.clone(), model.params(), groups, (train.len() / tc.batch_size) as u64, control)?;
+    let runner = Runner::new(tc.plan("finetune", train.len())?, &c, model.params(), groups, control)?;
     let device = model.params()[0].device();
     let mut batches = match train {
         ClassifyData::Memory { images, labels, .. } => Batches::memory(vec![images], Some(labels), tc.batch_size, tc.seed),
@@ -101,16 +97,16 @@ pub fn finetune(
             Batches::folder(folder, t, vec![*size as usize], config, &device)
         }
     };
-    let step_loss = |state: &TrainState| -> Result<(Tensor, usize)> {
+    let step_loss = |state: &TrainState| -> Result<StepLoss> {
         let b = batches.next(state)?;
         let labels = Tensor::from_vec(b.labels.clone(), &[b.labels.len()], &device)?;
         let seed = mix64(tc.seed ^ mix64(state.step.wrapping_add(0xF17E)));
         let (logits, _) = model.forward(&b.views[0], None, Mode::train(seed))?;
-        Ok((logits.cross_entropy(&labels, cfg.label_smoothing)?, b.labels.len()))
+        Ok(StepLoss::new(logits.cross_entropy(&labels, cfg.label_smoothing)?, b.labels.len()))
     };
-    let after_epoch = |epoch: u64| -> Result<Option<EvalMetrics>> {
+    let after_epoch = |epoch: u64| -> Result<Option<Evaluation>> {
         let Some(data) = eval else { return Ok(None) };
-        Ok(Some(EvalMetrics { epoch: Some(epoch), ..evaluate(model, data, tc.batch_size)? }))
+        Ok(Some(Evaluation::Classification(EvalMetrics { epoch: Some(epoch), ..evaluate(model, data, tc.batch_size)? })))
     };
     runner.run(obs, step_loss, after_epoch)
 }

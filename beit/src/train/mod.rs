@@ -1,6 +1,8 @@
 //! Training: MIM pretraining ([`pretrain`]), fine-tuning for classification
 //! ([`finetune`]) and evaluation ([`evaluate`]), with checkpoints that resume exactly,
-//! metrics as JSON Lines, a PNG curve, and an [`Observer`] for progress.
+//! metrics as JSON Lines, a PNG curve, and an [`Observer`] for progress. Segmentation
+//! ([`crate::segmentation::finetune`]) and the dVAE ([`crate::tokenizer::train_dvae`])
+//! train through the same loop.
 //!
 //! Every random draw derives from the run's seed and a counter (step, epoch, sample
 //! index): a checkpoint's step is the whole state of the run's randomness.
@@ -14,8 +16,9 @@ mod plot;
 mod pretrain;
 mod runner;
 
+pub(crate) use runner::{Plan, Runner, StepLoss};
 pub use checkpoint::{checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint, Checkpoint, TrainState};
-pub use config::{apply_overrides, load_config, FinetuneConfig, PretrainConfig, TrainConfig};
+pub use config::{apply_overrides, load_config, FinetuneConfig, PretrainConfig, RunFiles, TrainConfig};
 pub use data::{ClassifyData, ClassifyTransform, PretrainData};
 pub use finetune::{classifier_from_pretrained, evaluate, finetune};
 pub use groups::{layer_id, no_weight_decay, param_groups};
@@ -24,6 +27,7 @@ pub use pretrain::{pretrain, pretrain_model_config};
 
 use beit_engine::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -46,6 +50,10 @@ pub struct StepMetrics {
     pub samples_per_sec: f64,
     /// The step had a non-finite loss or gradient and changed nothing.
     pub skipped: bool,
+    /// Other finite values of the step, by name (the dVAE's: `recon`, `kl`, `usage`,
+    /// `temperature`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parts: BTreeMap<String, f64>,
 }
 
 /// Classification quality on a data set.
@@ -65,6 +73,50 @@ pub struct EvalMetrics {
     pub confusion: Vec<Vec<u64>>,
 }
 
+/// Segmentation quality on a data set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegEvalMetrics {
+    /// Epoch after which it was measured (`None`: standalone evaluation).
+    pub epoch: Option<u64>,
+    /// Mean IoU over the classes present (NaN when none is; written as `null`).
+    #[serde(deserialize_with = "null_as_nan")]
+    pub mean_iou: f64,
+    /// Share of the labelled pixels predicted right.
+    #[serde(deserialize_with = "null_as_nan")]
+    pub pixel_accuracy: f64,
+    /// Images evaluated.
+    pub samples: usize,
+}
+
+/// What a run measured on held-out data after an epoch: one record of the metrics file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Evaluation {
+    /// A classifier's loss, top-1 and top-5.
+    Classification(EvalMetrics),
+    /// A segmentation model's mIoU and pixel accuracy.
+    Segmentation(SegEvalMetrics),
+}
+
+impl Evaluation {
+    /// The epoch after which it was measured.
+    pub fn epoch(&self) -> Option<u64> {
+        match self {
+            Evaluation::Classification(m) => m.epoch,
+            Evaluation::Segmentation(m) => m.epoch,
+        }
+    }
+
+    /// The two scores in [0, 1] a curve shows, with their names: top-1 and top-5
+    /// accuracy, or mIoU and pixel accuracy.
+    pub fn scores(&self) -> [(&'static str, f64); 2] {
+        match self {
+            Evaluation::Classification(m) => [("top-1", m.top1), ("top-5", m.top5)],
+            Evaluation::Segmentation(m) => [("mIoU", m.mean_iou), ("pixel acc", m.pixel_accuracy)],
+        }
+    }
+}
+
 /// Receives a run's progress (progress bars, the demo's printout).
 pub trait Observer {
     /// The run starts at `first_step` of `total_steps`.
@@ -72,10 +124,10 @@ pub trait Observer {
     /// A step finished.
     fn step(&mut self, _metrics: &StepMetrics, _total_steps: u64) {}
     /// An evaluation finished.
-    fn eval(&mut self, _metrics: &EvalMetrics) {}
+    fn eval(&mut self, _metrics: &Evaluation) {}
     /// Something went wrong but the run continues (a skipped step).
     fn warn(&mut self, message: &str) {
-        eprintln!("warning: {message}");
+        tracing::warn!("{message}");
     }
     /// A checkpoint was written.
     fn checkpoint(&mut self, _path: &Path) {}
@@ -115,7 +167,7 @@ pub struct Summary {
     /// This invocation's steps.
     pub history: Vec<StepMetrics>,
     /// This invocation's evaluations.
-    pub evals: Vec<EvalMetrics>,
+    pub evals: Vec<Evaluation>,
 }
 
 /// JSON has no NaN: serde_json writes it as `null`; read that back as NaN.
@@ -124,7 +176,7 @@ fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f6
 }
 
 /// Read a metrics JSON Lines file back: its steps and evaluations.
-pub fn read_metrics(path: &Path) -> Result<(Vec<StepMetrics>, Vec<EvalMetrics>)> {
+pub fn read_metrics(path: &Path) -> Result<(Vec<StepMetrics>, Vec<Evaluation>)> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: file.clone(), source })?;
     let (mut steps, mut evals) = (Vec::new(), Vec::new());

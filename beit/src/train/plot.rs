@@ -1,7 +1,7 @@
 //! Training curves as PNG, drawn pixel by pixel: axes with ticks, polylines and labels in
 //! a built-in 3×5 bitmap font (no system fonts or libraries).
 
-use super::{EvalMetrics, StepMetrics};
+use super::{Evaluation, StepMetrics};
 use beit_engine::{Error, Result};
 use image::{Rgb, RgbImage};
 use std::path::Path;
@@ -40,11 +40,13 @@ fn glyph(c: char) -> Option<[u8; 5]> {
         'I' => [7, 2, 2, 2, 7],
         'K' => [5, 5, 6, 5, 5],
         'L' => [4, 4, 4, 4, 7],
+        'M' => [5, 7, 7, 5, 5],
         'N' => [6, 5, 5, 5, 5],
         'P' => [7, 5, 7, 4, 4],
         'R' => [6, 5, 6, 5, 5],
         'T' => [7, 2, 2, 2, 2],
         'U' => [5, 5, 5, 5, 7],
+        'X' => [5, 5, 2, 5, 5],
         _ => return None,
     })
 }
@@ -166,18 +168,18 @@ fn panel(canvas: &mut Canvas, top: i64, title: &str, x_label: &str, series: &[Se
     }
 }
 
-/// Draw the loss per step (and, when `evals` has any, top-1/top-5 accuracy per epoch in a
-/// second panel) into a PNG at `path`.
-pub fn plot_curves(path: &Path, title: &str, steps: &[StepMetrics], evals: &[EvalMetrics]) -> Result<()> {
+/// Draw the loss per step (and, when `evals` has any, their two scores per epoch in a
+/// second panel: top-1/top-5 accuracy, or mIoU/pixel accuracy) into a PNG at `path`.
+pub fn plot_curves(path: &Path, title: &str, steps: &[StepMetrics], evals: &[Evaluation]) -> Result<()> {
     let panels = if evals.is_empty() { 1 } else { 2 };
     let mut canvas = Canvas(RgbImage::from_pixel(WIDTH, PANEL * panels, Rgb([255, 255, 255])));
     let loss: Vec<(f64, f64)> = steps.iter().map(|m| (m.step as f64, m.loss)).collect();
     panel(&mut canvas, 0, title, "step", &[(&loss, Rgb([31, 119, 180]))]);
     if !evals.is_empty() {
-        let at = |i: usize, e: &EvalMetrics| e.epoch.map_or(i as f64, |x| x as f64 + 1.0);
-        let top1: Vec<(f64, f64)> = evals.iter().enumerate().map(|(i, e)| (at(i, e), e.top1)).collect();
-        let top5: Vec<(f64, f64)> = evals.iter().enumerate().map(|(i, e)| (at(i, e), e.top5)).collect();
-        panel(&mut canvas, PANEL as i64, "top1 / top5 acc", "epoch", &[(&top1, Rgb([214, 39, 40])), (&top5, Rgb([44, 160, 44]))]);
+        let curve = |k: usize| -> Vec<(f64, f64)> { evals.iter().enumerate().map(|(i, e)| (e.epoch().map_or(i as f64, |x| x as f64 + 1.0), e.scores()[k].1)).collect() };
+        let names = evals[0].scores().map(|(name, _)| name);
+        let title = format!("{} / {}", names[0], names[1]);
+        panel(&mut canvas, PANEL as i64, &title, "epoch", &[(&curve(0), Rgb([214, 39, 40])), (&curve(1), Rgb([44, 160, 44]))]);
     }
     canvas.0.save(path).map_err(|e| Error::Format { file: path.display().to_string(), msg: format!("cannot write the plot: {e}") })
 }
@@ -189,7 +191,7 @@ mod tests {
     #[test]
     fn draws_axes_curve_and_labels() {
         let steps: Vec<StepMetrics> = (0..50)
-            .map(|i| StepMetrics { step: i, epoch: 0, loss: 5.0 - i as f64 * 0.05, lr: 1e-3, grad_norm: None, samples_per_sec: 1.0, skipped: false })
+            .map(|i| StepMetrics { step: i, epoch: 0, loss: 5.0 - i as f64 * 0.05, lr: 1e-3, grad_norm: None, samples_per_sec: 1.0, skipped: false, parts: Default::default() })
             .collect();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("curve.png");

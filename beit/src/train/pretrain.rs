@@ -3,8 +3,7 @@
 
 use super::data::{Batches, PretrainData};
 use super::groups::param_groups;
-use super::runner::Runner;
-use super::{Observer, PretrainConfig, RunControl, Summary};
+use super::{Observer, PretrainConfig, RunControl, Runner, StepLoss, Summary};
 use crate::data::LoaderConfig;
 use crate::masker::{BlockwiseMasker, Mask, MaskedPatches, Masker};
 use crate::model::{BeitForMaskedImageModeling, Mode};
@@ -72,7 +71,7 @@ pub fn pretrain(
     let masker = BlockwiseMasker::new(grid, target, cfg.mask_min_patches.min(target), None, 0.3)?;
     let tc = &cfg.train;
     let groups = param_groups(model.trainable_params(), c.num_hidden_layers, 1.0, tc.weight_decay);
-    let runner = Runner::new("pretrain", tc, c.clone(), model.params(), groups, (data.len() / tc.batch_size) as u64, control)?;
+    let runner = Runner::new(tc.plan("pretrain", data.len())?, &c, model.params(), groups, control)?;
     let device = model.params()[0].device();
     // In memory, the targets do not change between epochs: tokenize once (i64 ids, batched
     // beside the images).
@@ -99,7 +98,7 @@ pub fn pretrain(
         }
         (PretrainData::Memory { .. }, None) => unreachable!("memory data always has tokens"),
     };
-    let step_loss = |state: &super::TrainState| -> Result<(Tensor, usize)> {
+    let step_loss = |state: &super::TrainState| -> Result<StepLoss> {
         let batch = batches.next(state)?;
         let b = batch.views[0].shape()[0];
         let ids = if memory_tokens.is_some() { batch.views[1].clone() } else { tokens(tokenizer, &batch.views[1], patches)? };
@@ -108,7 +107,7 @@ pub fn pretrain(
         // The targets: the ids of the masked patches, picked on the device.
         let labels = ids.reshape(&[b * patches])?.index_select(0, &masked.rows)?;
         let loss = model.loss(&batch.views[0], &masked, &labels, Mode::train(step_seed(tc.seed, state.step)))?;
-        Ok((loss, b))
+        Ok(StepLoss::new(loss, b))
     };
     runner.run(obs, step_loss, |_| Ok(None))
 }

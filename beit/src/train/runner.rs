@@ -3,26 +3,61 @@
 
 use super::checkpoint::{save_checkpoint, Checkpoint, TrainState};
 use super::plot::plot_curves;
-use super::{EvalMetrics, Observer, RunControl, StepMetrics, Summary, TrainConfig};
-use crate::BeitConfig;
+use super::{Evaluation, Observer, RunControl, RunFiles, StepMetrics, Summary};
 use beit_engine::nn::Param;
 use beit_engine::optim::{clip_grad_norm, AdamW, AdamWConfig, ParamGroup, Schedule};
 use beit_engine::{Error, Result, Tensor};
+use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// How a run optimises and what it writes, built by each trainer from its recipe
+/// ([`super::TrainConfig::plan`], the dVAE's config).
+pub(crate) struct Plan<'a> {
+    /// `pretrain`, `finetune`, `segmentation` or `dvae`: a checkpoint resumes only its kind.
+    pub(crate) kind: &'static str,
+    /// Seed of the run's random streams (a resumed run must have the same).
+    pub(crate) seed: u64,
+    /// Steps per pass over the data.
+    pub(crate) steps_per_epoch: u64,
+    /// Steps of the whole run.
+    pub(crate) total_steps: u64,
+    /// Learning rate by step (before the groups' scales).
+    pub(crate) schedule: Schedule,
+    /// AdamW's betas, ε and default weight decay.
+    pub(crate) adam: AdamWConfig,
+    /// Global gradient-norm clip.
+    pub(crate) clip_grad: Option<f64>,
+    /// Non-finite steps in a row that stop the run.
+    pub(crate) max_bad_steps: u32,
+    /// Checkpoints, metrics, plot.
+    pub(crate) files: &'a RunFiles,
+}
+
+/// What a trainer's step closure computes: the loss to minimise, the samples it saw, and
+/// other values worth logging with the step (finite ones are kept in [`StepMetrics::parts`]).
+pub(crate) struct StepLoss {
+    pub(crate) loss: Tensor,
+    pub(crate) samples: usize,
+    pub(crate) parts: Vec<(&'static str, f64)>,
+}
+
+impl StepLoss {
+    /// A loss over `samples` samples with nothing else to log.
+    pub(crate) fn new(loss: Tensor, samples: usize) -> Self {
+        StepLoss { loss, samples, parts: Vec::new() }
+    }
+}
+
 /// One run in progress.
 pub(crate) struct Runner<'a> {
-    kind: &'static str,
-    cfg: &'a TrainConfig,
-    model_config: BeitConfig,
+    plan: Plan<'a>,
+    model_config: serde_json::Value,
     params: Vec<Param>,
     trainable: Vec<Param>,
     opt: AdamW,
-    schedule: Schedule,
-    steps_per_epoch: u64,
     state: TrainState,
     control: &'a RunControl,
     last_checkpoint: Option<PathBuf>,
@@ -72,54 +107,36 @@ fn truncate_metrics(path: &Path, state: &TrainState) -> Result<()> {
 }
 
 impl<'a> Runner<'a> {
-    /// Set up the optimiser and schedule for `params` (all of the model's, buffers
-    /// included, for checkpoints) in `groups`, resuming from `control.resume`.
-    pub(crate) fn new(
-        kind: &'static str,
-        cfg: &'a TrainConfig,
-        model_config: BeitConfig,
-        params: Vec<Param>,
-        groups: Vec<ParamGroup>,
-        steps_per_epoch: u64,
-        control: &'a RunControl,
-    ) -> Result<Self> {
-        cfg.validate()?;
-        if steps_per_epoch == 0 {
-            return Err(Error::invalid("training data", format!("fewer samples than one batch of {}", cfg.batch_size)));
+    /// Set up the optimiser for `params` (all of the model's, buffers included, for
+    /// checkpoints) in `groups`, resuming from `control.resume`; `model_config` is stored in
+    /// every checkpoint.
+    pub(crate) fn new(plan: Plan<'a>, model_config: &impl Serialize, params: Vec<Param>, groups: Vec<ParamGroup>, control: &'a RunControl) -> Result<Self> {
+        plan.files.validate()?;
+        plan.schedule.validate()?;
+        if plan.steps_per_epoch == 0 || plan.max_bad_steps == 0 {
+            return Err(Error::invalid(plan.kind, "a run needs steps in an epoch and max_bad_steps of at least 1"));
         }
+        let model_config = serde_json::to_value(model_config).map_err(|e| Error::invalid("checkpoint config", e.to_string()))?;
         let trainable: Vec<Param> = groups.iter().flat_map(|g| g.params.clone()).collect();
-        let adam = AdamWConfig { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weight_decay: cfg.weight_decay };
-        let mut opt = AdamW::new(groups, adam)?;
-        let total = cfg.epochs * steps_per_epoch;
-        let warmup = ((cfg.warmup_epochs * steps_per_epoch as f64).round() as u64).min(total);
-        let schedule = Schedule::WarmupCosine { base: cfg.lr(), final_value: cfg.min_lr, warmup_start: 0.0, warmup_steps: warmup, total_steps: total };
-        schedule.validate()?;
-        let mut state = TrainState { kind: kind.into(), step: 0, epoch: 0, batch_in_epoch: 0, seed: cfg.seed, bad_streak: 0 };
+        let mut opt = AdamW::new(groups, plan.adam)?;
+        let mut state = TrainState { kind: plan.kind.into(), step: 0, epoch: 0, batch_in_epoch: 0, seed: plan.seed, bad_streak: 0 };
         if let Some(ck) = &control.resume {
-            Self::check_resumable(kind, cfg, ck)?;
+            Self::check_resumable(&plan, ck)?;
             ck.restore(&params, &mut opt)?;
             state = ck.state.clone();
         }
-        if let Some(path) = &cfg.metrics {
+        if let Some(path) = &plan.files.metrics {
             truncate_metrics(path, &state)?;
         }
-        Ok(Runner { kind, cfg, model_config, params, trainable, opt, schedule, steps_per_epoch, state, control, last_checkpoint: None })
+        Ok(Runner { plan, model_config, params, trainable, opt, state, control, last_checkpoint: None })
     }
 
-    fn check_resumable(kind: &str, cfg: &TrainConfig, ck: &Checkpoint) -> Result<()> {
-        let err = |msg: String| Error::invalid("--resume", msg);
-        if ck.state.kind != kind {
-            return Err(err(format!("the checkpoint is from a {} run, not {kind}", ck.state.kind)));
-        }
-        if ck.state.seed != cfg.seed {
-            return Err(err(format!("the checkpoint's seed is {}, the config's {}: exact resume needs the same seed", ck.state.seed, cfg.seed)));
+    fn check_resumable(plan: &Plan, ck: &Checkpoint) -> Result<()> {
+        ck.expect_kind(plan.kind)?;
+        if ck.state.seed != plan.seed {
+            return Err(Error::invalid("--resume", format!("the checkpoint's seed is {}, the config's {}: exact resume needs the same seed", ck.state.seed, plan.seed)));
         }
         Ok(())
-    }
-
-    /// Steps of the whole run.
-    pub(crate) fn total_steps(&self) -> u64 {
-        self.cfg.epochs * self.steps_per_epoch
     }
 
     /// The step the run starts (or resumes) at.
@@ -128,11 +145,12 @@ impl<'a> Runner<'a> {
     }
 
     fn save(&mut self, obs: &mut dyn Observer) -> Result<()> {
-        let Some(dir) = &self.cfg.checkpoint_dir else { return Ok(()) };
+        let files = self.plan.files;
+        let Some(dir) = &files.checkpoint_dir else { return Ok(()) };
         if self.last_checkpoint.as_ref().is_some_and(|p| *p == super::checkpoint::checkpoint_path(dir, self.state.step)) {
             return Ok(());
         }
-        let path = save_checkpoint(dir, &self.params, &self.opt, &self.model_config, &self.state, self.cfg.keep_last)?;
+        let path = save_checkpoint(dir, &self.params, &self.opt, &self.model_config, &self.state, files.keep_last)?;
         obs.checkpoint(&path);
         self.last_checkpoint = Some(path);
         Ok(())
@@ -140,14 +158,15 @@ impl<'a> Runner<'a> {
 
     /// Run to the end (or to `control.stop_at_step`, or until `control.stop` is raised).
     /// `loss` computes the loss of the step `state.step` (batch `state.batch_in_epoch` of
-    /// `state.epoch`) and the number of samples; `after_epoch` may evaluate.
+    /// `state.epoch`); `after_epoch` may evaluate.
     pub(crate) fn run(
         mut self,
         obs: &mut dyn Observer,
-        mut loss: impl FnMut(&TrainState) -> Result<(Tensor, usize)>,
-        mut after_epoch: impl FnMut(u64) -> Result<Option<EvalMetrics>>,
+        mut loss: impl FnMut(&TrainState) -> Result<StepLoss>,
+        mut after_epoch: impl FnMut(u64) -> Result<Option<Evaluation>>,
     ) -> Result<Summary> {
-        let total = self.total_steps();
+        let files = self.plan.files;
+        let total = self.plan.total_steps;
         let end = self.control.stop_at_step.map_or(total, |s| s.min(total));
         obs.start(self.state.step, total);
         let mut summary = Summary::default();
@@ -162,50 +181,54 @@ impl<'a> Runner<'a> {
             if !m.skipped {
                 summary.final_loss = Some(m.loss);
             }
-            if let Some(path) = &self.cfg.metrics {
+            if let Some(path) = &files.metrics {
                 append_jsonl(path, &m)?;
             }
             obs.step(&m, total);
             summary.history.push(m);
             if self.state.batch_in_epoch == 0 {
                 if let Some(e) = after_epoch(self.state.epoch - 1)? {
-                    if let Some(path) = &self.cfg.metrics {
+                    if let Some(path) = &files.metrics {
                         append_jsonl(path, &e)?;
                     }
                     obs.eval(&e);
                     summary.evals.push(e);
                 }
             }
-            if self.cfg.checkpoint_every > 0 && self.state.step.is_multiple_of(self.cfg.checkpoint_every) {
+            if files.checkpoint_every > 0 && self.state.step.is_multiple_of(files.checkpoint_every) {
                 self.save(obs)?;
             }
         }
         self.save(obs)?;
         summary.steps = self.state.step;
         summary.checkpoint = self.last_checkpoint.clone();
-        if let Some(png) = &self.cfg.plot {
-            let (steps, evals) = match &self.cfg.metrics {
+        if let Some(png) = &files.plot {
+            let (steps, evals) = match &files.metrics {
                 Some(path) if self.state.step > summary.history.len() as u64 => super::read_metrics(path)?,
                 _ => (summary.history.clone(), summary.evals.clone()),
             };
-            plot_curves(png, &format!("{} loss", self.kind), &steps, &evals)?;
+            plot_curves(png, &format!("{} loss", self.plan.kind), &steps, &evals)?;
         }
         obs.finish();
         Ok(summary)
     }
 
-    /// One step: forward, skip on a non-finite loss or gradient, clip, update.
-    fn step(&mut self, obs: &mut dyn Observer, loss: &mut impl FnMut(&TrainState) -> Result<(Tensor, usize)>) -> Result<StepMetrics> {
+    /// One step: forward, skip on a non-finite loss or gradient (leaving the parameters and
+    /// buffers as they were), clip, update.
+    fn step(&mut self, obs: &mut dyn Observer, loss: &mut impl FnMut(&TrainState) -> Result<StepLoss>) -> Result<StepMetrics> {
         let started = Instant::now();
         let step = self.state.step;
-        let lr = self.schedule.at(step);
-        let (loss_t, samples) = loss(&self.state)?;
+        let lr = self.plan.schedule.at(step);
+        // Buffers the forward may move (BatchNorm's running statistics), to put back if the
+        // step is skipped: `set` replaces a value, so these handles are the old values.
+        let buffers: Vec<(&Param, Tensor, u64)> = self.params.iter().filter(|p| !p.is_trainable()).map(|p| (p, p.tensor(), p.version())).collect();
+        let StepLoss { loss: loss_t, samples, parts } = loss(&self.state)?;
         let value = loss_t.to_scalar()?;
         let mut grad_norm = None;
         let mut problem = (!value.is_finite()).then(|| format!("non-finite loss {value}"));
         if problem.is_none() {
             let mut grads = loss_t.backward()?;
-            match clip_grad_norm(&mut grads, &self.trainable, self.cfg.clip_grad.unwrap_or(f64::MAX)) {
+            match clip_grad_norm(&mut grads, &self.trainable, self.plan.clip_grad.unwrap_or(f64::MAX)) {
                 Ok(norm) => grad_norm = Some(norm),
                 Err(Error::NonFinite(what)) => problem = Some(format!("non-finite value in {what}")),
                 Err(e) => return Err(e),
@@ -215,16 +238,21 @@ impl<'a> Runner<'a> {
             }
         }
         self.state.step += 1;
-        self.state.epoch = self.state.step / self.steps_per_epoch;
-        self.state.batch_in_epoch = self.state.step % self.steps_per_epoch;
+        let per_epoch = self.plan.steps_per_epoch;
+        (self.state.epoch, self.state.batch_in_epoch) = (self.state.step / per_epoch, self.state.step % per_epoch);
         if let Some(what) = &problem {
+            for (p, old, version) in buffers {
+                if p.version() != version {
+                    p.set(old)?;
+                }
+            }
             self.state.bad_streak += 1;
             obs.warn(&format!("step {step}: {what}; step skipped (no update)"));
-            if self.state.bad_streak >= self.cfg.max_bad_steps {
+            if self.state.bad_streak >= self.plan.max_bad_steps {
                 let last = self.last_checkpoint.as_ref().map_or("none written".to_string(), |p| p.display().to_string());
                 return Err(Error::NonFinite(format!(
                     "the training loss: {} bad steps in a row (up to step {step}, limit max_bad_steps = {}); stopped, last good checkpoint: {last}",
-                    self.state.bad_streak, self.cfg.max_bad_steps
+                    self.state.bad_streak, self.plan.max_bad_steps
                 )));
             }
         } else {
@@ -233,12 +261,13 @@ impl<'a> Runner<'a> {
         let secs = started.elapsed().as_secs_f64();
         Ok(StepMetrics {
             step,
-            epoch: step / self.steps_per_epoch,
+            epoch: step / per_epoch,
             loss: value,
             lr,
             grad_norm,
             samples_per_sec: samples as f64 / secs.max(1e-9),
             skipped: problem.is_some(),
+            parts: parts.into_iter().filter(|(_, v)| v.is_finite()).map(|(k, v)| (k.to_string(), v)).collect(),
         })
     }
 }

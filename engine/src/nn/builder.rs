@@ -10,6 +10,11 @@ use std::sync::{Arc, Mutex};
 ///
 /// Each [`VarBuilder::pp`] pushes a name segment:
 /// `vb.pp("encoder").pp("layer.0").param("weight", ..)` is named `encoder.layer.0.weight`.
+///
+/// Every parameter and buffer created is also recorded (in one list shared by the builders
+/// derived from this one), so that a module's [`super::Module::params`] is what its
+/// constructor created ([`VarBuilder::mark`], [`VarBuilder::created_since`]), not a list
+/// written by hand that a new field could be missing from.
 #[derive(Clone, Debug)]
 pub struct VarBuilder {
     prefix: String,
@@ -18,13 +23,31 @@ pub struct VarBuilder {
     weight_dtype: DType,
     packed: bool,
     rng: Arc<Mutex<Rng>>,
+    created: Arc<Mutex<Vec<Param>>>,
 }
 
 impl VarBuilder {
     /// A builder at the root of the name tree.
     pub fn new(device: &Device, dtype: DType, seed: u64) -> Self {
         let rng = Arc::new(Mutex::new(Rng::new(seed)));
-        VarBuilder { prefix: String::new(), device: device.clone(), dtype, weight_dtype: dtype, packed: false, rng }
+        VarBuilder { prefix: String::new(), device: device.clone(), dtype, weight_dtype: dtype, packed: false, rng, created: Arc::default() }
+    }
+
+    /// Where the record of created parameters stands: give it to
+    /// [`VarBuilder::created_since`] after building a module.
+    pub fn mark(&self) -> usize {
+        self.created.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The parameters and buffers created through this builder, or any sharing its record,
+    /// since `mark`, in creation order.
+    pub fn created_since(&self, mark: usize) -> Vec<Param> {
+        self.created.lock().unwrap_or_else(|e| e.into_inner())[mark..].to_vec()
+    }
+
+    fn record(&self, p: Param) -> Param {
+        self.created.lock().unwrap_or_else(|e| e.into_inner()).push(p.clone());
+        p
     }
 
     /// The same builder, creating the weights of [`super::Linear`] and [`super::Conv2d`]
@@ -82,27 +105,25 @@ impl VarBuilder {
 
     /// [`VarBuilder::param`] in `dtype`.
     pub fn param_in(&self, leaf: &str, shape: &[usize], init: Init, dtype: DType) -> Result<Param> {
-        let t = {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            init.tensor(shape, dtype, &self.device, &mut rng)?
-        };
-        Param::new(self.name(leaf), t)
+        Ok(self.record(Param::new(self.name(leaf), self.init(shape, init, dtype)?)?))
+    }
+
+    fn init(&self, shape: &[usize], init: Init, dtype: DType) -> Result<Tensor> {
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        init.tensor(shape, dtype, &self.device, &mut rng)
     }
 
     /// The weight `leaf` of a [`super::Linear`] layer: [`VarBuilder::param_in`] in the
     /// weight dtype, whose loaded values are pre-packed when
     /// [`VarBuilder::with_packed_weights`] is on.
     pub fn linear_weight(&self, leaf: &str, shape: &[usize], init: Init) -> Result<Param> {
-        let p = self.param_in(leaf, shape, init, self.weight_dtype)?;
-        if self.packed {
-            Param::packed(p.name(), p.tensor())
-        } else {
-            Ok(p)
-        }
+        let t = self.init(shape, init, self.weight_dtype)?;
+        let p = if self.packed { Param::packed(self.name(leaf), t)? } else { Param::new(self.name(leaf), t)? };
+        Ok(self.record(p))
     }
 
     /// A non-trainable buffer `leaf` holding `value` (moved to this builder's device).
     pub fn buffer(&self, leaf: &str, value: &Tensor) -> Result<Param> {
-        Ok(Param::buffer(self.name(leaf), value.to_device(&self.device)?))
+        Ok(self.record(Param::buffer(self.name(leaf), value.to_device(&self.device)?)))
     }
 }

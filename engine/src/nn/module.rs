@@ -46,23 +46,33 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
 }
 
+impl LoadReport {
+    /// An error listing every missing parameter `optional` does not accept (those a model
+    /// initialises itself, e.g. a fresh head), naming `file`.
+    pub fn require(&self, file: &str, optional: impl Fn(&str) -> bool) -> Result<()> {
+        let missing: Vec<String> = self.missing.iter().filter(|n| !optional(n)).cloned().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::StateDictMismatch { file: file.to_string(), missing, unexpected: Vec::new() })
+    }
+}
+
 /// Set each of `params` from the entry of `sd` with the same name, converting the dtype
 /// (f16/bf16/f64 files into f32 parameters, ...) and moving to the parameter's device;
 /// then the backend frees the buffers it kept for reuse ([`crate::Backend::release_cached`]).
 ///
 /// Every entry is checked before any parameter changes, so a failed load leaves the model
 /// as it was. A shape mismatch or a float/integer mismatch is always an error naming the
-/// tensor; with `strict`, so are a missing parameter and an unexpected entry (as PyTorch's
-/// `load_state_dict`); otherwise they are listed in the [`LoadReport`].
+/// tensor; with `strict`, so are missing parameters and unexpected entries, all listed in one
+/// [`Error::StateDictMismatch`] (as PyTorch's `load_state_dict`); otherwise they are listed
+/// in the [`LoadReport`].
 pub fn load_params(params: &[Param], sd: &StateDict, strict: bool) -> Result<LoadReport> {
     let mut report = LoadReport::default();
     let mut found = Vec::with_capacity(params.len());
     for p in params {
         let name = p.name();
         let Some(shape) = sd.shape(name) else {
-            if strict {
-                return Err(Error::MissingTensor { file: sd.source().to_string(), name: name.to_string() });
-            }
             report.missing.push(name.to_string());
             continue;
         };
@@ -80,9 +90,9 @@ pub fn load_params(params: &[Param], sd: &StateDict, strict: bool) -> Result<Loa
     }
     let known: HashSet<&str> = params.iter().map(Param::name).collect();
     report.unexpected = sd.names().filter(|n| !known.contains(n)).map(str::to_string).collect();
-    if let (true, Some(name)) = (strict, report.unexpected.first()) {
-        let msg = format!("unexpected tensor `{name}`: the model has no parameter of that name");
-        return Err(Error::Format { file: sd.source().to_string(), msg });
+    if strict && !(report.missing.is_empty() && report.unexpected.is_empty()) {
+        let LoadReport { missing, unexpected } = report;
+        return Err(Error::StateDictMismatch { file: sd.source().to_string(), missing, unexpected });
     }
     for p in &found {
         let value = sd.get(p.name())?.to_dtype(p.dtype())?.to_device(&p.device())?;
