@@ -29,7 +29,7 @@ MUTANTS = [
     ("softmax writes one element past each row", "rows.cu",
      "for (i64 j = threadIdx.x; j < d; j += blockDim.x) yr[j] = m_exp(xr[j] - m) * inv;",
      "for (i64 j = threadIdx.x; j <= d; j += blockDim.x) yr[j] = m_exp(xr[j - (j == d)] - m) * inv;"),
-    ("gemm loads B with its strides swapped", "gemm.cu",
+    ("gemm loads B with its strides swapped", "matmul.cu",
      "b[bbase + gk * mb.rs + gc * mb.cs]", "b[bbase + gk * mb.cs + gc * mb.rs]"),
     ("reduce_cols skips the last partial row", "reduce.cu",
      "for (int y = 1; y < (int)blockDim.y; ++y) acc = op(acc, part[y][threadIdx.x]);",

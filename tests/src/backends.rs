@@ -1,6 +1,9 @@
 //! The backends this build has, and running one case on each of them.
 
-use beit_engine::{DType, Device, Result, Tensor};
+use beit_backend_cpu::CpuBackend;
+use beit_engine::backend::prelude::*;
+use beit_engine::{AdamWStep, BackendStorage, BinaryOp, CmpOp, ConvGeom, DType, Device, HostData, Layout, ReduceOp, Result, StorageBox, Tensor, UnaryOp, View};
+use std::sync::{Arc, OnceLock};
 
 /// A conformance case: runs on one device, fails by returning `Err` or panicking.
 pub type CaseFn = fn(&Device) -> Result<()>;
@@ -62,4 +65,107 @@ pub fn run_on_cuda(name: &str, case: CaseFn) {
     if let Some(dev) = cuda(name) {
         run_on(name, &dev, case);
     }
+}
+
+/// A backend with the CPU's primitive kernels only: every kernel with a composed default
+/// (`linear`, softmax, LayerNorm, attention, the GELU gradient, cross-entropy, the
+/// convolutions) is left to it, as a new backend would start. The conformance suite runs
+/// every case on it too (`::composed`), so the defaults are held to the same references.
+#[derive(Debug)]
+pub struct PrimitivesOnly;
+
+impl Memory for PrimitivesOnly {
+    fn name(&self) -> String {
+        "cpu-primitives".into()
+    }
+    fn full(&self, dtype: DType, len: usize, value: f64) -> Result<StorageBox> {
+        CpuBackend.full(dtype, len, value)
+    }
+    fn from_host(&self, data: &HostData) -> Result<StorageBox> {
+        CpuBackend.from_host(data)
+    }
+    fn to_host(&self, src: View) -> Result<HostData> {
+        CpuBackend.to_host(src)
+    }
+    fn copy_strided(&self, src: View, dst: &mut dyn BackendStorage, dst_layout: &Layout) -> Result<()> {
+        CpuBackend.copy_strided(src, dst, dst_layout)
+    }
+    fn cast(&self, src: View, dtype: DType) -> Result<StorageBox> {
+        CpuBackend.cast(src, dtype)
+    }
+}
+
+impl Elementwise for PrimitivesOnly {
+    fn unary(&self, op: UnaryOp, src: View) -> Result<StorageBox> {
+        CpuBackend.unary(op, src)
+    }
+    fn binary(&self, op: BinaryOp, lhs: View, rhs: View) -> Result<StorageBox> {
+        CpuBackend.binary(op, lhs, rhs)
+    }
+    fn cmp(&self, op: CmpOp, lhs: View, rhs: View) -> Result<StorageBox> {
+        CpuBackend.cmp(op, lhs, rhs)
+    }
+    fn where_cond(&self, cond: View, on_true: View, on_false: View) -> Result<StorageBox> {
+        CpuBackend.where_cond(cond, on_true, on_false)
+    }
+}
+
+impl Reduce for PrimitivesOnly {
+    fn reduce(&self, op: ReduceOp, src: View, dims: &[usize]) -> Result<StorageBox> {
+        CpuBackend.reduce(op, src, dims)
+    }
+}
+
+impl Index for PrimitivesOnly {
+    fn index_select(&self, src: View, dim: usize, indices: View) -> Result<StorageBox> {
+        CpuBackend.index_select(src, dim, indices)
+    }
+    fn index_add(&self, dst: View, dim: usize, indices: View, src: View) -> Result<StorageBox> {
+        CpuBackend.index_add(dst, dim, indices, src)
+    }
+    fn topk_last(&self, src: View, k: usize) -> Result<(StorageBox, StorageBox)> {
+        CpuBackend.topk_last(src, k)
+    }
+}
+
+impl Matmul for PrimitivesOnly {
+    fn matmul(&self, lhs: View, rhs: View) -> Result<StorageBox> {
+        CpuBackend.matmul(lhs, rhs)
+    }
+}
+
+impl Rows for PrimitivesOnly {}
+
+impl Loss for PrimitivesOnly {}
+
+impl Conv for PrimitivesOnly {
+    fn im2col(&self, x: View, geom: &ConvGeom) -> Result<StorageBox> {
+        CpuBackend.im2col(x, geom)
+    }
+    fn col2im(&self, cols: View, geom: &ConvGeom) -> Result<StorageBox> {
+        CpuBackend.col2im(cols, geom)
+    }
+}
+
+impl Optim for PrimitivesOnly {
+    fn adamw_step(&self, param: &mut dyn BackendStorage, grad: View, m: &mut dyn BackendStorage, v: &mut dyn BackendStorage, hp: &AdamWStep) -> Result<()> {
+        CpuBackend.adamw_step(param, grad, m, v, hp)
+    }
+}
+
+impl Random for PrimitivesOnly {
+    fn bernoulli_scaled(&self, dtype: DType, len: usize, keep: f64, seed: u64) -> Result<StorageBox> {
+        CpuBackend.bernoulli_scaled(dtype, len, keep, seed)
+    }
+}
+
+/// The [`PrimitivesOnly`] device, shared.
+pub fn primitives_only() -> Device {
+    static DEVICE: OnceLock<Device> = OnceLock::new();
+    DEVICE.get_or_init(|| Device::new(Arc::new(PrimitivesOnly))).clone()
+}
+
+/// Runs `case` on the [`PrimitivesOnly`] device.
+pub fn run_on_primitives(name: &str, case: CaseFn) {
+    run_on(name, &primitives_only(), case);
 }

@@ -27,9 +27,10 @@ pub use check::{assert_close, assert_err};
 pub use random::Gen;
 
 /// Emits, for each `fn name(dev: &Device) -> Result<()> { ... }`, a module `name` holding
-/// one `#[test]` per backend this build has: `cpu` always, `cuda` with the `cuda` feature
-/// (skipped with a message when no GPU can be opened) or the `cuda-sim` feature (on the
-/// simulated device, never skipped). An `Err` fails the test.
+/// one `#[test]` per backend this build has: `cpu` always, `composed` always (the CPU's
+/// primitive kernels with every composed default, [`backends::PrimitivesOnly`]), `cuda`
+/// with the `cuda` feature (skipped with a message when no GPU can be opened) or the
+/// `cuda-sim` feature (on the simulated device, never skipped). An `Err` fails the test.
 #[macro_export]
 macro_rules! conformance {
     ($($(#[doc = $doc:literal])* fn $name:ident($dev:ident: &Device) -> Result<()> $body:block)*) => {$(
@@ -43,6 +44,11 @@ macro_rules! conformance {
             #[test]
             fn cpu() {
                 $crate::backends::run_on_cpu(module_path!(), case);
+            }
+
+            #[test]
+            fn composed() {
+                $crate::backends::run_on_primitives(module_path!(), case);
             }
 
             #[cfg(any(feature = "cuda", feature = "cuda-sim"))]

@@ -1,9 +1,12 @@
-//! im2col and its adjoint col2im for 2-D convolutions (NCHW input, OIHW weight order).
+//! 2-D convolutions (NCHW input, OIHW weight order): im2col and its adjoint col2im here,
+//! the implicit-GEMM convolution and its weight gradient in `conv2d.rs`.
 
 use crate::pool;
 use crate::scalar::Real;
 use crate::storage::{boxed, float_dispatch, same_shape, Src};
 use crate::strided::par_rows;
+use crate::{conv2d, CpuBackend};
+use beit_engine::backend::Conv;
 use beit_engine::checks::conv_out;
 use beit_engine::{ConvGeom, Result, StorageBox, View};
 
@@ -12,17 +15,40 @@ fn tap(o: usize, i: usize, stride: usize, pad: usize, size: usize) -> Option<usi
     (o * stride + i).checked_sub(pad).filter(|&v| v < size)
 }
 
-/// NCHW `x` to `[batch, out_h·out_w, channels·kh·kw]`, zero padded.
-pub(crate) fn im2col(x: View, g: &ConvGeom) -> Result<StorageBox> {
-    const OP: &str = "im2col";
-    let (oh, ow) = conv_out(OP, g)?;
-    same_shape(OP, x.shape(), &[g.batch, g.channels, g.height, g.width])?;
-    let dtype = x.dtype();
-    float_dispatch!(OP, dtype, T => {
-        let xs = Src::<T>::new(OP, x)?.contiguous();
-        Ok(boxed(dtype, im2col_t(&xs, g, oh, ow)))
-    })
+impl Conv for CpuBackend {
+    fn conv2d(&self, x: View, w: View, bias: Option<View>, geom: &ConvGeom) -> Result<StorageBox> {
+        conv2d::conv2d(x, w, bias, geom)
+    }
+
+    fn conv2d_weight_grad(&self, x: View, dy: View, geom: &ConvGeom) -> Result<StorageBox> {
+        conv2d::conv2d_weight_grad(x, dy, geom)
+    }
+
+    /// NCHW `x` to `[batch, out_h·out_w, channels·kh·kw]`, zero padded.
+    fn im2col(&self, x: View, g: &ConvGeom) -> Result<StorageBox> {
+        const OP: &str = "im2col";
+        let (oh, ow) = conv_out(OP, g)?;
+        same_shape(OP, x.shape(), &[g.batch, g.channels, g.height, g.width])?;
+        let dtype = x.dtype();
+        float_dispatch!(OP, dtype, T => {
+            let xs = Src::<T>::new(OP, x)?.contiguous();
+            Ok(boxed(dtype, im2col_t(&xs, g, oh, ow)))
+        })
+    }
+
+    /// The adjoint of [`im2col`]: `[batch, out_h·out_w, channels·kh·kw]` summed back into NCHW.
+    fn col2im(&self, cols: View, g: &ConvGeom) -> Result<StorageBox> {
+        const OP: &str = "col2im";
+        let (oh, ow) = conv_out(OP, g)?;
+        same_shape(OP, cols.shape(), &[g.batch, oh * ow, g.patch_len()])?;
+        let dtype = cols.dtype();
+        float_dispatch!(OP, dtype, T => {
+            let cs = Src::<T>::new(OP, cols)?.contiguous();
+            Ok(boxed(dtype, col2im_t(&cs, g, oh, ow)))
+        })
+    }
 }
+
 
 fn im2col_t<T: Real>(x: &[T], g: &ConvGeom, oh: usize, ow: usize) -> Vec<T> {
     let (c_in, h, w) = (g.channels, g.height, g.width);
@@ -55,17 +81,6 @@ fn im2col_t<T: Real>(x: &[T], g: &ConvGeom, oh: usize, ow: usize) -> Vec<T> {
     out
 }
 
-/// The adjoint of [`im2col`]: `[batch, out_h·out_w, channels·kh·kw]` summed back into NCHW.
-pub(crate) fn col2im(cols: View, g: &ConvGeom) -> Result<StorageBox> {
-    const OP: &str = "col2im";
-    let (oh, ow) = conv_out(OP, g)?;
-    same_shape(OP, cols.shape(), &[g.batch, oh * ow, g.patch_len()])?;
-    let dtype = cols.dtype();
-    float_dispatch!(OP, dtype, T => {
-        let cs = Src::<T>::new(OP, cols)?.contiguous();
-        Ok(boxed(dtype, col2im_t(&cs, g, oh, ow)))
-    })
-}
 
 fn col2im_t<T: Real>(cols: &[T], g: &ConvGeom, oh: usize, ow: usize) -> Vec<T> {
     let (c_in, h, w) = (g.channels, g.height, g.width);
@@ -95,7 +110,8 @@ fn col2im_t<T: Real>(cols: &[T], g: &ConvGeom, oh: usize, ow: usize) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use crate::testutil::{assert_close, vals, Tt, B};
-    use beit_engine::{Backend, ConvGeom, DType, Error};
+    use beit_engine::backend::prelude::*;
+    use beit_engine::{ConvGeom, DType, Error};
 
     fn geom(
         batch: usize,

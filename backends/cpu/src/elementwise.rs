@@ -1,56 +1,70 @@
-//! Elementwise kernels: fill, transfer, cast, unary and binary maths, comparison, select,
-//! and the GELU gradient.
+//! Elementwise kernels: unary and binary maths, comparison, select, and the GELU gradient.
 
-use crate::pool;
+use crate::CpuBackend;
 use crate::scalar::{Num, Real, Scalar};
-use crate::storage::{any_dispatch, boxed, float_dispatch, same_dtype, same_shape, slice_mut, Src};
-use crate::strided::{copy_into, map1, map2, map3};
-use beit_engine::{BackendStorage, BinaryOp, CmpOp, DType, Error, HostData, Layout, Result, StorageBox, UnaryOp, View};
-use num_traits::AsPrimitive;
+use crate::storage::{any_dispatch, boxed, float_dispatch, same_dtype, same_shape, Src};
+use crate::strided::{map1, map2, map3};
+use beit_engine::backend::Elementwise;
+use beit_engine::{BinaryOp, CmpOp, DType, Error, Result, StorageBox, UnaryOp, View};
 
-/// `len` copies of `value` cast to `dtype` (bool: `value != 0`).
-pub(crate) fn full(dtype: DType, len: usize, value: f64) -> Result<StorageBox> {
-    if dtype == DType::Bool {
-        return Ok(boxed(dtype, pool::filled(len, u8::from(value != 0.0))));
+
+impl Elementwise for CpuBackend {
+    /// Elementwise unary op on a float view.
+    fn unary(&self, op: UnaryOp, src: View) -> Result<StorageBox> {
+        let dtype = src.dtype();
+        float_dispatch!("unary", dtype, T => Ok(boxed(dtype, unary_t::<T>(op, Src::new("unary", src)?))))
     }
-    Ok(any_dispatch!(dtype, T => boxed::<T>(dtype, pool::filled(len, value.as_()))))
-}
 
-/// A view gathered into row-major host data.
-pub(crate) fn to_host(src: View) -> Result<HostData> {
-    let dtype = src.dtype();
-    any_dispatch!(dtype, T => Ok(T::host(Src::<T>::new("to_host", src)?.contiguous().into_owned(), dtype)))
-}
-
-/// Copy `src` into `dst` at `dst_layout`.
-pub(crate) fn copy_strided(src: View, dst: &mut dyn BackendStorage, dst_layout: &Layout) -> Result<()> {
-    const OP: &str = "copy_strided";
-    beit_engine::checks::copy_destination(OP, src, dst, dst_layout)?;
-    any_dispatch!(src.dtype(), T => {
-        let s = Src::<T>::new(OP, src)?;
-        copy_into(s, slice_mut::<T>(OP, dst)?, dst_layout);
-        Ok(())
-    })
-}
-
-/// Convert a view to `dtype`: floats to integers truncate toward zero (saturating),
-/// anything to bool is `x != 0`.
-pub(crate) fn cast(src: View, dtype: DType) -> Result<StorageBox> {
-    any_dispatch!(src.dtype(), S => {
-        let s = Src::<S>::new("cast", src)?;
-        Ok(if dtype == DType::Bool {
-            boxed(dtype, map1(s, |x| u8::from(x != S::default())))
-        } else {
-            any_dispatch!(dtype, D => boxed::<D>(dtype, map1(s, |x| x.as_())))
+    /// Elementwise binary op: floats all ops, i64 all but `Div`.
+    fn binary(&self, op: BinaryOp, lhs: View, rhs: View) -> Result<StorageBox> {
+        const OP: &str = "binary";
+        check_pair(OP, lhs, rhs)?;
+        let dtype = lhs.dtype();
+        if dtype == DType::I64 {
+            let v = binary_num::<i64>(op, Src::new(OP, lhs)?, Src::new(OP, rhs)?);
+            return v.map(|v| boxed(dtype, v)).ok_or(Error::DType { op: "binary div", dtype, expected: None });
+        }
+        float_dispatch!(OP, dtype, T => {
+            let (a, b) = (Src::<T>::new(OP, lhs)?, Src::<T>::new(OP, rhs)?);
+            Ok(boxed(dtype, binary_num(op, a, b).unwrap_or_else(|| map2(a, b, |x, y| x / y))))
         })
-    })
+    }
+
+    /// Elementwise comparison of two views of any one dtype, giving bool.
+    fn cmp(&self, op: CmpOp, lhs: View, rhs: View) -> Result<StorageBox> {
+        const OP: &str = "cmp";
+        check_pair(OP, lhs, rhs)?;
+        any_dispatch!(lhs.dtype(), T => {
+            let (a, b) = (Src::<T>::new(OP, lhs)?, Src::<T>::new(OP, rhs)?);
+            Ok(boxed(DType::Bool, cmp_t(op, a, b)))
+        })
+    }
+
+    /// `cond ? on_true : on_false` elementwise; `cond` is u8 or bool.
+    fn where_cond(&self, cond: View, on_true: View, on_false: View) -> Result<StorageBox> {
+        const OP: &str = "where_cond";
+        check_pair(OP, on_true, on_false)?;
+        same_shape(OP, cond.shape(), on_true.shape())?;
+        let c = Src::<u8>::new(OP, cond)?;
+        let dtype = on_true.dtype();
+        any_dispatch!(dtype, T => {
+            let (a, b) = (Src::<T>::new(OP, on_true)?, Src::<T>::new(OP, on_false)?);
+            Ok(boxed(dtype, map3(c, a, b, |c, x, y| if c != 0 { x } else { y })))
+        })
+    }
+
+    /// `dy · GELU'(x)` elementwise.
+    fn gelu_backward(&self, x: View, dy: View) -> Result<StorageBox> {
+        const OP: &str = "gelu_backward";
+        check_pair(OP, x, dy)?;
+        let dtype = x.dtype();
+        float_dispatch!(OP, dtype, T => {
+            let (xs, g) = (Src::<T>::new(OP, x)?, Src::<T>::new(OP, dy)?);
+            Ok(boxed(dtype, map2(xs, g, #[inline(always)] |x, g| g * x.gelu_grad())))
+        })
+    }
 }
 
-/// Elementwise unary op on a float view.
-pub(crate) fn unary(op: UnaryOp, src: View) -> Result<StorageBox> {
-    let dtype = src.dtype();
-    float_dispatch!("unary", dtype, T => Ok(boxed(dtype, unary_t::<T>(op, Src::new("unary", src)?))))
-}
 
 fn unary_t<T: Real>(op: UnaryOp, s: Src<T>) -> Vec<T> {
     match op {
@@ -86,20 +100,6 @@ fn check_pair(op: &'static str, lhs: View, rhs: View) -> Result<()> {
     same_shape(op, lhs.shape(), rhs.shape())
 }
 
-/// Elementwise binary op: floats all ops, i64 all but `Div`.
-pub(crate) fn binary(op: BinaryOp, lhs: View, rhs: View) -> Result<StorageBox> {
-    const OP: &str = "binary";
-    check_pair(OP, lhs, rhs)?;
-    let dtype = lhs.dtype();
-    if dtype == DType::I64 {
-        let v = binary_num::<i64>(op, Src::new(OP, lhs)?, Src::new(OP, rhs)?);
-        return v.map(|v| boxed(dtype, v)).ok_or(Error::DType { op: "binary div", dtype, expected: None });
-    }
-    float_dispatch!(OP, dtype, T => {
-        let (a, b) = (Src::<T>::new(OP, lhs)?, Src::<T>::new(OP, rhs)?);
-        Ok(boxed(dtype, binary_num(op, a, b).unwrap_or_else(|| map2(a, b, |x, y| x / y))))
-    })
-}
 
 /// The binary ops every numeric dtype has (`None` for `Div`).
 fn binary_num<T: Num>(op: BinaryOp, a: Src<T>, b: Src<T>) -> Option<Vec<T>> {
@@ -113,15 +113,6 @@ fn binary_num<T: Num>(op: BinaryOp, a: Src<T>, b: Src<T>) -> Option<Vec<T>> {
     })
 }
 
-/// Elementwise comparison of two views of any one dtype, giving bool.
-pub(crate) fn cmp(op: CmpOp, lhs: View, rhs: View) -> Result<StorageBox> {
-    const OP: &str = "cmp";
-    check_pair(OP, lhs, rhs)?;
-    any_dispatch!(lhs.dtype(), T => {
-        let (a, b) = (Src::<T>::new(OP, lhs)?, Src::<T>::new(OP, rhs)?);
-        Ok(boxed(DType::Bool, cmp_t(op, a, b)))
-    })
-}
 
 fn cmp_t<T: Scalar>(op: CmpOp, a: Src<T>, b: Src<T>) -> Vec<u8> {
     match op {
@@ -134,29 +125,7 @@ fn cmp_t<T: Scalar>(op: CmpOp, a: Src<T>, b: Src<T>) -> Vec<u8> {
     }
 }
 
-/// `cond ? on_true : on_false` elementwise; `cond` is u8 or bool.
-pub(crate) fn where_cond(cond: View, on_true: View, on_false: View) -> Result<StorageBox> {
-    const OP: &str = "where_cond";
-    check_pair(OP, on_true, on_false)?;
-    same_shape(OP, cond.shape(), on_true.shape())?;
-    let c = Src::<u8>::new(OP, cond)?;
-    let dtype = on_true.dtype();
-    any_dispatch!(dtype, T => {
-        let (a, b) = (Src::<T>::new(OP, on_true)?, Src::<T>::new(OP, on_false)?);
-        Ok(boxed(dtype, map3(c, a, b, |c, x, y| if c != 0 { x } else { y })))
-    })
-}
 
-/// `dy · GELU'(x)` elementwise.
-pub(crate) fn gelu_backward(x: View, dy: View) -> Result<StorageBox> {
-    const OP: &str = "gelu_backward";
-    check_pair(OP, x, dy)?;
-    let dtype = x.dtype();
-    float_dispatch!(OP, dtype, T => {
-        let (xs, g) = (Src::<T>::new(OP, x)?, Src::<T>::new(OP, dy)?);
-        Ok(boxed(dtype, map2(xs, g, #[inline(always)] |x, g| g * x.gelu_grad())))
-    })
-}
 
 #[cfg(test)]
 mod tests {
@@ -164,7 +133,8 @@ mod tests {
     use crate::erf;
     use crate::testutil::{assert_close, vals, Tt, B};
     use crate::CpuStorage;
-    use beit_engine::Backend;
+    use beit_engine::backend::prelude::*;
+    use beit_engine::{BackendStorage, HostData, Layout};
 
     fn unary_ref(op: UnaryOp, x: f64) -> f64 {
         match op {

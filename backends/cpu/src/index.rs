@@ -1,9 +1,11 @@
 //! Gather and scatter-add along a dim by an index vector, and top-k over the last dim.
 
+use crate::CpuBackend;
 use crate::pool;
 use crate::scalar::{Num, Real};
 use crate::storage::{any_dispatch, boxed, float_dispatch, num_dispatch, same_dtype, same_shape, Src};
 use crate::strided::par_rows;
+use beit_engine::backend::Index;
 use beit_engine::checks::{around, index_vector, topk_rows};
 use beit_engine::{DType, Error, Result, StorageBox, View};
 use rayon::prelude::*;
@@ -28,49 +30,79 @@ fn indices(op: &'static str, v: View, limit: usize) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// Entries `indices` of `src` along `dim`.
-pub(crate) fn index_select(src: View, dim: usize, indices_view: View) -> Result<StorageBox> {
-    const OP: &str = "index_select";
-    let (_, n, inner) = around(OP, src.shape(), dim)?;
-    let idx = indices(OP, indices_view, n)?;
-    let dtype = src.dtype();
-    any_dispatch!(dtype, T => {
-        let s = Src::<T>::new(OP, src)?.contiguous();
-        let mut out = pool::reuse(s.len() / n.max(1) * idx.len());
-        par_rows(&mut out, idx.len() * inner, |o, out| {
-            for (dst, &i) in out.chunks_mut(inner).zip(&idx) {
-                dst.copy_from_slice(&s[(o * n + i) * inner..][..inner]);
+impl Index for CpuBackend {
+    /// Entries `indices` of `src` along `dim`.
+    fn index_select(&self, src: View, dim: usize, indices_view: View) -> Result<StorageBox> {
+        const OP: &str = "index_select";
+        let (_, n, inner) = around(OP, src.shape(), dim)?;
+        let idx = indices(OP, indices_view, n)?;
+        let dtype = src.dtype();
+        any_dispatch!(dtype, T => {
+            let s = Src::<T>::new(OP, src)?.contiguous();
+            let mut out = pool::reuse(s.len() / n.max(1) * idx.len());
+            par_rows(&mut out, idx.len() * inner, |o, out| {
+                for (dst, &i) in out.chunks_mut(inner).zip(&idx) {
+                    dst.copy_from_slice(&s[(o * n + i) * inner..][..inner]);
+                }
+            });
+            Ok(boxed(dtype, out))
+        })
+    }
+
+    /// A copy of `dst` with the entries of `src` along `dim` added at `indices`.
+    fn index_add(&self, dst: View, dim: usize, indices_view: View, src: View) -> Result<StorageBox> {
+        const OP: &str = "index_add";
+        same_dtype(OP, dst, src)?;
+        let (_, n, inner) = around(OP, dst.shape(), dim)?;
+        let idx = indices(OP, indices_view, n)?;
+        let mut expected = dst.shape().to_vec();
+        expected[dim] = idx.len();
+        same_shape(OP, &expected, src.shape())?;
+        let dtype = dst.dtype();
+        num_dispatch!(OP, dtype, T => {
+            let mut out = Src::<T>::new(OP, dst)?.contiguous().into_owned();
+            let s = Src::<T>::new(OP, src)?.contiguous();
+            let k = idx.len();
+            par_rows(&mut out, n * inner, |o, out| {
+                for (j, &i) in idx.iter().enumerate() {
+                    let add = &s[(o * k + j) * inner..][..inner];
+                    for (a, &b) in out[i * inner..][..inner].iter_mut().zip(add) {
+                        *a = a.plus(b);
+                    }
+                }
+            });
+            Ok(boxed(dtype, out))
+        })
+    }
+
+    /// The `k` largest entries of each last-dim row, sorted descending, with their i64 indices.
+    fn topk_last(&self, src: View, k: usize) -> Result<(StorageBox, StorageBox)> {
+        const OP: &str = "topk_last";
+        let (rows, d) = topk_rows(OP, src.shape(), k)?;
+        let dtype = src.dtype();
+        float_dispatch!(OP, dtype, T => {
+            let x = Src::<T>::new(OP, src)?.contiguous();
+            let (mut vals, mut idx) = (vec![T::default(); rows * k], vec![0i64; rows * k]);
+            if k > 0 {
+                vals.par_chunks_mut(k).zip(idx.par_chunks_mut(k)).enumerate().for_each(|(r, (vals, idx))| {
+                    let x = &x[r * d..(r + 1) * d];
+                    let mut order: Vec<usize> = (0..d).collect();
+                    if k < d {
+                        order.select_nth_unstable_by(k - 1, |&a, &b| before(x, a, b));
+                    }
+                    let top = &mut order[..k];
+                    top.sort_unstable_by(|&a, &b| before(x, a, b));
+                    for ((v, i), &j) in vals.iter_mut().zip(idx.iter_mut()).zip(top.iter()) {
+                        (*v, *i) = (x[j], j as i64);
+                    }
+                });
             }
-        });
-        Ok(boxed(dtype, out))
-    })
+            Ok((boxed(dtype, vals), boxed(DType::I64, idx)))
+        })
+    }
 }
 
-/// A copy of `dst` with the entries of `src` along `dim` added at `indices`.
-pub(crate) fn index_add(dst: View, dim: usize, indices_view: View, src: View) -> Result<StorageBox> {
-    const OP: &str = "index_add";
-    same_dtype(OP, dst, src)?;
-    let (_, n, inner) = around(OP, dst.shape(), dim)?;
-    let idx = indices(OP, indices_view, n)?;
-    let mut expected = dst.shape().to_vec();
-    expected[dim] = idx.len();
-    same_shape(OP, &expected, src.shape())?;
-    let dtype = dst.dtype();
-    num_dispatch!(OP, dtype, T => {
-        let mut out = Src::<T>::new(OP, dst)?.contiguous().into_owned();
-        let s = Src::<T>::new(OP, src)?.contiguous();
-        let k = idx.len();
-        par_rows(&mut out, n * inner, |o, out| {
-            for (j, &i) in idx.iter().enumerate() {
-                let add = &s[(o * k + j) * inner..][..inner];
-                for (a, &b) in out[i * inner..][..inner].iter_mut().zip(add) {
-                    *a = a.plus(b);
-                }
-            }
-        });
-        Ok(boxed(dtype, out))
-    })
-}
+
 
 /// Descending order with NaN first (as the largest) and ties broken by lower index.
 fn before<T: Real>(x: &[T], a: usize, b: usize) -> Ordering {
@@ -84,36 +116,12 @@ fn before<T: Real>(x: &[T], a: usize, b: usize) -> Ordering {
     by_value.then(a.cmp(&b))
 }
 
-/// The `k` largest entries of each last-dim row, sorted descending, with their i64 indices.
-pub(crate) fn topk_last(src: View, k: usize) -> Result<(StorageBox, StorageBox)> {
-    const OP: &str = "topk_last";
-    let (rows, d) = topk_rows(OP, src.shape(), k)?;
-    let dtype = src.dtype();
-    float_dispatch!(OP, dtype, T => {
-        let x = Src::<T>::new(OP, src)?.contiguous();
-        let (mut vals, mut idx) = (vec![T::default(); rows * k], vec![0i64; rows * k]);
-        if k > 0 {
-            vals.par_chunks_mut(k).zip(idx.par_chunks_mut(k)).enumerate().for_each(|(r, (vals, idx))| {
-                let x = &x[r * d..(r + 1) * d];
-                let mut order: Vec<usize> = (0..d).collect();
-                if k < d {
-                    order.select_nth_unstable_by(k - 1, |&a, &b| before(x, a, b));
-                }
-                let top = &mut order[..k];
-                top.sort_unstable_by(|&a, &b| before(x, a, b));
-                for ((v, i), &j) in vals.iter_mut().zip(idx.iter_mut()).zip(top.iter()) {
-                    (*v, *i) = (x[j], j as i64);
-                }
-            });
-        }
-        Ok((boxed(dtype, vals), boxed(DType::I64, idx)))
-    })
-}
 
 #[cfg(test)]
 mod tests {
     use crate::testutil::{assert_close, vals, Tt, B};
-    use beit_engine::{Backend, DType, Error};
+    use beit_engine::backend::prelude::*;
+    use beit_engine::{DType, Error};
 
     /// Naive gather of `idx` along `dim` of a [a, b, c] tensor's logical values.
     fn naive_select(v: &[f64], shape: [usize; 3], dim: usize, idx: &[usize]) -> Vec<f64> {

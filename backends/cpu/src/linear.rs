@@ -6,7 +6,8 @@
 use crate::matmul::{for_blocks, OutPtr};
 use crate::packed::PackedWeight;
 use crate::storage::{boxed, CpuStorage, Src};
-use crate::{elementwise, gemm, pool, CpuBackend};
+use crate::{gemm, pool, CpuBackend};
+use beit_engine::backend::Memory;
 use beit_engine::checks::linear_shapes;
 use beit_engine::{composed, DType, Epilogue, Layout, Result, StorageBox, View};
 use gemm::Bf16Gemm;
@@ -49,7 +50,7 @@ fn linear_packed(x: View, w: View, p: &PackedWeight, epi: &Epilogue) -> Result<S
         return linear_in(x, w, if w.dtype() == DType::F32 { Weight::PackedF32(b) } else { Weight::PackedDot(b) }, epi);
     }
     // `vdpbf16ps` reads x's rows in pairs: they must be contiguous.
-    let xs = CpuStorage::new(elementwise::to_host(x)?);
+    let xs = CpuStorage::new(CpuBackend.to_host(x)?);
     linear_in(View { storage: &xs, layout: &Layout::contiguous(x.shape()) }, w, Weight::PackedDot(b), epi)
 }
 

@@ -1,11 +1,13 @@
 //! Cross-entropy with label smoothing and an ignored target, and its gradient
 //! (PyTorch semantics: the target distribution is (1−ε)·onehot + ε/C).
 
+use crate::CpuBackend;
 use crate::fastmath::simd;
 use crate::pool;
 use crate::scalar::{max_of, sum_by, Real};
 use crate::storage::{boxed, float_dispatch, Src};
 use crate::strided::{par_rows, rows_per_task};
+use beit_engine::backend::Loss;
 use beit_engine::{Error, Result, StorageBox, View};
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -98,38 +100,42 @@ impl<'a, T: Real> Batch<'a, T> {
     }
 }
 
-/// Mean smoothed cross-entropy over the rows whose target is not `ignore_index`.
-pub(crate) fn cross_entropy(logits: View, targets: View, smoothing: f64, ignore_index: i64) -> Result<StorageBox> {
-    const OP: &str = "cross_entropy";
-    let dtype = logits.dtype();
-    float_dispatch!(OP, dtype, T => {
-        let batch = Batch::<T>::new(OP, logits, targets, smoothing, ignore_index)?;
-        Ok(boxed(dtype, vec![T::of(batch.loss())]))
-    })
+impl Loss for CpuBackend {
+    /// Mean smoothed cross-entropy over the rows whose target is not `ignore_index`.
+    fn cross_entropy(&self, logits: View, targets: View, smoothing: f64, ignore_index: i64) -> Result<StorageBox> {
+        const OP: &str = "cross_entropy";
+        let dtype = logits.dtype();
+        float_dispatch!(OP, dtype, T => {
+            let batch = Batch::<T>::new(OP, logits, targets, smoothing, ignore_index)?;
+            Ok(boxed(dtype, vec![T::of(batch.loss())]))
+        })
+    }
+
+    /// Gradient of [`cross_entropy`] w.r.t. the logits, scaled by the 1-element `dloss`.
+    fn cross_entropy_backward(&self, logits: View,
+        targets: View,
+        smoothing: f64,
+        ignore_index: i64,
+        dloss: View,
+    ) -> Result<StorageBox> {
+        const OP: &str = "cross_entropy_backward";
+        beit_engine::checks::cross_entropy_dloss(OP, logits, dloss)?;
+        let dtype = logits.dtype();
+        float_dispatch!(OP, dtype, T => {
+            let batch = Batch::<T>::new(OP, logits, targets, smoothing, ignore_index)?;
+            let g = Src::<T>::new(OP, dloss)?.contiguous()[0];
+            Ok(boxed(dtype, batch.grad(g.to64())))
+        })
+    }
 }
 
-/// Gradient of [`cross_entropy`] w.r.t. the logits, scaled by the 1-element `dloss`.
-pub(crate) fn cross_entropy_backward(
-    logits: View,
-    targets: View,
-    smoothing: f64,
-    ignore_index: i64,
-    dloss: View,
-) -> Result<StorageBox> {
-    const OP: &str = "cross_entropy_backward";
-    beit_engine::checks::cross_entropy_dloss(OP, logits, dloss)?;
-    let dtype = logits.dtype();
-    float_dispatch!(OP, dtype, T => {
-        let batch = Batch::<T>::new(OP, logits, targets, smoothing, ignore_index)?;
-        let g = Src::<T>::new(OP, dloss)?.contiguous()[0];
-        Ok(boxed(dtype, batch.grad(g.to64())))
-    })
-}
+
 
 #[cfg(test)]
 mod tests {
     use crate::testutil::{assert_close, vals, Tt, B};
-    use beit_engine::{Backend, DType, Error};
+    use beit_engine::backend::prelude::*;
+    use beit_engine::{DType, Error};
 
     const IGNORE: i64 = -100;
 

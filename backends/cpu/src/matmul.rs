@@ -1,10 +1,14 @@
-//! Batched matmul on `matrixmultiply`'s single-threaded gemm, parallelised with rayon:
-//! over batch entries when there are enough, else over blocks of rows or columns.
+//! The matrix products: batched matmul on `matrixmultiply`'s single-threaded gemm (here,
+//! parallelised with rayon over batch entries when there are enough, else over blocks of
+//! rows or columns), Linear layers with fused epilogues (`linear.rs`) and their pre-packed
+//! weights (`packed.rs`).
 
 use crate::pool;
 use crate::scalar::Real;
 use crate::storage::{boxed, float_dispatch, Src};
-use beit_engine::{Layout, Result, StorageBox, View};
+use crate::{linear, packed, CpuBackend};
+use beit_engine::backend::Matmul;
+use beit_engine::{BackendStorage, Epilogue, Layout, Result, StorageBox, View};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -15,16 +19,27 @@ const RELAYOUT_MAX: usize = 1 << 16;
 /// Row/column blocks are multiples of this for `matrixmultiply` (its widest tile).
 const TILE: usize = 16;
 
-/// Batched matmul `[..., m, k] × [..., k, n] → [..., m, n]`.
-pub(crate) fn matmul(lhs: View, rhs: View) -> Result<StorageBox> {
-    const OP: &str = "matmul";
-    beit_engine::checks::matmul_shapes(OP, lhs, rhs)?;
-    let dtype = lhs.dtype();
-    float_dispatch!(OP, dtype, T => {
-        let (a, b) = (Src::<T>::new(OP, lhs)?, Src::<T>::new(OP, rhs)?);
-        Ok(boxed(dtype, Gemm::new(a, b).run()))
-    })
+impl Matmul for CpuBackend {
+    fn linear(&self, x: View, w: View, epilogue: &Epilogue) -> Result<StorageBox> {
+        linear::linear(x, w, epilogue)
+    }
+
+    fn pack_weight(&self, w: &mut dyn BackendStorage, n: usize, k: usize) -> Result<Option<StorageBox>> {
+        packed::pack(w, n, k)
+    }
+
+    /// Batched matmul `[..., m, k] × [..., k, n] → [..., m, n]`.
+    fn matmul(&self, lhs: View, rhs: View) -> Result<StorageBox> {
+        const OP: &str = "matmul";
+        beit_engine::checks::matmul_shapes(OP, lhs, rhs)?;
+        let dtype = lhs.dtype();
+        float_dispatch!(OP, dtype, T => {
+            let (a, b) = (Src::<T>::new(OP, lhs)?, Src::<T>::new(OP, rhs)?);
+            Ok(boxed(dtype, Gemm::new(a, b).run()))
+        })
+    }
 }
+
 
 /// One strided matrix operand: the buffer, the offset of each batch entry, row and column strides.
 struct Operand<'a, T> {
@@ -184,7 +199,8 @@ fn gcd(a: usize, b: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use crate::testutil::{assert_close, vals, Tt, B};
-    use beit_engine::{Backend, DType, Error};
+    use beit_engine::backend::prelude::*;
+    use beit_engine::{DType, Error};
 
     /// Naive batched matmul of logical values.
     fn naive(a: &Tt, b: &Tt) -> Vec<f64> {

@@ -180,7 +180,8 @@ fn backward<T: Real>(s: &Saved<T>) -> (Vec<T>, ParamGrads) {
 #[cfg(test)]
 mod tests {
     use crate::testutil::{assert_close, vals, Tt, B};
-    use beit_engine::{Backend, DType, Error};
+    use beit_engine::backend::prelude::*;
+    use beit_engine::{DType, Error};
 
     /// Naive LayerNorm forward: (y, mean, rstd).
     fn naive(x: &[f64], d: usize, w: &[f64], b: &[f64], eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {

@@ -1,29 +1,33 @@
 //! The fused AdamW update (PyTorch semantics, decoupled weight decay).
 
+use crate::CpuBackend;
 use crate::scalar::Real;
 use crate::storage::{float_dispatch, slice_mut, Src};
 use crate::strided::PAR_CHUNK;
+use beit_engine::backend::Optim;
 use beit_engine::{AdamWStep, BackendStorage, Result, View};
 use rayon::prelude::*;
 
-/// One AdamW step in place on `param`, `m` and `v` (one dtype and length each).
-pub(crate) fn adamw_step(
-    param: &mut dyn BackendStorage,
-    grad: View,
-    m: &mut dyn BackendStorage,
-    v: &mut dyn BackendStorage,
-    hp: &AdamWStep,
-) -> Result<()> {
-    const OP: &str = "adamw_step";
-    beit_engine::checks::adamw_buffers(OP, param, grad, m, v, hp)?;
-    let dtype = param.dtype();
-    float_dispatch!(OP, dtype, T => {
-        let g = Src::<T>::new(OP, grad)?.contiguous();
-        let (p, m, v) = (slice_mut::<T>(OP, param)?, slice_mut::<T>(OP, m)?, slice_mut::<T>(OP, v)?);
-        update(p, &g, m, v, hp);
-        Ok(())
-    })
+impl Optim for CpuBackend {
+    /// One AdamW step in place on `param`, `m` and `v` (one dtype and length each).
+    fn adamw_step(&self, param: &mut dyn BackendStorage,
+        grad: View,
+        m: &mut dyn BackendStorage,
+        v: &mut dyn BackendStorage,
+        hp: &AdamWStep,
+    ) -> Result<()> {
+        const OP: &str = "adamw_step";
+        beit_engine::checks::adamw_buffers(OP, param, grad, m, v, hp)?;
+        let dtype = param.dtype();
+        float_dispatch!(OP, dtype, T => {
+            let g = Src::<T>::new(OP, grad)?.contiguous();
+            let (p, m, v) = (slice_mut::<T>(OP, param)?, slice_mut::<T>(OP, m)?, slice_mut::<T>(OP, v)?);
+            update(p, &g, m, v, hp);
+            Ok(())
+        })
+    }
 }
+
 
 fn update<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &AdamWStep) {
     let t = hp.step as f64;
@@ -50,7 +54,8 @@ fn update<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &AdamWSte
 mod tests {
     use crate::testutil::{assert_close, host, vals, Tt, B};
     use crate::CpuStorage;
-    use beit_engine::{AdamWStep, Backend, DType, Error};
+    use beit_engine::backend::prelude::*;
+    use beit_engine::{AdamWStep, DType, Error};
 
     #[test]
     fn two_steps_match_the_reference_formula() {

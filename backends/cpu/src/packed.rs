@@ -6,7 +6,8 @@
 //! buffers a load drops from being reused (24 MB more peak RSS for BEiT-Base).
 
 use crate::storage::CpuStorage;
-use crate::{elementwise, gemm, pool};
+use crate::{gemm, pool, CpuBackend};
+use beit_engine::backend::Memory;
 use beit_engine::{BackendStorage, DType, Error, HostData, Layout, Result, StorageBox, View};
 use gemm::{Bf16Gemm, NR};
 use half::bf16;
@@ -126,7 +127,7 @@ impl PackedWeight {
         if layout.is_contiguous() && layout.offset() == 0 && layout.shape() == self.shape() {
             return Ok(whole);
         }
-        elementwise::to_host(View { storage: &CpuStorage::new(whole), layout })
+        CpuBackend.to_host(View { storage: &CpuStorage::new(whole), layout })
     }
 }
 
@@ -143,10 +144,10 @@ mod tests {
         let (n, k) = (70, 38);
         for dtype in [DType::F32, DType::BF16, DType::F64] {
             let mut w = Tt::rand(dtype, &[n, k], 7);
-            let want = elementwise::to_host(w.view()).unwrap();
+            let want = CpuBackend.to_host(w.view()).unwrap();
             let Some(packed) = pack(&mut w.s, n, k).unwrap() else {
                 assert!(dtype != DType::F32 || !gemm::available(), "f32 weights are packed where the GEMM runs");
-                assert_eq!(elementwise::to_host(w.view()).unwrap(), want, "{dtype}: left as it was");
+                assert_eq!(CpuBackend.to_host(w.view()).unwrap(), want, "{dtype}: left as it was");
                 continue;
             };
             let p = PackedWeight::of(&*packed).unwrap();
@@ -154,7 +155,7 @@ mod tests {
             assert_eq!(p.to_host(&w.l).unwrap(), want, "{dtype}");
             let t = w.l.permute(&[1, 0]).unwrap();
             let unpacked = CpuStorage::new(want);
-            assert_eq!(p.to_host(&t).unwrap(), elementwise::to_host(View { storage: &unpacked, layout: &t }).unwrap(), "{dtype} transposed");
+            assert_eq!(p.to_host(&t).unwrap(), CpuBackend.to_host(View { storage: &unpacked, layout: &t }).unwrap(), "{dtype} transposed");
         }
     }
 }

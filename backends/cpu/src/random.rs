@@ -1,17 +1,22 @@
 //! Dropout masks from the engine's counter-based generator.
 
+use crate::CpuBackend;
 use crate::scalar::Real;
 use crate::storage::{boxed, float_dispatch};
 use crate::strided::par_rows;
+use beit_engine::backend::Random;
 use beit_engine::rng::uniform;
 use beit_engine::{DType, Result, StorageBox};
 
-/// Element `i` is `1/keep` when `uniform(seed, i) < keep`, else 0.
-pub(crate) fn bernoulli_scaled(dtype: DType, len: usize, keep: f64, seed: u64) -> Result<StorageBox> {
-    const OP: &str = "bernoulli_scaled";
-    beit_engine::checks::keep_probability(OP, keep)?;
-    float_dispatch!(OP, dtype, T => Ok(boxed(dtype, mask::<T>(len, keep, seed))))
+impl Random for CpuBackend {
+    /// Element `i` is `1/keep` when `uniform(seed, i) < keep`, else 0.
+    fn bernoulli_scaled(&self, dtype: DType, len: usize, keep: f64, seed: u64) -> Result<StorageBox> {
+        const OP: &str = "bernoulli_scaled";
+        beit_engine::checks::keep_probability(OP, keep)?;
+        float_dispatch!(OP, dtype, T => Ok(boxed(dtype, mask::<T>(len, keep, seed))))
+    }
 }
+
 
 fn mask<T: Real>(len: usize, keep: f64, seed: u64) -> Vec<T> {
     let scale = T::of(1.0 / keep);
@@ -28,7 +33,8 @@ fn mask<T: Real>(len: usize, keep: f64, seed: u64) -> Vec<T> {
 mod tests {
     use crate::testutil::{vals, B};
     use beit_engine::rng::uniform;
-    use beit_engine::{Backend, DType, Error};
+    use beit_engine::backend::prelude::*;
+    use beit_engine::{DType, Error};
 
     #[test]
     fn mask_follows_the_counter_based_generator() {

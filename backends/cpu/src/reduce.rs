@@ -5,32 +5,37 @@
 //! The outermost non-trivial dim is split across threads: disjoint output slices when it
 //! is kept, per-task partial results combined at the end when it is reduced.
 
+use crate::CpuBackend;
 use crate::fastmath::simd;
 use crate::scalar::Num;
 use crate::storage::{boxed, num_dispatch, Src};
 use crate::strided::{Walk, PAR_CHUNK};
+use beit_engine::backend::Reduce;
 use beit_engine::layout::contiguous_strides;
 use beit_engine::{Layout, ReduceOp, Result, StorageBox, View};
 use rayon::prelude::*;
 
-/// Reduce `src` over `dims` (sorted, unique).
-pub(crate) fn reduce(op: ReduceOp, src: View, dims: &[usize]) -> Result<StorageBox> {
-    const OP: &str = "reduce";
-    beit_engine::checks::reduce_dims(OP, src.shape().len(), dims)?;
-    let dtype = src.dtype();
-    num_dispatch!(OP, dtype, T => {
-        let s = Src::<T>::new(OP, src)?;
-        Ok(boxed(dtype, match op {
-            ReduceOp::Sum => Fold { init: <T as Num>::Acc::default(), lift: T::acc, comb: T::acc_add }
-                .run(s, dims)
-                .into_iter()
-                .map(T::from_acc)
-                .collect(),
-            ReduceOp::Max => Fold { init: T::LOWEST, lift: |x| x, comb: T::max_of }.run(s, dims),
-            ReduceOp::Min => Fold { init: T::HIGHEST, lift: |x| x, comb: T::min_of }.run(s, dims),
-        }))
-    })
+impl Reduce for CpuBackend {
+    /// Reduce `src` over `dims` (sorted, unique).
+    fn reduce(&self, op: ReduceOp, src: View, dims: &[usize]) -> Result<StorageBox> {
+        const OP: &str = "reduce";
+        beit_engine::checks::reduce_dims(OP, src.shape().len(), dims)?;
+        let dtype = src.dtype();
+        num_dispatch!(OP, dtype, T => {
+            let s = Src::<T>::new(OP, src)?;
+            Ok(boxed(dtype, match op {
+                ReduceOp::Sum => Fold { init: <T as Num>::Acc::default(), lift: T::acc, comb: T::acc_add }
+                    .run(s, dims)
+                    .into_iter()
+                    .map(T::from_acc)
+                    .collect(),
+                ReduceOp::Max => Fold { init: T::LOWEST, lift: |x| x, comb: T::max_of }.run(s, dims),
+                ReduceOp::Min => Fold { init: T::HIGHEST, lift: |x| x, comb: T::min_of }.run(s, dims),
+            }))
+        })
+    }
 }
+
 
 /// A reduction: each output is `comb(.., lift(x))` folded over its inputs from `init`
 /// (`init` must be an identity of `comb`).
@@ -138,7 +143,8 @@ impl<A: Copy + Send + Sync, L: Sync, C: Fn(A, A) -> A + Sync> Fold<A, L, C> {
 #[cfg(test)]
 mod tests {
     use crate::testutil::{assert_close, vals, Tt, B};
-    use beit_engine::{Backend, DType, Error, ReduceOp};
+    use beit_engine::backend::prelude::*;
+    use beit_engine::{DType, Error, ReduceOp};
 
     /// Naive reduction: fold each element into the output at its reduced multi-index.
     fn naive(op: ReduceOp, t: &Tt, dims: &[usize]) -> Vec<f64> {

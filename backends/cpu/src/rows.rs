@@ -1,21 +1,67 @@
-//! Softmax over the last dim and its gradient: one pass per row, rows in parallel.
+//! The row kernels: softmax over the last dim and its gradient (here: one pass per row,
+//! rows in parallel), LayerNorm (`norm.rs`) and fused attention (`attention.rs`).
 
 use crate::pool;
 use crate::scalar::{max_of, sum2, sum_by, Real};
 use crate::storage::{boxed, float_dispatch, rows_of, same_dtype, same_shape, Src};
 use crate::strided::par_rows;
+use crate::{attention, norm, CpuBackend};
+use beit_engine::backend::Rows;
 use beit_engine::{Result, StorageBox, View};
 
-/// Softmax over the last dim, max-subtracted.
-pub(crate) fn softmax_last(src: View) -> Result<StorageBox> {
-    const OP: &str = "softmax_last";
-    let (_, d) = rows_of(OP, src.shape())?;
-    let dtype = src.dtype();
-    float_dispatch!(OP, dtype, T => {
-        let x = Src::<T>::new(OP, src)?.contiguous();
-        Ok(boxed(dtype, softmax_t(&x, d)))
-    })
+impl Rows for CpuBackend {
+    fn layer_norm(&self, x: View, weight: Option<View>, bias: Option<View>, eps: f64) -> Result<(StorageBox, StorageBox, StorageBox)> {
+        norm::layer_norm(x, weight, bias, eps)
+    }
+
+    fn layer_norm_backward(
+        &self,
+        x: View,
+        weight: Option<View>,
+        mean: View,
+        rstd: View,
+        dy: View,
+    ) -> Result<(StorageBox, Option<StorageBox>, Option<StorageBox>)> {
+        norm::layer_norm_backward(x, weight, mean, rstd, dy)
+    }
+
+    fn attention(&self, q: View, k: View, v: View, bias: Option<View>, scale: f64) -> Result<StorageBox> {
+        attention::attention(q, k, v, bias, scale)
+    }
+
+    /// Softmax over the last dim, max-subtracted.
+    fn softmax_last(&self, src: View) -> Result<StorageBox> {
+        const OP: &str = "softmax_last";
+        let (_, d) = rows_of(OP, src.shape())?;
+        let dtype = src.dtype();
+        float_dispatch!(OP, dtype, T => {
+            let x = Src::<T>::new(OP, src)?.contiguous();
+            Ok(boxed(dtype, softmax_t(&x, d)))
+        })
+    }
+
+    /// `y ⊙ (dy − Σ dy ⊙ y)` over the last dim.
+    fn softmax_last_backward(&self, y: View, dy: View) -> Result<StorageBox> {
+        const OP: &str = "softmax_last_backward";
+        same_dtype(OP, y, dy)?;
+        same_shape(OP, y.shape(), dy.shape())?;
+        let (_, d) = rows_of(OP, y.shape())?;
+        let dtype = y.dtype();
+        float_dispatch!(OP, dtype, T => {
+            let (y, dy) = (Src::<T>::new(OP, y)?.contiguous(), Src::<T>::new(OP, dy)?.contiguous());
+            let mut dx = pool::reuse(y.len());
+            par_rows(&mut dx, d, #[inline(always)] |r, dx| {
+                let (y, dy) = (&y[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
+                let dot = sum2(y, dy, |a, b| a * b);
+                for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+                    *dx = y * (g - dot);
+                }
+            });
+            Ok(boxed(dtype, dx))
+        })
+    }
 }
+
 
 fn softmax_t<T: Real>(x: &[T], d: usize) -> Vec<T> {
     let mut y = pool::reuse(x.len());
@@ -41,31 +87,12 @@ pub(crate) fn softmax_row<T: Real>(y: &mut [T]) {
     }
 }
 
-/// `y ⊙ (dy − Σ dy ⊙ y)` over the last dim.
-pub(crate) fn softmax_last_backward(y: View, dy: View) -> Result<StorageBox> {
-    const OP: &str = "softmax_last_backward";
-    same_dtype(OP, y, dy)?;
-    same_shape(OP, y.shape(), dy.shape())?;
-    let (_, d) = rows_of(OP, y.shape())?;
-    let dtype = y.dtype();
-    float_dispatch!(OP, dtype, T => {
-        let (y, dy) = (Src::<T>::new(OP, y)?.contiguous(), Src::<T>::new(OP, dy)?.contiguous());
-        let mut dx = pool::reuse(y.len());
-        par_rows(&mut dx, d, #[inline(always)] |r, dx| {
-            let (y, dy) = (&y[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
-            let dot = sum2(y, dy, |a, b| a * b);
-            for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
-                *dx = y * (g - dot);
-            }
-        });
-        Ok(boxed(dtype, dx))
-    })
-}
 
 #[cfg(test)]
 mod tests {
     use crate::testutil::{assert_close, vals, Tt, B};
-    use beit_engine::{Backend, DType};
+    use beit_engine::backend::prelude::*;
+    use beit_engine::{DType};
 
     fn naive_softmax(x: &[f64], d: usize) -> Vec<f64> {
         x.chunks(d)

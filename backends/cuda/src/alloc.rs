@@ -5,7 +5,7 @@
 //! and what is free.
 
 use crate::driver::Driver;
-use beit_engine::{BackendStorage, DType, Error, Result};
+use beit_engine::{BackendStorage, DType, Error, Result, StorageBox};
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -144,6 +144,11 @@ impl BackendStorage for CudaStorage {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
+}
+
+/// A buffer as the engine's [`StorageBox`].
+pub(crate) fn boxed<S: BackendStorage>(s: S) -> StorageBox {
+    Box::new(s)
 }
 
 #[cfg(test)]

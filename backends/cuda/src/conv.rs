@@ -1,9 +1,10 @@
 //! im2col and col2im for 2-D convolutions (kernels/conv.cu).
 
-use crate::alloc::CudaStorage;
+use crate::alloc::{boxed, CudaStorage};
 use crate::driver::{args, Grid};
 use crate::gpu::{float, same_shape, suffix, CudaBackend};
-use beit_engine::{ConvGeom, Result, View};
+use beit_engine::backend::Conv as ConvFamily;
+use beit_engine::{ConvGeom, Result, StorageBox, View};
 
 /// The geometry as the kernels read it (`Conv` in conv.cu).
 #[repr(C)]
@@ -78,5 +79,15 @@ impl CudaBackend {
             unsafe { self.driver.launch("conv", &name, Grid::elements(total), &args![c, cs.ptr, o])? };
         }
         Ok(out)
+    }
+}
+
+impl ConvFamily for CudaBackend {
+    fn im2col(&self, x: View, geom: &ConvGeom) -> Result<StorageBox> {
+        self.im2col_impl(x, geom).map(boxed)
+    }
+
+    fn col2im(&self, cols: View, geom: &ConvGeom) -> Result<StorageBox> {
+        self.col2im_impl(cols, geom).map(boxed)
     }
 }

@@ -25,7 +25,7 @@ const MODULES: [(&str, &str); 9] = [
     ("conv", include_str!(concat!(env!("OUT_DIR"), "/conv.ptx"))),
     ("random", include_str!(concat!(env!("OUT_DIR"), "/random.ptx"))),
     ("optim", include_str!(concat!(env!("OUT_DIR"), "/optim.ptx"))),
-    ("gemm", include_str!(concat!(env!("OUT_DIR"), "/gemm.ptx"))),
+    ("matmul", include_str!(concat!(env!("OUT_DIR"), "/matmul.ptx"))),
 ];
 
 /// Most arguments a launch passes (our kernels take at most 10).

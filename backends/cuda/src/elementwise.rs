@@ -1,24 +1,12 @@
-//! Elementwise ops: fill, strided copy, cast, unary, binary, comparison, select and the GELU
-//! gradient (kernels/elementwise.cu).
+//! Elementwise ops: unary, binary, comparison, select and the GELU gradient
+//! (kernels/elementwise.cu).
 
-use crate::alloc::CudaStorage;
+use crate::alloc::{boxed, CudaStorage};
 use crate::driver::{args, Grid};
 use crate::geometry::walk;
 use crate::gpu::{bits, float, same_dtype, same_shape, suffix, CudaBackend};
-use beit_engine::{BackendStorage, BinaryOp, CmpOp, DType, Error, Layout, Result, UnaryOp, View};
-
-/// The bit pattern of `value` cast to `dtype` (Rust `as` semantics; bool: `value != 0`).
-fn value_bits(dtype: DType, value: f64) -> u64 {
-    match dtype {
-        DType::F32 => (value as f32).to_bits() as u64,
-        DType::F64 => value.to_bits(),
-        DType::BF16 => u64::from(half::bf16::from_f64(value).to_bits()),
-        DType::I64 => value as i64 as u64,
-        DType::U32 => value as u32 as u64,
-        DType::U8 => value as u8 as u64,
-        DType::Bool => u64::from(value != 0.0),
-    }
-}
+use beit_engine::backend::Elementwise;
+use beit_engine::{BinaryOp, CmpOp, DType, Error, Result, StorageBox, UnaryOp, View};
 
 /// The kernel name part of a unary op and its two scalar parameters: `unary_<name>_<dtype>`
 /// in kernels/elementwise.cu (affine: x·p + q; powf: x^p).
@@ -71,36 +59,6 @@ fn check_pair(op: &'static str, lhs: View, rhs: View) -> Result<()> {
 }
 
 impl CudaBackend {
-    /// `len` copies of `value` cast to `dtype`.
-    pub(crate) fn full_impl(&self, dtype: DType, len: usize, value: f64) -> Result<CudaStorage> {
-        self.fill_bits(dtype, len, value_bits(dtype, value))
-    }
-
-    /// Copy `src` into `dst` at `dst_layout`.
-    pub(crate) fn copy_strided_impl(&self, src: View, dst: &mut dyn BackendStorage, dst_layout: &Layout) -> Result<()> {
-        const OP: &str = "copy_strided";
-        beit_engine::checks::copy_destination(OP, src, dst, dst_layout)?;
-        let dst = self.storage_mut(OP, dst)?;
-        self.copy_into(OP, src, dst, dst_layout)
-    }
-
-    /// Convert a view to `dtype`.
-    pub(crate) fn cast_impl(&self, src: View, dtype: DType) -> Result<CudaStorage> {
-        const OP: &str = "cast";
-        let s = self.buffer(OP, src)?;
-        let n = src.layout.numel();
-        let out = self.alloc(dtype, n)?;
-        if n == 0 {
-            return Ok(out);
-        }
-        let (d, [os]) = walk(OP, src.shape(), [src.layout])?;
-        let name = format!("cast_{}_{}", suffix(src.dtype()), suffix(dtype));
-        let (n64, sp, op, to_bool) = (n as i64, s.at(0), out.at(0), i32::from(dtype == DType::Bool));
-        // SAFETY: the layout was checked against its buffer; `out` holds n elements of dtype.
-        unsafe { self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, os, sp, op, to_bool])? };
-        Ok(out)
-    }
-
     /// Elementwise unary op on a float view.
     pub(crate) fn unary_impl(&self, op: UnaryOp, src: View) -> Result<CudaStorage> {
         const OP: &str = "unary";
@@ -195,16 +153,24 @@ impl CudaBackend {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::value_bits;
-    use beit_engine::DType;
+impl Elementwise for CudaBackend {
+    fn unary(&self, op: UnaryOp, src: View) -> Result<StorageBox> {
+        self.unary_impl(op, src).map(boxed)
+    }
 
-    #[test]
-    fn fill_values_follow_rust_casts() {
-        assert_eq!(value_bits(DType::F32, 1.5), 1.5f32.to_bits() as u64);
-        assert_eq!(value_bits(DType::I64, -2.7), (-2i64) as u64);
-        assert_eq!(value_bits(DType::U8, 300.0), 255);
-        assert_eq!(value_bits(DType::Bool, 0.5), 1);
+    fn binary(&self, op: BinaryOp, lhs: View, rhs: View) -> Result<StorageBox> {
+        self.binary_impl(op, lhs, rhs).map(boxed)
+    }
+
+    fn cmp(&self, op: CmpOp, lhs: View, rhs: View) -> Result<StorageBox> {
+        self.cmp_impl(op, lhs, rhs).map(boxed)
+    }
+
+    fn where_cond(&self, cond: View, on_true: View, on_false: View) -> Result<StorageBox> {
+        self.where_impl(cond, on_true, on_false).map(boxed)
+    }
+
+    fn gelu_backward(&self, x: View, dy: View) -> Result<StorageBox> {
+        self.gelu_backward_impl(x, dy).map(boxed)
     }
 }

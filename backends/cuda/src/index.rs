@@ -1,10 +1,11 @@
 //! Gather and scatter-add along a dim by an index vector, and top-k over the last dim
 //! (kernels/index.cu).
 
-use crate::alloc::CudaStorage;
+use crate::alloc::{boxed, CudaStorage};
 use crate::driver::{args, row_threads, Grid};
 use crate::gpu::{bits, float, same_dtype, same_shape, suffix, Contig, CudaBackend};
-use beit_engine::{checks, DType, Error, Result, View};
+use beit_engine::backend::Index;
+use beit_engine::{checks, DType, Error, Result, StorageBox, View};
 
 impl CudaBackend {
     /// A 1-D i64/u32 index view, contiguous, with every entry checked to be below `limit`.
@@ -85,5 +86,20 @@ impl CudaBackend {
             unsafe { self.driver.launch("index", &name, Grid::rows(rows, row_threads(d)), &args![r, d64, k64, x.ptr, vp, ip])? };
         }
         Ok((vals, idx))
+    }
+}
+
+impl Index for CudaBackend {
+    fn index_select(&self, src: View, dim: usize, indices: View) -> Result<StorageBox> {
+        self.index_select_impl(src, dim, indices).map(boxed)
+    }
+
+    fn index_add(&self, dst: View, dim: usize, indices: View, src: View) -> Result<StorageBox> {
+        self.index_add_impl(dst, dim, indices, src).map(boxed)
+    }
+
+    fn topk_last(&self, src: View, k: usize) -> Result<(StorageBox, StorageBox)> {
+        let (v, i) = self.topk_impl(src, k)?;
+        Ok((boxed(v), boxed(i)))
     }
 }

@@ -1,4 +1,5 @@
-//! beit-backend-cuda: the CUDA implementation of [`beit_engine::Backend`].
+//! beit-backend-cuda: the CUDA implementation of [`beit_engine::Backend`], one kernel family
+//! per file of the family's name (`memory.rs`, `elementwise.rs`, ..., as the engine's).
 //!
 //! With the crate's `cuda` feature (turned on by `beit/cuda`, `beit-cli/cuda` and
 //! `beit-conformance/cuda`): one primary context and one non-blocking stream per device
@@ -20,7 +21,7 @@
 macro_rules! device_modules {
     ($($m:ident),*) => { $(#[cfg(any(feature = "cuda", feature = "cuda-sim"))] mod $m;)* };
 }
-device_modules!(alloc, backend, blas, conv, driver, elementwise, geometry, gpu, index, loss, matmul, optim, reduce, rows);
+device_modules!(alloc, blas, conv, driver, elementwise, geometry, gpu, index, loss, matmul, memory, optim, random, reduce, rows);
 #[cfg(feature = "cuda")]
 mod cust_driver;
 #[cfg(feature = "cuda-sim")]

@@ -1,10 +1,11 @@
 //! Cross-entropy with label smoothing and an ignored target, and its gradient
 //! (kernels/loss.cu).
 
-use crate::alloc::CudaStorage;
+use crate::alloc::{boxed, CudaStorage};
 use crate::driver::{args, row_threads, Grid, BLOCK};
 use crate::gpu::{float, suffix, Contig, CudaBackend};
-use beit_engine::{checks, DType, Error, Result, View};
+use beit_engine::backend::Loss;
+use beit_engine::{checks, DType, Error, Result, StorageBox, View};
 
 /// Checked inputs: contiguous logits `[rows, c]` and targets.
 struct Batch {
@@ -99,5 +100,22 @@ impl CudaBackend {
             )?
         };
         Ok(g)
+    }
+}
+
+impl Loss for CudaBackend {
+    fn cross_entropy(&self, logits: View, targets: View, smoothing: f64, ignore_index: i64) -> Result<StorageBox> {
+        self.cross_entropy_impl(logits, targets, smoothing, ignore_index).map(boxed)
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        logits: View,
+        targets: View,
+        smoothing: f64,
+        ignore_index: i64,
+        dloss: View,
+    ) -> Result<StorageBox> {
+        self.cross_entropy_backward_impl(logits, targets, smoothing, ignore_index, dloss).map(boxed)
     }
 }

@@ -1,14 +1,15 @@
 //! Batched matmul: cuBLAS strided batched GEMM with transposes read from the strides, or
-//! the built-in tiled kernel (kernels/gemm.cu) when cuBLAS is absent.
+//! the built-in tiled kernel (kernels/matmul.cu) when cuBLAS is absent.
 
-use crate::alloc::CudaStorage;
+use crate::alloc::{boxed, CudaStorage};
 use crate::blas::{blas_operand, BlasOperand, GemmCall};
 use crate::driver::{args, Grid};
 use crate::geometry::{walk, walk_dims, Offs};
 use crate::gpu::{float, suffix, CudaBackend};
-use beit_engine::{DType, Error, Layout, Result, View};
+use beit_engine::backend::Matmul;
+use beit_engine::{DType, Error, Layout, Result, StorageBox, View};
 
-/// One operand of the built-in kernel (`Mat` in gemm.cu).
+/// One operand of the built-in kernel (`Mat` in matmul.cu).
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Mat {
@@ -105,6 +106,12 @@ impl CudaBackend {
         let (b64, m64, n64, k64, ap, bp, cp) = (batch as i64, m as i64, n as i64, k as i64, a.at(0), b.at(0), out.at(0));
         let name = format!("gemm_{}", suffix(lhs.dtype()));
         // SAFETY: both layouts were checked against their buffers; out holds batch·m·n.
-        unsafe { self.driver.launch("gemm", &name, grid, &args![b64, bd, m64, n64, k64, ma, ap, mb, bp, cp]) }
+        unsafe { self.driver.launch("matmul", &name, grid, &args![b64, bd, m64, n64, k64, ma, ap, mb, bp, cp]) }
+    }
+}
+
+impl Matmul for CudaBackend {
+    fn matmul(&self, lhs: View, rhs: View) -> Result<StorageBox> {
+        self.matmul_impl(lhs, rhs).map(boxed)
     }
 }

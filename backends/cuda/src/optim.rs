@@ -1,10 +1,8 @@
-//! Dropout masks from the engine's counter-based generator and the fused AdamW update
-//! (kernels/random.cu, kernels/optim.cu).
+//! The fused AdamW update (kernels/optim.cu).
 
-use crate::alloc::CudaStorage;
 use crate::driver::{args, Grid};
 use crate::gpu::{float, suffix, CudaBackend};
-use beit_engine::rng::mix64;
+use beit_engine::backend::Optim;
 use beit_engine::{checks, AdamWStep, BackendStorage, DType, Result, View};
 
 /// The step constants as the kernel reads them (`AdamW<T>` in optim.cu).
@@ -39,27 +37,6 @@ impl<T: Copy> Consts<T> {
 }
 
 impl CudaBackend {
-    /// Element `i` is `1/keep` when `uniform(seed, i) < keep`, else 0.
-    pub(crate) fn bernoulli_impl(&self, dtype: DType, len: usize, keep: f64, seed: u64) -> Result<CudaStorage> {
-        const OP: &str = "bernoulli_scaled";
-        checks::keep_probability(OP, keep)?;
-        float(OP, dtype)?;
-        let out = self.alloc(dtype, len)?;
-        if len > 0 {
-            let (n, mixed, o) = (len as i64, mix64(seed), out.at(0));
-            let name = format!("bernoulli_scaled_{}", suffix(dtype));
-            // SAFETY: out holds `len` elements of dtype; the scale has the kernel's float type.
-            unsafe {
-                if dtype == DType::F32 {
-                    self.driver.launch("random", &name, Grid::elements(len), &args![n, keep, mixed, (1.0 / keep) as f32, o])?
-                } else {
-                    self.driver.launch("random", &name, Grid::elements(len), &args![n, keep, mixed, 1.0 / keep, o])?
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// One AdamW step in place on `param`, `m`, `v`.
     pub(crate) fn adamw_impl(
         &self,
@@ -90,5 +67,18 @@ impl CudaBackend {
                 self.driver.launch("optim", &name, Grid::elements(len), &args![n, h, p, g.ptr, m, v])
             }
         }
+    }
+}
+
+impl Optim for CudaBackend {
+    fn adamw_step(
+        &self,
+        param: &mut dyn BackendStorage,
+        grad: View,
+        m: &mut dyn BackendStorage,
+        v: &mut dyn BackendStorage,
+        hp: &AdamWStep,
+    ) -> Result<()> {
+        self.adamw_impl(param, grad, m, v, hp)
     }
 }

@@ -1,10 +1,11 @@
 //! Sum / max / min over a set of dims (kernels/reduce.cu).
 
-use crate::alloc::CudaStorage;
+use crate::alloc::{boxed, CudaStorage};
 use crate::driver::{args, row_threads, Grid};
 use crate::geometry::walk_dims;
 use crate::gpu::{suffix, CudaBackend};
-use beit_engine::{DType, Error, Layout, ReduceOp, Result, View};
+use beit_engine::backend::Reduce;
+use beit_engine::{DType, Error, Layout, ReduceOp, Result, StorageBox, View};
 
 /// Reductions of at least this many elements per output, over few outputs, go in two passes.
 const SPLIT_MIN: usize = 1 << 16;
@@ -71,6 +72,12 @@ impl CudaBackend {
         // SAFETY: the layout was checked against its buffer; `out` holds `outputs` elements.
         unsafe { self.driver.launch("reduce", &name, grid, &args![o64, c64, kd, ko, rd, ro, sp, o, code])? };
         Ok(out)
+    }
+}
+
+impl Reduce for CudaBackend {
+    fn reduce(&self, op: ReduceOp, src: View, dims: &[usize]) -> Result<StorageBox> {
+        self.reduce_impl(op, src, dims).map(boxed)
     }
 }
 

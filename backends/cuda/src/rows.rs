@@ -1,9 +1,10 @@
 //! Softmax over the last dim and LayerNorm, forward and backward (kernels/rows.cu).
 
-use crate::alloc::CudaStorage;
+use crate::alloc::{boxed, CudaStorage};
 use crate::driver::{args, row_threads, Grid};
 use crate::gpu::{float, rows_of, same_dtype, same_shape, suffix, CudaBackend};
-use beit_engine::{checks, DType, Result, View};
+use beit_engine::backend::Rows;
+use beit_engine::{checks, DType, Result, StorageBox, View};
 
 impl CudaBackend {
     /// Softmax over the last dim.
@@ -137,5 +138,38 @@ impl CudaBackend {
             self.driver.launch("rows", &name, Grid::columns(d), &args![r, d64, xc.ptr, mc.ptr, sc.ptr, gc.ptr, dwp, dbp])?
         };
         Ok((dx, Some(dw), Some(db)))
+    }
+}
+
+impl Rows for CudaBackend {
+    fn softmax_last(&self, src: View) -> Result<StorageBox> {
+        self.softmax_impl(src).map(boxed)
+    }
+
+    fn softmax_last_backward(&self, y: View, dy: View) -> Result<StorageBox> {
+        self.softmax_backward_impl(y, dy).map(boxed)
+    }
+
+    fn layer_norm(
+        &self,
+        x: View,
+        weight: Option<View>,
+        bias: Option<View>,
+        eps: f64,
+    ) -> Result<(StorageBox, StorageBox, StorageBox)> {
+        let (y, mean, rstd) = self.layer_norm_impl(x, weight, bias, eps)?;
+        Ok((boxed(y), boxed(mean), boxed(rstd)))
+    }
+
+    fn layer_norm_backward(
+        &self,
+        x: View,
+        weight: Option<View>,
+        mean: View,
+        rstd: View,
+        dy: View,
+    ) -> Result<(StorageBox, Option<StorageBox>, Option<StorageBox>)> {
+        let (dx, dw, db) = self.layer_norm_backward_impl(x, weight, mean, rstd, dy)?;
+        Ok((boxed(dx), dw.map(boxed), db.map(boxed)))
     }
 }
