@@ -1,4 +1,4 @@
-//! Convolution throughput through [`Backend::conv2d`] on the DALL-E encoder's and UperNet's
+//! Convolution throughput through [`beit_engine::backend::Conv::conv2d`] on the DALL-E encoder's and UperNet's
 //! shapes (f32, batch 1 unless noted).
 //!
 //! Run with `cargo bench -p beit-benches --bench conv`; besides criterion's report it prints

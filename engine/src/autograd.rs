@@ -1,4 +1,4 @@
-//! Define-by-run autograd: every op on a tracked tensor records a [`Node`] holding its
+//! Define-by-run autograd: every op on a tracked tensor records a `Node` holding its
 //! parents and a backward closure owning only what the backward needs. [`Tensor::backward`]
 //! walks the nodes in reverse topological order; each closure is dropped (freeing its saved
 //! tensors) right after it ran.

@@ -1,5 +1,5 @@
 //! The error function in float64 for the references, written independently of any backend:
-//! a positive-term power series below [`SPLIT`] and the Laplace continued fraction for erfc
+//! a positive-term power series below `SPLIT` and the Laplace continued fraction for erfc
 //! above it: erf to about 1e-16, erfc to about 1e-16 absolute below the split and 1e-14
 //! relative in its tail above it.
 

@@ -4,7 +4,7 @@
 //! [`conformance!`] macro emits one `#[test]` per backend compiled into this build
 //! ([`backends`]). Differentiable ops are described by an [`OpCase`]: random inputs (possibly
 //! non-contiguous views), the engine op, and an independent float64 reference written in
-//! plain loops ([`reference`], on the [`Array`] type). [`op_cases!`] turns each into a
+//! plain loops ([`mod@reference`], on the [`Array`] type). [`op_cases!`] turns each into a
 //! `forward` test (the backend's f32 and f64 output against the reference) and a `gradcheck`
 //! test (analytic gradients against central finite differences, [`gradcheck`]).
 #![warn(missing_docs)]

@@ -36,7 +36,7 @@ impl Conv for CpuBackend {
         })
     }
 
-    /// The adjoint of [`im2col`]: `[batch, out_h·out_w, channels·kh·kw]` summed back into NCHW.
+    /// The adjoint of [`Conv::im2col`]: `[batch, out_h·out_w, channels·kh·kw]` summed back into NCHW.
     fn col2im(&self, cols: View, g: &ConvGeom) -> Result<StorageBox> {
         const OP: &str = "col2im";
         let (oh, ow) = conv_out(OP, g)?;
@@ -113,14 +113,7 @@ mod tests {
     use beit_engine::backend::prelude::*;
     use beit_engine::{ConvGeom, DType, Error};
 
-    fn geom(
-        batch: usize,
-        channels: usize,
-        hw: (usize, usize),
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        pad: (usize, usize),
-    ) -> ConvGeom {
+    fn geom(batch: usize, channels: usize, hw: (usize, usize), kernel: (usize, usize), stride: (usize, usize), pad: (usize, usize)) -> ConvGeom {
         ConvGeom { batch, channels, height: hw.0, width: hw.1, kernel, stride, padding: pad }
     }
 

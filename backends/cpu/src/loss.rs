@@ -111,7 +111,7 @@ impl Loss for CpuBackend {
         })
     }
 
-    /// Gradient of [`cross_entropy`] w.r.t. the logits, scaled by the 1-element `dloss`.
+    /// Gradient of [`Loss::cross_entropy`] w.r.t. the logits, scaled by the 1-element `dloss`.
     fn cross_entropy_backward(&self, logits: View,
         targets: View,
         smoothing: f64,

@@ -26,12 +26,7 @@ fn stat<'a, T: Real>(op: &'static str, s: View<'a>, x: View, rows: usize) -> Res
 
 
 /// LayerNorm: `(y, mean, rstd)`.
-pub(crate) fn layer_norm(
-    x: View,
-    weight: Option<View>,
-    bias: Option<View>,
-    eps: f64,
-) -> Result<(StorageBox, StorageBox, StorageBox)> {
+pub(crate) fn layer_norm(x: View, weight: Option<View>, bias: Option<View>, eps: f64) -> Result<(StorageBox, StorageBox, StorageBox)> {
     const OP: &str = "layer_norm";
     let (_, d) = checks::norm_rows(OP, x)?;
     let dtype = x.dtype();
@@ -79,13 +74,7 @@ fn normalize<T: Real>(x: &[T], y: &mut [T], w: Option<&[T]>, b: Option<&[T]>, ep
 }
 
 /// Gradient of LayerNorm: `(dx, dweight, dbias)`, the last two when `weight` is given.
-pub(crate) fn layer_norm_backward(
-    x: View,
-    weight: Option<View>,
-    mean: View,
-    rstd: View,
-    dy: View,
-) -> Result<(StorageBox, Option<StorageBox>, Option<StorageBox>)> {
+pub(crate) fn layer_norm_backward(x: View, weight: Option<View>, mean: View, rstd: View, dy: View) -> Result<(StorageBox, Option<StorageBox>, Option<StorageBox>)> {
     const OP: &str = "layer_norm_backward";
     same_dtype(OP, x, dy)?;
     same_shape(OP, x.shape(), dy.shape())?;

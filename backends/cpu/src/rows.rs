@@ -14,14 +14,7 @@ impl Rows for CpuBackend {
         norm::layer_norm(x, weight, bias, eps)
     }
 
-    fn layer_norm_backward(
-        &self,
-        x: View,
-        weight: Option<View>,
-        mean: View,
-        rstd: View,
-        dy: View,
-    ) -> Result<(StorageBox, Option<StorageBox>, Option<StorageBox>)> {
+    fn layer_norm_backward(&self, x: View, weight: Option<View>, mean: View, rstd: View, dy: View) -> Result<(StorageBox, Option<StorageBox>, Option<StorageBox>)> {
         norm::layer_norm_backward(x, weight, mean, rstd, dy)
     }
 

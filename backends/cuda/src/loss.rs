@@ -70,14 +70,7 @@ impl CudaBackend {
     }
 
     /// Gradient of the cross-entropy w.r.t. the logits, scaled by the 1-element `dloss`.
-    pub(crate) fn cross_entropy_backward_impl(
-        &self,
-        logits: View,
-        targets: View,
-        eps: f64,
-        ignore: i64,
-        dloss: View,
-    ) -> Result<CudaStorage> {
+    pub(crate) fn cross_entropy_backward_impl(&self, logits: View, targets: View, eps: f64, ignore: i64, dloss: View) -> Result<CudaStorage> {
         const OP: &str = "cross_entropy_backward";
         checks::cross_entropy_dloss(OP, logits, dloss)?;
         let b = self.ce_batch(OP, logits, targets, eps, ignore)?;
@@ -108,14 +101,7 @@ impl Loss for CudaBackend {
         self.cross_entropy_impl(logits, targets, smoothing, ignore_index).map(boxed)
     }
 
-    fn cross_entropy_backward(
-        &self,
-        logits: View,
-        targets: View,
-        smoothing: f64,
-        ignore_index: i64,
-        dloss: View,
-    ) -> Result<StorageBox> {
+    fn cross_entropy_backward(&self, logits: View, targets: View, smoothing: f64, ignore_index: i64, dloss: View) -> Result<StorageBox> {
         self.cross_entropy_backward_impl(logits, targets, smoothing, ignore_index, dloss).map(boxed)
     }
 }

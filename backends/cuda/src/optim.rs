@@ -38,14 +38,7 @@ impl<T: Copy> Consts<T> {
 
 impl CudaBackend {
     /// One AdamW step in place on `param`, `m`, `v`.
-    pub(crate) fn adamw_impl(
-        &self,
-        param: &mut dyn BackendStorage,
-        grad: View,
-        m: &mut dyn BackendStorage,
-        v: &mut dyn BackendStorage,
-        hp: &AdamWStep,
-    ) -> Result<()> {
+    pub(crate) fn adamw_impl(&self, param: &mut dyn BackendStorage, grad: View, m: &mut dyn BackendStorage, v: &mut dyn BackendStorage, hp: &AdamWStep) -> Result<()> {
         const OP: &str = "adamw_step";
         checks::adamw_buffers(OP, param, grad, m, v, hp)?;
         let (dtype, len) = (param.dtype(), param.len());
@@ -71,14 +64,7 @@ impl CudaBackend {
 }
 
 impl Optim for CudaBackend {
-    fn adamw_step(
-        &self,
-        param: &mut dyn BackendStorage,
-        grad: View,
-        m: &mut dyn BackendStorage,
-        v: &mut dyn BackendStorage,
-        hp: &AdamWStep,
-    ) -> Result<()> {
+    fn adamw_step(&self, param: &mut dyn BackendStorage, grad: View, m: &mut dyn BackendStorage, v: &mut dyn BackendStorage, hp: &AdamWStep) -> Result<()> {
         self.adamw_impl(param, grad, m, v, hp)
     }
 }

@@ -65,13 +65,7 @@ impl CudaBackend {
     }
 
     /// LayerNorm: `(y, mean, rstd)`.
-    pub(crate) fn layer_norm_impl(
-        &self,
-        x: View,
-        weight: Option<View>,
-        bias: Option<View>,
-        eps: f64,
-    ) -> Result<(CudaStorage, CudaStorage, CudaStorage)> {
+    pub(crate) fn layer_norm_impl(&self, x: View, weight: Option<View>, bias: Option<View>, eps: f64) -> Result<(CudaStorage, CudaStorage, CudaStorage)> {
         const OP: &str = "layer_norm";
         let (rows, d) = Self::rows_d(OP, x)?;
         let dtype = x.dtype();
@@ -150,25 +144,12 @@ impl Rows for CudaBackend {
         self.softmax_backward_impl(y, dy).map(boxed)
     }
 
-    fn layer_norm(
-        &self,
-        x: View,
-        weight: Option<View>,
-        bias: Option<View>,
-        eps: f64,
-    ) -> Result<(StorageBox, StorageBox, StorageBox)> {
+    fn layer_norm(&self, x: View, weight: Option<View>, bias: Option<View>, eps: f64) -> Result<(StorageBox, StorageBox, StorageBox)> {
         let (y, mean, rstd) = self.layer_norm_impl(x, weight, bias, eps)?;
         Ok((boxed(y), boxed(mean), boxed(rstd)))
     }
 
-    fn layer_norm_backward(
-        &self,
-        x: View,
-        weight: Option<View>,
-        mean: View,
-        rstd: View,
-        dy: View,
-    ) -> Result<(StorageBox, Option<StorageBox>, Option<StorageBox>)> {
+    fn layer_norm_backward(&self, x: View, weight: Option<View>, mean: View, rstd: View, dy: View) -> Result<(StorageBox, Option<StorageBox>, Option<StorageBox>)> {
         let (dx, dw, db) = self.layer_norm_backward_impl(x, weight, mean, rstd, dy)?;
         Ok((boxed(dx), dw.map(boxed), db.map(boxed)))
     }

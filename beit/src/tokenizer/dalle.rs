@@ -29,7 +29,7 @@ pub struct DalleConfig {
 pub const MAX_DALLE_GROUPS: usize = 16;
 
 impl DalleConfig {
-    /// Check the sizes: all positive, at most [`MAX_DALLE_GROUPS`] groups, the weights within
+    /// Check the sizes: all positive, at most `MAX_DALLE_GROUPS` groups, the weights within
     /// [`crate::limits::model_bytes_limit`].
     pub fn validate(&self) -> Result<()> {
         let c = self;

@@ -62,7 +62,7 @@ pub trait BackendStorage: Send + Sync + Debug + Any {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Whether this is a pre-packed Linear weight ([`super::Matmul::pack_weight`]), which only
+    /// Whether this is a pre-packed Linear weight ([`Matmul::pack_weight`]), which only
     /// `linear` and `to_host` are sure to read.
     fn is_packed(&self) -> bool {
         false

@@ -19,14 +19,7 @@ pub trait Rows: Matmul + Reduce {
         crate::composed::layer_norm(self, x, weight, bias, eps)
     }
     /// Gradient of LayerNorm: `(dx, dweight, dbias)`; the last two when `weight` is given.
-    fn layer_norm_backward(
-        &self,
-        x: View,
-        weight: Option<View>,
-        mean: View,
-        rstd: View,
-        dy: View,
-    ) -> Result<(StorageBox, Option<StorageBox>, Option<StorageBox>)> {
+    fn layer_norm_backward(&self, x: View, weight: Option<View>, mean: View, rstd: View, dy: View) -> Result<(StorageBox, Option<StorageBox>, Option<StorageBox>)> {
         crate::composed::layer_norm_backward(self, x, weight, mean, rstd, dy)
     }
 

@@ -60,7 +60,7 @@ impl LoadReport {
 
 /// Set each of `params` from the entry of `sd` with the same name, converting the dtype
 /// (f16/bf16/f64 files into f32 parameters, ...) and moving to the parameter's device;
-/// then the backend frees the buffers it kept for reuse ([`crate::Backend::release_cached`]).
+/// then the backend frees the buffers it kept for reuse ([`crate::backend::Memory::release_cached`]).
 ///
 /// Every entry is checked before any parameter changes, so a failed load leaves the model
 /// as it was. A shape mismatch or a float/integer mismatch is always an error naming the

@@ -10,7 +10,7 @@ impl Tensor {
     /// broadcastable to `[B, H, L, L]`; returns the heads merged, `[B, L, H·D]`.
     ///
     /// When no operand tracks gradients (or under [`crate::no_grad`]), one
-    /// [`crate::Backend::attention`] call; else the same composed of tracked ops (`q` scaled
+    /// [`crate::backend::Rows::attention`] call; else the same composed of tracked ops (`q` scaled
     /// first, as Hugging Face's BEiT does; the same values up to rounding).
     pub fn attention(&self, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f64) -> Result<Tensor> {
         const OP: &str = "attention";

@@ -27,9 +27,9 @@ impl Tensor {
     }
 
     /// 2-D convolution (groups = 1): NCHW `self`, weight `[O, C, kh, kw]`, optional bias `[O]`;
-    /// one [`crate::Backend::conv2d`] call. Backward: the input gradient is the convolution
+    /// one [`crate::backend::Conv::conv2d`] call. Backward: the input gradient is the convolution
     /// of `dy` with the flipped kernel (stride 1) or patches folded back (col2im), the
-    /// weight gradient one [`crate::Backend::conv2d_weight_grad`] call. A bf16 `weight`
+    /// weight gradient one [`crate::backend::Conv::conv2d_weight_grad`] call. A bf16 `weight`
     /// against an f32 `self` is bf16 inference, as in [`Tensor::linear`]: the CPU widens it
     /// inside its GEMM, other backends cast it; when gradients are tracked it is cast to f32
     /// first.

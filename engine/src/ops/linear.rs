@@ -20,7 +20,7 @@ impl Tensor {
     /// `self [..., k] · wᵀ + bias` for a weight `w [n, k]` and `bias [n]`, then `post`.
     ///
     /// When no operand tracks gradients (or under [`crate::no_grad`]), one
-    /// [`crate::Backend::linear`] call; else the same composed of tracked ops (the same
+    /// [`crate::backend::Matmul::linear`] call; else the same composed of tracked ops (the same
     /// values up to rounding). A bf16 `w` against an f32 `self` is bf16 inference, with f32
     /// accumulation: the CPU widens `w` to f32 inside its GEMM or multiplies with
     /// `vdpbf16ps` (rounding `self` to bf16), whichever is faster there; other backends
@@ -77,7 +77,7 @@ impl Tensor {
     }
 
     /// This Linear weight `[n, k]` in its backend's pre-packed form for inference
-    /// ([`crate::Backend::pack_weight`]; the CPU's: the panels of its GEMM, made once here
+    /// ([`crate::backend::Matmul::pack_weight`]; the CPU's: the panels of its GEMM, made once here
     /// instead of on every [`Tensor::linear`] call): the same values, not tracked; only
     /// `linear` without gradients and reading it back ([`Tensor::to_host`] and what uses it)
     /// are sure to accept it. The backend packs a buffer of the tensor's own, which it may

@@ -1,4 +1,4 @@
-//! The fused AdamW update (`Backend::adamw_step`) against PyTorch's formula in float64 loops:
+//! The fused AdamW update (`Optim::adamw_step`) against PyTorch's formula in float64 loops:
 //! three steps with weight decay, in every float dtype the backend has.
 
 use beit_conformance::{assert_close, conformance, float_dtypes, Array, Gen};
