@@ -16,7 +16,8 @@ use std::ffi::c_void;
 use std::sync::Mutex;
 
 /// The kernel files (`kernels/<name>.cu`), compiled to PTX by the build script.
-const MODULES: [(&str, &str); 9] = [
+const MODULES: [(&str, &str); 10] = [
+    ("memory", include_str!(concat!(env!("OUT_DIR"), "/memory.ptx"))),
     ("elementwise", include_str!(concat!(env!("OUT_DIR"), "/elementwise.ptx"))),
     ("reduce", include_str!(concat!(env!("OUT_DIR"), "/reduce.ptx"))),
     ("rows", include_str!(concat!(env!("OUT_DIR"), "/rows.ptx"))),

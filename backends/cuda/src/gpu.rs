@@ -127,7 +127,7 @@ impl CudaBackend {
         let (sp, dp, n64) = (s.at(0), dst.at(0), n as i64);
         let name = format!("copy_{}", crate::gpu::bits(src.dtype()));
         // SAFETY: both layouts were checked to stay inside their buffers.
-        unsafe { self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, os, od, sp, dp]) }
+        unsafe { self.driver.launch("memory", &name, Grid::elements(n), &args![n64, d, os, od, sp, dp]) }
     }
 
     /// `len` elements of `dtype` all equal to the bits of `value`.
@@ -141,9 +141,9 @@ impl CudaBackend {
         // SAFETY: the kernel writes `len` elements of the element size it is named for.
         unsafe {
             match dtype.size_in_bytes() {
-                1 => self.driver.launch("elementwise", &name, Grid::elements(len), &args![n, value as u8, p])?,
-                4 => self.driver.launch("elementwise", &name, Grid::elements(len), &args![n, value as u32, p])?,
-                _ => self.driver.launch("elementwise", &name, Grid::elements(len), &args![n, value, p])?,
+                1 => self.driver.launch("memory", &name, Grid::elements(len), &args![n, value as u8, p])?,
+                4 => self.driver.launch("memory", &name, Grid::elements(len), &args![n, value as u32, p])?,
+                _ => self.driver.launch("memory", &name, Grid::elements(len), &args![n, value, p])?,
             }
         }
         Ok(out)

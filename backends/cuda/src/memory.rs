@@ -1,5 +1,4 @@
-//! Buffers: fill, upload and download, strided copy and cast (their kernels are in
-//! kernels/elementwise.cu).
+//! Buffers: fill, upload and download, strided copy and cast (kernels/memory.cu).
 
 use crate::alloc::{boxed, CudaStorage};
 use crate::driver::{args, Grid};
@@ -48,7 +47,7 @@ impl CudaBackend {
         let name = format!("cast_{}_{}", suffix(src.dtype()), suffix(dtype));
         let (n64, sp, op, to_bool) = (n as i64, s.at(0), out.at(0), i32::from(dtype == DType::Bool));
         // SAFETY: the layout was checked against its buffer; `out` holds n elements of dtype.
-        unsafe { self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, os, sp, op, to_bool])? };
+        unsafe { self.driver.launch("memory", &name, Grid::elements(n), &args![n64, d, os, sp, op, to_bool])? };
         Ok(out)
     }
 }
