@@ -1,6 +1,6 @@
 //! im2col and col2im for 2-D convolutions (kernels/conv.cu).
 
-use crate::alloc::{boxed, CudaStorage};
+use crate::alloc::boxed;
 use crate::driver::{args, Grid};
 use crate::gpu::{float, same_shape, suffix, CudaBackend};
 use beit_engine::backend::Conv as ConvFamily;
@@ -45,8 +45,12 @@ fn conv(op: &'static str, g: &ConvGeom) -> Result<Conv> {
 }
 
 impl CudaBackend {
+
+}
+
+impl ConvFamily for CudaBackend {
     /// NCHW `x` to `[batch, out_h·out_w, channels·kh·kw]`, zero padded.
-    pub(crate) fn im2col_impl(&self, x: View, g: &ConvGeom) -> Result<CudaStorage> {
+    fn im2col(&self, x: View, g: &ConvGeom) -> Result<StorageBox> {
         const OP: &str = "im2col";
         let c = conv(OP, g)?;
         same_shape(OP, x.shape(), &[g.batch, g.channels, g.height, g.width])?;
@@ -60,11 +64,11 @@ impl CudaBackend {
             // SAFETY: x holds the NCHW input, out `total` elements.
             unsafe { self.driver.launch("conv", &name, Grid::elements(total), &args![c, xs.ptr, o])? };
         }
-        Ok(out)
+        Ok(boxed(out))
     }
 
     /// The adjoint of im2col: patches summed back into `[B, C, H, W]`.
-    pub(crate) fn col2im_impl(&self, cols: View, g: &ConvGeom) -> Result<CudaStorage> {
+    fn col2im(&self, cols: View, g: &ConvGeom) -> Result<StorageBox> {
         const OP: &str = "col2im";
         let c = conv(OP, g)?;
         same_shape(OP, cols.shape(), &[g.batch, g.out_h() * g.out_w(), g.patch_len()])?;
@@ -78,16 +82,6 @@ impl CudaBackend {
             // SAFETY: cols holds the patches, out `total` elements.
             unsafe { self.driver.launch("conv", &name, Grid::elements(total), &args![c, cs.ptr, o])? };
         }
-        Ok(out)
-    }
-}
-
-impl ConvFamily for CudaBackend {
-    fn im2col(&self, x: View, geom: &ConvGeom) -> Result<StorageBox> {
-        self.im2col_impl(x, geom).map(boxed)
-    }
-
-    fn col2im(&self, cols: View, geom: &ConvGeom) -> Result<StorageBox> {
-        self.col2im_impl(cols, geom).map(boxed)
+        Ok(boxed(out))
     }
 }

@@ -59,31 +59,6 @@ fn check_pair(op: &'static str, lhs: View, rhs: View) -> Result<()> {
 }
 
 impl CudaBackend {
-    /// Elementwise unary op on a float view.
-    pub(crate) fn unary_impl(&self, op: UnaryOp, src: View) -> Result<CudaStorage> {
-        const OP: &str = "unary";
-        let dtype = src.dtype();
-        float(OP, dtype)?;
-        let s = self.buffer(OP, src)?;
-        let n = src.layout.numel();
-        let out = self.alloc(dtype, n)?;
-        if n == 0 {
-            return Ok(out);
-        }
-        let (d, [oa]) = walk(OP, src.shape(), [src.layout])?;
-        let (kernel, p, q) = unary_kernel(op);
-        let name = format!("unary_{kernel}_{}", suffix(dtype));
-        let (n64, sp, o) = (n as i64, s.at(0), out.at(0));
-        // SAFETY: as in cast; the scalar parameters have the kernel's float type.
-        unsafe {
-            if dtype == DType::F32 {
-                self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oa, sp, o, p as f32, q as f32])?
-            } else {
-                self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oa, sp, o, p, q])?
-            }
-        }
-        Ok(out)
-    }
 
     /// A two-input kernel `<name>(n, dims, offs a, offs b, a, b, out)` over views of one shape.
     fn map2(&self, op: &'static str, name: &str, lhs: View, rhs: View, out_dtype: DType) -> Result<CudaStorage> {
@@ -100,37 +75,61 @@ impl CudaBackend {
         Ok(out)
     }
 
+
+
+
+}
+
+impl Elementwise for CudaBackend {
+    /// Elementwise unary op on a float view.
+    fn unary(&self, op: UnaryOp, src: View) -> Result<StorageBox> {
+        const OP: &str = "unary";
+        let dtype = src.dtype();
+        float(OP, dtype)?;
+        let s = self.buffer(OP, src)?;
+        let n = src.layout.numel();
+        let out = self.alloc(dtype, n)?;
+        if n == 0 {
+            return Ok(boxed(out));
+        }
+        let (d, [oa]) = walk(OP, src.shape(), [src.layout])?;
+        let (kernel, p, q) = unary_kernel(op);
+        let name = format!("unary_{kernel}_{}", suffix(dtype));
+        let (n64, sp, o) = (n as i64, s.at(0), out.at(0));
+        // SAFETY: as in cast; the scalar parameters have the kernel's float type.
+        unsafe {
+            if dtype == DType::F32 {
+                self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oa, sp, o, p as f32, q as f32])?
+            } else {
+                self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oa, sp, o, p, q])?
+            }
+        }
+        Ok(boxed(out))
+    }
+
     /// Elementwise binary op: floats all ops, i64 all but `Div`.
-    pub(crate) fn binary_impl(&self, op: BinaryOp, lhs: View, rhs: View) -> Result<CudaStorage> {
+    fn binary(&self, op: BinaryOp, lhs: View, rhs: View) -> Result<StorageBox> {
         const OP: &str = "binary";
         check_pair(OP, lhs, rhs)?;
         let dtype = lhs.dtype();
         match dtype {
             DType::I64 if op == BinaryOp::Div => Err(Error::DType { op: "binary div", dtype, expected: None }),
             DType::F32 | DType::F64 | DType::I64 => {
-                self.map2(OP, &format!("binary_{}_{}", binary_kernel(op), suffix(dtype)), lhs, rhs, dtype)
+                self.map2(OP, &format!("binary_{}_{}", binary_kernel(op), suffix(dtype)), lhs, rhs, dtype).map(boxed)
             }
             _ => Err(Error::DType { op: OP, dtype, expected: None }),
         }
     }
 
     /// Elementwise comparison giving bool.
-    pub(crate) fn cmp_impl(&self, op: CmpOp, lhs: View, rhs: View) -> Result<CudaStorage> {
+    fn cmp(&self, op: CmpOp, lhs: View, rhs: View) -> Result<StorageBox> {
         const OP: &str = "cmp";
         check_pair(OP, lhs, rhs)?;
-        self.map2(OP, &format!("cmp_{}_{}", cmp_kernel(op), suffix(lhs.dtype())), lhs, rhs, DType::Bool)
-    }
-
-    /// `dy · GELU'(x)`.
-    pub(crate) fn gelu_backward_impl(&self, x: View, dy: View) -> Result<CudaStorage> {
-        const OP: &str = "gelu_backward";
-        check_pair(OP, x, dy)?;
-        float(OP, x.dtype())?;
-        self.map2(OP, &format!("gelu_backward_{}", suffix(x.dtype())), x, dy, x.dtype())
+        self.map2(OP, &format!("cmp_{}_{}", cmp_kernel(op), suffix(lhs.dtype())), lhs, rhs, DType::Bool).map(boxed)
     }
 
     /// `cond ? on_true : on_false`; `cond` is u8 or bool.
-    pub(crate) fn where_impl(&self, cond: View, on_true: View, on_false: View) -> Result<CudaStorage> {
+    fn where_cond(&self, cond: View, on_true: View, on_false: View) -> Result<StorageBox> {
         const OP: &str = "where_cond";
         check_pair(OP, on_true, on_false)?;
         same_shape(OP, cond.shape(), on_true.shape())?;
@@ -142,35 +141,21 @@ impl CudaBackend {
         let n = cond.layout.numel();
         let out = self.alloc(dtype, n)?;
         if n == 0 {
-            return Ok(out);
+            return Ok(boxed(out));
         }
         let (d, [oc, oa, ob]) = walk(OP, cond.shape(), [cond.layout, on_true.layout, on_false.layout])?;
         let (n64, cp, ap, bp, o) = (n as i64, c.at(0), a.at(0), b.at(0), out.at(0));
         let name = format!("where_{}", bits(dtype));
         // SAFETY: every layout was checked against its buffer.
         unsafe { self.driver.launch("elementwise", &name, Grid::elements(n), &args![n64, d, oc, oa, ob, cp, ap, bp, o])? };
-        Ok(out)
-    }
-}
-
-impl Elementwise for CudaBackend {
-    fn unary(&self, op: UnaryOp, src: View) -> Result<StorageBox> {
-        self.unary_impl(op, src).map(boxed)
+        Ok(boxed(out))
     }
 
-    fn binary(&self, op: BinaryOp, lhs: View, rhs: View) -> Result<StorageBox> {
-        self.binary_impl(op, lhs, rhs).map(boxed)
-    }
-
-    fn cmp(&self, op: CmpOp, lhs: View, rhs: View) -> Result<StorageBox> {
-        self.cmp_impl(op, lhs, rhs).map(boxed)
-    }
-
-    fn where_cond(&self, cond: View, on_true: View, on_false: View) -> Result<StorageBox> {
-        self.where_impl(cond, on_true, on_false).map(boxed)
-    }
-
+    /// `dy · GELU'(x)`.
     fn gelu_backward(&self, x: View, dy: View) -> Result<StorageBox> {
-        self.gelu_backward_impl(x, dy).map(boxed)
+        const OP: &str = "gelu_backward";
+        check_pair(OP, x, dy)?;
+        float(OP, x.dtype())?;
+        self.map2(OP, &format!("gelu_backward_{}", suffix(x.dtype())), x, dy, x.dtype()).map(boxed)
     }
 }

@@ -28,8 +28,28 @@ impl CudaBackend {
         Ok(idx)
     }
 
+
+
+    /// The `k` largest entries of each last-dim row, sorted descending, with i64 indices.
+    pub(crate) fn topk_impl(&self, src: View, k: usize) -> Result<(CudaStorage, CudaStorage)> {
+        const OP: &str = "topk_last";
+        let (rows, d) = checks::topk_rows(OP, src.shape(), k)?;
+        float(OP, src.dtype())?;
+        let x = self.contiguous(OP, src)?;
+        let (vals, idx) = (self.alloc(src.dtype(), rows * k)?, self.alloc(DType::I64, rows * k)?);
+        if rows * k > 0 {
+            let (r, d64, k64, vp, ip) = (rows as i64, d as i64, k as i64, vals.at(0), idx.at(0));
+            let name = format!("topk_{}", suffix(src.dtype()));
+            // SAFETY: x holds rows·d elements, vals and idx rows·k.
+            unsafe { self.driver.launch("index", &name, Grid::rows(rows, row_threads(d)), &args![r, d64, k64, x.ptr, vp, ip])? };
+        }
+        Ok((vals, idx))
+    }
+}
+
+impl Index for CudaBackend {
     /// Entries `indices` of `src` along `dim`.
-    pub(crate) fn index_select_impl(&self, src: View, dim: usize, indices: View) -> Result<CudaStorage> {
+    fn index_select(&self, src: View, dim: usize, indices: View) -> Result<StorageBox> {
         const OP: &str = "index_select";
         let (outer, n, inner) = checks::around(OP, src.shape(), dim)?;
         let idx = self.indices(OP, indices, n)?;
@@ -43,11 +63,11 @@ impl CudaBackend {
             // SAFETY: src holds outer·n·inner elements, idx k checked indices, out `total`.
             unsafe { self.driver.launch("index", &name, Grid::elements(total), &args![t, n64, k64, i64_, s.ptr, idx.ptr, o])? };
         }
-        Ok(out)
+        Ok(boxed(out))
     }
 
     /// A copy of `dst` with `src` added at `indices` along `dim` (repeats accumulate).
-    pub(crate) fn index_add_impl(&self, dst: View, dim: usize, indices: View, src: View) -> Result<CudaStorage> {
+    fn index_add(&self, dst: View, dim: usize, indices: View, src: View) -> Result<StorageBox> {
         const OP: &str = "index_add";
         same_dtype(OP, dst, src)?;
         let (outer, n, inner) = checks::around(OP, dst.shape(), dim)?;
@@ -69,33 +89,7 @@ impl CudaBackend {
             // SAFETY: src holds `total` elements, idx k checked indices, out outer·n·inner.
             unsafe { self.driver.launch("index", &name, Grid::elements(total), &args![t, n64, k64, i64_, s.ptr, idx.ptr, o])? };
         }
-        Ok(out)
-    }
-
-    /// The `k` largest entries of each last-dim row, sorted descending, with i64 indices.
-    pub(crate) fn topk_impl(&self, src: View, k: usize) -> Result<(CudaStorage, CudaStorage)> {
-        const OP: &str = "topk_last";
-        let (rows, d) = checks::topk_rows(OP, src.shape(), k)?;
-        float(OP, src.dtype())?;
-        let x = self.contiguous(OP, src)?;
-        let (vals, idx) = (self.alloc(src.dtype(), rows * k)?, self.alloc(DType::I64, rows * k)?);
-        if rows * k > 0 {
-            let (r, d64, k64, vp, ip) = (rows as i64, d as i64, k as i64, vals.at(0), idx.at(0));
-            let name = format!("topk_{}", suffix(src.dtype()));
-            // SAFETY: x holds rows·d elements, vals and idx rows·k.
-            unsafe { self.driver.launch("index", &name, Grid::rows(rows, row_threads(d)), &args![r, d64, k64, x.ptr, vp, ip])? };
-        }
-        Ok((vals, idx))
-    }
-}
-
-impl Index for CudaBackend {
-    fn index_select(&self, src: View, dim: usize, indices: View) -> Result<StorageBox> {
-        self.index_select_impl(src, dim, indices).map(boxed)
-    }
-
-    fn index_add(&self, dst: View, dim: usize, indices: View, src: View) -> Result<StorageBox> {
-        self.index_add_impl(dst, dim, indices, src).map(boxed)
+        Ok(boxed(out))
     }
 
     fn topk_last(&self, src: View, k: usize) -> Result<(StorageBox, StorageBox)> {

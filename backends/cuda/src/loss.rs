@@ -45,8 +45,12 @@ impl CudaBackend {
         Ok(stats)
     }
 
+
+}
+
+impl Loss for CudaBackend {
     /// Mean smoothed cross-entropy over the rows whose target is not `ignore_index`.
-    pub(crate) fn cross_entropy_impl(&self, logits: View, targets: View, eps: f64, ignore: i64) -> Result<CudaStorage> {
+    fn cross_entropy(&self, logits: View, targets: View, eps: f64, ignore: i64) -> Result<StorageBox> {
         const OP: &str = "cross_entropy";
         let b = self.ce_batch(OP, logits, targets, eps, ignore)?;
         let dtype = logits.dtype();
@@ -66,18 +70,18 @@ impl CudaBackend {
             };
         }
         self.ce_total(&b, dtype, per_row.at(0), ignore, out.at(0))?;
-        Ok(out)
+        Ok(boxed(out))
     }
 
     /// Gradient of the cross-entropy w.r.t. the logits, scaled by the 1-element `dloss`.
-    pub(crate) fn cross_entropy_backward_impl(&self, logits: View, targets: View, eps: f64, ignore: i64, dloss: View) -> Result<CudaStorage> {
+    fn cross_entropy_backward(&self, logits: View, targets: View, eps: f64, ignore: i64, dloss: View) -> Result<StorageBox> {
         const OP: &str = "cross_entropy_backward";
         checks::cross_entropy_dloss(OP, logits, dloss)?;
         let b = self.ce_batch(OP, logits, targets, eps, ignore)?;
         let dtype = logits.dtype();
         let g = self.alloc(dtype, b.rows * b.c)?;
         if b.rows * b.c == 0 {
-            return Ok(g);
+            return Ok(boxed(g));
         }
         let stats = self.ce_total(&b, dtype, 0, ignore, 0)?;
         let dl = self.contiguous(OP, dloss)?;
@@ -92,16 +96,6 @@ impl CudaBackend {
                 &args![r, c, b.logits.ptr, b.targets.ptr, ignore, eps, dl.ptr, sp, gp],
             )?
         };
-        Ok(g)
-    }
-}
-
-impl Loss for CudaBackend {
-    fn cross_entropy(&self, logits: View, targets: View, smoothing: f64, ignore_index: i64) -> Result<StorageBox> {
-        self.cross_entropy_impl(logits, targets, smoothing, ignore_index).map(boxed)
-    }
-
-    fn cross_entropy_backward(&self, logits: View, targets: View, smoothing: f64, ignore_index: i64, dloss: View) -> Result<StorageBox> {
-        self.cross_entropy_backward_impl(logits, targets, smoothing, ignore_index, dloss).map(boxed)
+        Ok(boxed(g))
     }
 }

@@ -28,29 +28,6 @@ struct Planned {
 }
 
 impl CudaBackend {
-    /// `[..., m, k] · [..., k, n]` with equal batch dims.
-    pub(crate) fn matmul_impl(&self, lhs: View, rhs: View) -> Result<CudaStorage> {
-        const OP: &str = "matmul";
-        let (m, k, n) = beit_engine::checks::matmul_shapes(OP, lhs, rhs)?;
-        float(OP, lhs.dtype())?;
-        self.buffer(OP, lhs)?;
-        self.buffer(OP, rhs)?;
-        let batch: usize = lhs.shape()[..lhs.shape().len() - 2].iter().product();
-        let dtype = lhs.dtype();
-        if batch * m * n == 0 {
-            return self.alloc(dtype, 0);
-        }
-        if k == 0 {
-            return self.full_impl(dtype, batch * m * n, 0.0);
-        }
-        let out = self.alloc(dtype, batch * m * n)?;
-        if self.gemm.has_blas() && [m, n, k, batch].iter().all(|&v| i32::try_from(v).is_ok()) {
-            self.blas_matmul(lhs, rhs, (batch, m, k, n), &out)?;
-        } else {
-            self.kernel_matmul(lhs, rhs, (batch, m, k, n), &out)?;
-        }
-        Ok(out)
-    }
 
     /// How cuBLAS reads the `[rows, cols]` matrices of `v`, gathering a copy when its strides
     /// do not allow a direct read.
@@ -111,7 +88,27 @@ impl CudaBackend {
 }
 
 impl Matmul for CudaBackend {
+    /// `[..., m, k] · [..., k, n]` with equal batch dims.
     fn matmul(&self, lhs: View, rhs: View) -> Result<StorageBox> {
-        self.matmul_impl(lhs, rhs).map(boxed)
+        const OP: &str = "matmul";
+        let (m, k, n) = beit_engine::checks::matmul_shapes(OP, lhs, rhs)?;
+        float(OP, lhs.dtype())?;
+        self.buffer(OP, lhs)?;
+        self.buffer(OP, rhs)?;
+        let batch: usize = lhs.shape()[..lhs.shape().len() - 2].iter().product();
+        let dtype = lhs.dtype();
+        if batch * m * n == 0 {
+            return self.alloc(dtype, 0).map(boxed);
+        }
+        if k == 0 {
+            return self.full_impl(dtype, batch * m * n, 0.0).map(boxed);
+        }
+        let out = self.alloc(dtype, batch * m * n)?;
+        if self.gemm.has_blas() && [m, n, k, batch].iter().all(|&v| i32::try_from(v).is_ok()) {
+            self.blas_matmul(lhs, rhs, (batch, m, k, n), &out)?;
+        } else {
+            self.kernel_matmul(lhs, rhs, (batch, m, k, n), &out)?;
+        }
+        Ok(boxed(out))
     }
 }

@@ -34,22 +34,6 @@ impl CudaBackend {
         self.copy_into(OP, src, dst, dst_layout)
     }
 
-    /// Convert a view to `dtype`.
-    pub(crate) fn cast_impl(&self, src: View, dtype: DType) -> Result<CudaStorage> {
-        const OP: &str = "cast";
-        let s = self.buffer(OP, src)?;
-        let n = src.layout.numel();
-        let out = self.alloc(dtype, n)?;
-        if n == 0 {
-            return Ok(out);
-        }
-        let (d, [os]) = walk(OP, src.shape(), [src.layout])?;
-        let name = format!("cast_{}_{}", suffix(src.dtype()), suffix(dtype));
-        let (n64, sp, op, to_bool) = (n as i64, s.at(0), out.at(0), i32::from(dtype == DType::Bool));
-        // SAFETY: the layout was checked against its buffer; `out` holds n elements of dtype.
-        unsafe { self.driver.launch("memory", &name, Grid::elements(n), &args![n64, d, os, sp, op, to_bool])? };
-        Ok(out)
-    }
 }
 
 impl Memory for CudaBackend {
@@ -77,8 +61,21 @@ impl Memory for CudaBackend {
         self.copy_strided_impl(src, dst, dst_layout)
     }
 
+    /// Convert a view to `dtype`.
     fn cast(&self, src: View, dtype: DType) -> Result<StorageBox> {
-        self.cast_impl(src, dtype).map(boxed)
+        const OP: &str = "cast";
+        let s = self.buffer(OP, src)?;
+        let n = src.layout.numel();
+        let out = self.alloc(dtype, n)?;
+        if n == 0 {
+            return Ok(boxed(out));
+        }
+        let (d, [os]) = walk(OP, src.shape(), [src.layout])?;
+        let name = format!("cast_{}_{}", suffix(src.dtype()), suffix(dtype));
+        let (n64, sp, op, to_bool) = (n as i64, s.at(0), out.at(0), i32::from(dtype == DType::Bool));
+        // SAFETY: the layout was checked against its buffer; `out` holds n elements of dtype.
+        unsafe { self.driver.launch("memory", &name, Grid::elements(n), &args![n64, d, os, sp, op, to_bool])? };
+        Ok(boxed(out))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Random buffers from the engine's counter-based generator (kernels/random.cu), the same
 //! as every backend's.
 
-use crate::alloc::{boxed, CudaStorage};
+use crate::alloc::boxed;
 use crate::driver::{args, Grid};
 use crate::gpu::{float, suffix, CudaBackend};
 use beit_engine::backend::Random;
@@ -9,8 +9,11 @@ use beit_engine::rng::mix64;
 use beit_engine::{checks, DType, Result, StorageBox};
 
 impl CudaBackend {
+}
+
+impl Random for CudaBackend {
     /// Element `i` is `1/keep` when `uniform(seed, i) < keep`, else 0.
-    pub(crate) fn bernoulli_impl(&self, dtype: DType, len: usize, keep: f64, seed: u64) -> Result<CudaStorage> {
+    fn bernoulli_scaled(&self, dtype: DType, len: usize, keep: f64, seed: u64) -> Result<StorageBox> {
         const OP: &str = "bernoulli_scaled";
         checks::keep_probability(OP, keep)?;
         float(OP, dtype)?;
@@ -27,12 +30,6 @@ impl CudaBackend {
                 }
             }
         }
-        Ok(out)
-    }
-}
-
-impl Random for CudaBackend {
-    fn bernoulli_scaled(&self, dtype: DType, len: usize, keep: f64, seed: u64) -> Result<StorageBox> {
-        self.bernoulli_impl(dtype, len, keep, seed).map(boxed)
+        Ok(boxed(out))
     }
 }

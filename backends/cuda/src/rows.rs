@@ -7,41 +7,7 @@ use beit_engine::backend::Rows;
 use beit_engine::{checks, DType, Result, StorageBox, View};
 
 impl CudaBackend {
-    /// Softmax over the last dim.
-    pub(crate) fn softmax_impl(&self, src: View) -> Result<CudaStorage> {
-        const OP: &str = "softmax_last";
-        let (rows, d) = rows_of(OP, src.shape())?;
-        float(OP, src.dtype())?;
-        let x = self.contiguous(OP, src)?;
-        let out = self.alloc(src.dtype(), rows * d)?;
-        if rows * d > 0 {
-            let (r, d64, o) = (rows as i64, d as i64, out.at(0));
-            let name = format!("softmax_{}", suffix(src.dtype()));
-            // SAFETY: x and out hold rows·d contiguous elements.
-            unsafe { self.driver.launch("rows", &name, Grid::rows(rows, row_threads(d)), &args![r, d64, x.ptr, o])? };
-        }
-        Ok(out)
-    }
 
-    /// `y ⊙ (dy − Σ dy ⊙ y)` over the last dim.
-    pub(crate) fn softmax_backward_impl(&self, y: View, dy: View) -> Result<CudaStorage> {
-        const OP: &str = "softmax_last_backward";
-        same_dtype(OP, y, dy)?;
-        same_shape(OP, y.shape(), dy.shape())?;
-        let (rows, d) = rows_of(OP, y.shape())?;
-        float(OP, y.dtype())?;
-        let (yc, gc) = (self.contiguous(OP, y)?, self.contiguous(OP, dy)?);
-        let out = self.alloc(y.dtype(), rows * d)?;
-        if rows * d > 0 {
-            let (r, d64, o) = (rows as i64, d as i64, out.at(0));
-            let name = format!("softmax_backward_{}", suffix(y.dtype()));
-            // SAFETY: every buffer holds rows·d contiguous elements.
-            unsafe {
-                self.driver.launch("rows", &name, Grid::rows(rows, row_threads(d)), &args![r, d64, yc.ptr, gc.ptr, o])?
-            };
-        }
-        Ok(out)
-    }
 
     /// A per-feature `[d]` parameter of x's dtype as a device address (0 when absent).
     fn param(&self, op: &'static str, p: Option<View>, x: View, d: usize) -> Result<Option<crate::gpu::Contig>> {
@@ -136,12 +102,40 @@ impl CudaBackend {
 }
 
 impl Rows for CudaBackend {
+    /// Softmax over the last dim.
     fn softmax_last(&self, src: View) -> Result<StorageBox> {
-        self.softmax_impl(src).map(boxed)
+        const OP: &str = "softmax_last";
+        let (rows, d) = rows_of(OP, src.shape())?;
+        float(OP, src.dtype())?;
+        let x = self.contiguous(OP, src)?;
+        let out = self.alloc(src.dtype(), rows * d)?;
+        if rows * d > 0 {
+            let (r, d64, o) = (rows as i64, d as i64, out.at(0));
+            let name = format!("softmax_{}", suffix(src.dtype()));
+            // SAFETY: x and out hold rows·d contiguous elements.
+            unsafe { self.driver.launch("rows", &name, Grid::rows(rows, row_threads(d)), &args![r, d64, x.ptr, o])? };
+        }
+        Ok(boxed(out))
     }
 
+    /// `y ⊙ (dy − Σ dy ⊙ y)` over the last dim.
     fn softmax_last_backward(&self, y: View, dy: View) -> Result<StorageBox> {
-        self.softmax_backward_impl(y, dy).map(boxed)
+        const OP: &str = "softmax_last_backward";
+        same_dtype(OP, y, dy)?;
+        same_shape(OP, y.shape(), dy.shape())?;
+        let (rows, d) = rows_of(OP, y.shape())?;
+        float(OP, y.dtype())?;
+        let (yc, gc) = (self.contiguous(OP, y)?, self.contiguous(OP, dy)?);
+        let out = self.alloc(y.dtype(), rows * d)?;
+        if rows * d > 0 {
+            let (r, d64, o) = (rows as i64, d as i64, out.at(0));
+            let name = format!("softmax_backward_{}", suffix(y.dtype()));
+            // SAFETY: every buffer holds rows·d contiguous elements.
+            unsafe {
+                self.driver.launch("rows", &name, Grid::rows(rows, row_threads(d)), &args![r, d64, yc.ptr, gc.ptr, o])?
+            };
+        }
+        Ok(boxed(out))
     }
 
     fn layer_norm(&self, x: View, weight: Option<View>, bias: Option<View>, eps: f64) -> Result<(StorageBox, StorageBox, StorageBox)> {
