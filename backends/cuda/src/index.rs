@@ -1,7 +1,7 @@
 //! Gather and scatter-add along a dim by an index vector, and top-k over the last dim
 //! (kernels/index.cu).
 
-use crate::alloc::{boxed, CudaStorage};
+use crate::alloc::boxed;
 use crate::driver::{args, row_threads, Grid};
 use crate::gpu::{bits, float, same_dtype, same_shape, suffix, Contig, CudaBackend};
 use beit_engine::backend::Index;
@@ -30,21 +30,6 @@ impl CudaBackend {
 
 
 
-    /// The `k` largest entries of each last-dim row, sorted descending, with i64 indices.
-    pub(crate) fn topk_impl(&self, src: View, k: usize) -> Result<(CudaStorage, CudaStorage)> {
-        const OP: &str = "topk_last";
-        let (rows, d) = checks::topk_rows(OP, src.shape(), k)?;
-        float(OP, src.dtype())?;
-        let x = self.contiguous(OP, src)?;
-        let (vals, idx) = (self.alloc(src.dtype(), rows * k)?, self.alloc(DType::I64, rows * k)?);
-        if rows * k > 0 {
-            let (r, d64, k64, vp, ip) = (rows as i64, d as i64, k as i64, vals.at(0), idx.at(0));
-            let name = format!("topk_{}", suffix(src.dtype()));
-            // SAFETY: x holds rows·d elements, vals and idx rows·k.
-            unsafe { self.driver.launch("index", &name, Grid::rows(rows, row_threads(d)), &args![r, d64, k64, x.ptr, vp, ip])? };
-        }
-        Ok((vals, idx))
-    }
 }
 
 impl Index for CudaBackend {
@@ -92,8 +77,19 @@ impl Index for CudaBackend {
         Ok(boxed(out))
     }
 
+    /// The `k` largest entries of each last-dim row, sorted descending, with i64 indices.
     fn topk_last(&self, src: View, k: usize) -> Result<(StorageBox, StorageBox)> {
-        let (v, i) = self.topk_impl(src, k)?;
-        Ok((boxed(v), boxed(i)))
+        const OP: &str = "topk_last";
+        let (rows, d) = checks::topk_rows(OP, src.shape(), k)?;
+        float(OP, src.dtype())?;
+        let x = self.contiguous(OP, src)?;
+        let (vals, idx) = (self.alloc(src.dtype(), rows * k)?, self.alloc(DType::I64, rows * k)?);
+        if rows * k > 0 {
+            let (r, d64, k64, vp, ip) = (rows as i64, d as i64, k as i64, vals.at(0), idx.at(0));
+            let name = format!("topk_{}", suffix(src.dtype()));
+            // SAFETY: x holds rows·d elements, vals and idx rows·k.
+            unsafe { self.driver.launch("index", &name, Grid::rows(rows, row_threads(d)), &args![r, d64, k64, x.ptr, vp, ip])? };
+        }
+        Ok((boxed(vals), boxed(idx)))
     }
 }

@@ -26,13 +26,6 @@ impl CudaBackend {
         self.fill_bits(dtype, len, value_bits(dtype, value))
     }
 
-    /// Copy `src` into `dst` at `dst_layout`.
-    pub(crate) fn copy_strided_impl(&self, src: View, dst: &mut dyn BackendStorage, dst_layout: &Layout) -> Result<()> {
-        const OP: &str = "copy_strided";
-        beit_engine::checks::copy_destination(OP, src, dst, dst_layout)?;
-        let dst = self.storage_mut(OP, dst)?;
-        self.copy_into(OP, src, dst, dst_layout)
-    }
 
 }
 
@@ -57,8 +50,12 @@ impl Memory for CudaBackend {
         self.download(src)
     }
 
+    /// Copy `src` into `dst` at `dst_layout`.
     fn copy_strided(&self, src: View, dst: &mut dyn BackendStorage, dst_layout: &Layout) -> Result<()> {
-        self.copy_strided_impl(src, dst, dst_layout)
+        const OP: &str = "copy_strided";
+        beit_engine::checks::copy_destination(OP, src, dst, dst_layout)?;
+        let dst = self.storage_mut(OP, dst)?;
+        self.copy_into(OP, src, dst, dst_layout)
     }
 
     /// Convert a view to `dtype`.

@@ -36,9 +36,9 @@ impl<T: Copy> Consts<T> {
     }
 }
 
-impl CudaBackend {
+impl Optim for CudaBackend {
     /// One AdamW step in place on `param`, `m`, `v`.
-    pub(crate) fn adamw_impl(&self, param: &mut dyn BackendStorage, grad: View, m: &mut dyn BackendStorage, v: &mut dyn BackendStorage, hp: &AdamWStep) -> Result<()> {
+    fn adamw_step(&self, param: &mut dyn BackendStorage, grad: View, m: &mut dyn BackendStorage, v: &mut dyn BackendStorage, hp: &AdamWStep) -> Result<()> {
         const OP: &str = "adamw_step";
         checks::adamw_buffers(OP, param, grad, m, v, hp)?;
         let (dtype, len) = (param.dtype(), param.len());
@@ -60,11 +60,5 @@ impl CudaBackend {
                 self.driver.launch("optim", &name, Grid::elements(len), &args![n, h, p, g.ptr, m, v])
             }
         }
-    }
-}
-
-impl Optim for CudaBackend {
-    fn adamw_step(&self, param: &mut dyn BackendStorage, grad: View, m: &mut dyn BackendStorage, v: &mut dyn BackendStorage, hp: &AdamWStep) -> Result<()> {
-        self.adamw_impl(param, grad, m, v, hp)
     }
 }
