@@ -2,9 +2,9 @@
 //! accuracy from a confusion matrix), [`finetune`] (the shared training loop with BEiT's
 //! parameter groups) and [`evaluate`] over a [`SegDataset`].
 
-use crate::data::{epoch_order, seg_batch, SegDataset};
+use crate::data::{seg_batch, SegDataset};
 use crate::model::{BeitForSemanticSegmentation, Mode};
-use crate::train::{param_groups, Evaluation, FinetuneConfig, Observer, RunControl, Runner, SegEvalMetrics, StepLoss, Summary, TrainState};
+use crate::train::{param_groups, EpochPicks, Evaluation, FinetuneConfig, Observer, RunControl, Runner, SegEvalMetrics, StepLoss, Summary, TrainState};
 use beit_engine::nn::Module;
 use beit_engine::rng::mix64;
 use beit_engine::{Device, Error, Result};
@@ -116,13 +116,9 @@ pub fn finetune(
     let groups = param_groups(model.trainable_params(), c.num_hidden_layers, cfg.layer_decay, tc.weight_decay);
     let runner = Runner::new(tc.plan("segmentation", train.len())?, &c, model.params(), groups, control)?;
     let device = model.params()[0].device();
-    let mut order: Option<(u64, Vec<usize>)> = None;
+    let mut picks = EpochPicks::new(train.len(), tc.batch_size, tc.seed);
     let step_loss = |state: &TrainState| -> Result<StepLoss> {
-        if order.as_ref().is_none_or(|(e, _)| *e != state.epoch) {
-            order = Some((state.epoch, epoch_order(train.len(), tc.seed, state.epoch)));
-        }
-        let order = &order.as_ref().expect("set above").1;
-        let picks = &order[state.batch_in_epoch as usize * tc.batch_size..][..tc.batch_size];
+        let picks = picks.of(state);
         let (pixels, labels) = seg_batch(train, picks, &device)?;
         let out = model.forward(&pixels, Mode::train(mix64(tc.seed ^ mix64(state.step.wrapping_add(0x5E6)))))?;
         Ok(StepLoss::new(model.loss(&out, &labels)?, picks.len()))

@@ -77,6 +77,16 @@ pub fn cross_entropy_shapes(op: &'static str, logits: View, targets: View, eps: 
     Ok((rows, c))
 }
 
+/// One cross-entropy target `t` of row `r` among `c` classes: `None` when it is
+/// `ignore_index`, else its class; outside `0..c` is an error.
+pub fn cross_entropy_target(op: &'static str, r: usize, t: i64, c: usize, ignore_index: i64) -> Result<Option<usize>> {
+    match t {
+        t if t == ignore_index => Ok(None),
+        t if (0..c as i64).contains(&t) => Ok(Some(t as usize)),
+        t => Err(Error::invalid(op, format!("target {t} of row {r} is outside 0..{c}"))),
+    }
+}
+
 /// The cross-entropy gradient's `dloss`: one element of the logits' dtype.
 pub fn cross_entropy_dloss(op: &'static str, logits: View, dloss: View) -> Result<()> {
     same_dtype(op, logits, dloss)?;

@@ -240,12 +240,9 @@ fn ce_rows<B: Memory + ?Sized>(be: &B, op: &'static str, targets: View, c: usize
     };
     let (mut flat, mut counts) = (Vec::with_capacity(t.len()), Vec::with_capacity(t.len()));
     for (r, &t) in t.iter().enumerate() {
-        let base = (r * c) as i64;
-        match t {
-            t if t == ignore => (flat.push(base), counts.push(0.0)),
-            t if (0..c as i64).contains(&t) => (flat.push(base + t), counts.push(1.0)),
-            t => return Err(Error::invalid(op, format!("target {t} of row {r} is outside 0..{c}"))),
-        };
+        let class = crate::checks::cross_entropy_target(op, r, t, c, ignore)?;
+        flat.push((r * c + class.unwrap_or(0)) as i64);
+        counts.push(if class.is_some() { 1.0 } else { 0.0 });
     }
     let n = counts.iter().filter(|&&w| w > 0.0).count();
     Ok((flat, counts, n))

@@ -8,7 +8,7 @@ use crate::scalar::{max_of, sum_by, Real};
 use crate::storage::{boxed, float_dispatch, Src};
 use crate::strided::{par_rows, rows_per_task};
 use beit_engine::backend::Loss;
-use beit_engine::{Error, Result, StorageBox, View};
+use beit_engine::{Result, StorageBox, View};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
@@ -28,11 +28,7 @@ impl<'a, T: Real> Batch<'a, T> {
         let targets = t
             .iter()
             .enumerate()
-            .map(|(r, &t)| match t {
-                t if t == ignore_index => Ok(None),
-                t if (0..c as i64).contains(&t) => Ok(Some(t as usize)),
-                t => Err(Error::invalid(op, format!("target {t} of row {r} is outside 0..{c}"))),
-            })
+            .map(|(r, &t)| beit_engine::checks::cross_entropy_target(op, r, t, c, ignore_index))
             .collect::<Result<_>>()?;
         Ok(Batch { logits: Src::<T>::new(op, logits)?.contiguous(), c, targets, eps })
     }

@@ -135,16 +135,41 @@ pub(crate) struct StepBatch {
     pub(crate) labels: Vec<i64>,
 }
 
+/// The samples of each step over `n` in-memory samples: batch `batch_in_epoch` of a seeded
+/// shuffle of the epoch ([`epoch_order`]), kept while the epoch lasts.
+pub(crate) struct EpochPicks {
+    n: usize,
+    batch: usize,
+    seed: u64,
+    order: Option<(u64, Vec<usize>)>,
+}
+
+impl EpochPicks {
+    pub(crate) fn new(n: usize, batch: usize, seed: u64) -> Self {
+        EpochPicks { n, batch, seed, order: None }
+    }
+
+    /// The sample indices of the step `state` stands at.
+    pub(crate) fn of(&mut self, state: &TrainState) -> &[usize] {
+        if self.order.as_ref().is_none_or(|(e, _)| *e != state.epoch) {
+            self.order = Some((state.epoch, epoch_order(self.n, self.seed, state.epoch)));
+        }
+        let order = &self.order.as_ref().expect("set above").1;
+        &order[state.batch_in_epoch as usize * self.batch..][..self.batch]
+    }
+}
+
 /// Batches by step, from memory or from a folder loader started at the resume point.
 pub(crate) enum Batches<'a> {
-    Memory { views: Vec<&'a Tensor>, labels: Option<&'a [i64]>, batch: usize, seed: u64, order: Option<(u64, Vec<usize>)> },
+    Memory { views: Vec<&'a Tensor>, labels: Option<&'a [i64]>, picks: EpochPicks },
     Folder { loader: Loader, sizes: Vec<usize>, device: Device },
 }
 
 impl<'a> Batches<'a> {
     /// Batches of `batch` in-memory samples (views share their first dimension).
     pub(crate) fn memory(views: Vec<&'a Tensor>, labels: Option<&'a [i64]>, batch: usize, seed: u64) -> Self {
-        Batches::Memory { views, labels, batch, seed, order: None }
+        let n = views[0].shape()[0];
+        Batches::Memory { views, labels, picks: EpochPicks::new(n, batch, seed) }
     }
 
     /// Batches of a folder through `transform` whose views have sides `sizes`, loaded as
@@ -156,13 +181,8 @@ impl<'a> Batches<'a> {
     /// The batch of step `state.step`.
     pub(crate) fn next(&mut self, state: &TrainState) -> Result<StepBatch> {
         match self {
-            Batches::Memory { views, labels, batch, seed, order } => {
-                let n = views[0].shape()[0];
-                if order.as_ref().is_none_or(|(e, _)| *e != state.epoch) {
-                    *order = Some((state.epoch, epoch_order(n, *seed, state.epoch)));
-                }
-                let order = &order.as_ref().expect("set above").1;
-                let pick: Vec<usize> = order[state.batch_in_epoch as usize * *batch..][..*batch].to_vec();
+            Batches::Memory { views, labels, picks } => {
+                let pick = picks.of(state);
                 let index = Tensor::from_vec(pick.iter().map(|&i| i as i64).collect(), &[pick.len()], views[0].device())?;
                 let views = views.iter().map(|v| v.index_select(0, &index)).collect::<Result<_>>()?;
                 let labels = labels.map(|l| pick.iter().map(|&i| l[i]).collect()).unwrap_or_default();

@@ -16,6 +16,7 @@ mod plot;
 mod pretrain;
 mod runner;
 
+pub(crate) use data::EpochPicks;
 pub(crate) use runner::{Plan, Runner, StepLoss};
 pub use checkpoint::{checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint, Checkpoint, TrainState};
 pub use config::{apply_overrides, load_config, FinetuneConfig, PretrainConfig, RunFiles, TrainConfig};
