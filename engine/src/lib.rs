@@ -8,7 +8,6 @@
 pub mod autograd;
 pub mod backend;
 pub mod checks;
-pub mod composed;
 pub mod device;
 pub mod dtype;
 pub mod error;

@@ -4,7 +4,8 @@
 //! [`conformance!`] macro emits one `#[test]` per backend compiled into this build
 //! ([`backends`]). Differentiable ops are described by an [`OpCase`]: random inputs (possibly
 //! non-contiguous views), the engine op, and an independent float64 reference written in
-//! plain loops ([`mod@reference`], on the [`Array`] type). [`op_cases!`] turns each into a
+//! plain loops on the [`Array`] type: each op's own in a `mod r` of its case file, beside the
+//! shared building blocks of [`mod@reference`]. [`op_cases!`] turns each into a
 //! `forward` test (the backend's f32 and f64 output against the reference) and a `gradcheck`
 //! test (analytic gradients against central finite differences, [`gradcheck`]).
 #![warn(missing_docs)]
@@ -17,7 +18,6 @@ pub mod erf;
 pub mod gradcheck;
 pub mod random;
 pub mod reference;
-pub mod reference_dense;
 
 pub use array::Array;
 pub use backends::{cpu, float_dtypes, supports_bf16, supports_f64};

@@ -8,7 +8,8 @@ use crate::rows::softmax_row;
 use crate::storage::{boxed, Src};
 use crate::{fastmath, gemm, pool, CpuBackend};
 use beit_engine::checks::attention_shapes;
-use beit_engine::{composed, DType, Result, StorageBox, View};
+use beit_engine::backend::rows as composed;
+use beit_engine::{DType, Result, StorageBox, View};
 use rayon::prelude::*;
 use std::cell::RefCell;
 

@@ -9,7 +9,8 @@ use crate::matmul::{for_blocks, OutPtr};
 use crate::storage::{boxed, Src};
 use crate::{gemm, pool, CpuBackend};
 use beit_engine::checks::{conv2d_shapes, conv2d_weight_grad_shapes};
-use beit_engine::{composed, ConvGeom, DType, Result, StorageBox, View};
+use beit_engine::backend::conv as composed;
+use beit_engine::{ConvGeom, DType, Result, StorageBox, View};
 
 /// Whether `g` runs on our GEMM (an f32 `x`, an f32 or bf16 weight, AVX-512 or AVX2,
 /// offsets within i32).

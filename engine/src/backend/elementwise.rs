@@ -1,7 +1,7 @@
 //! Elementwise kernels over views of one shape (broadcast by strides).
 
-use super::{Memory, StorageBox, View};
-use crate::Result;
+use super::{on, Memory, StorageBox, View};
+use crate::{Layout, Result};
 
 /// Elementwise unary ops (float dtypes).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -86,8 +86,26 @@ pub trait Elementwise: Memory {
     /// `cond ? on_true : on_false`, all three of one shape; `cond` is u8/bool.
     fn where_cond(&self, cond: View, on_true: View, on_false: View) -> Result<StorageBox>;
     /// Gradient of GELU (erf form) at `x`, times `dy`. The default composes
-    /// [`Elementwise::unary`] and [`Elementwise::binary`] ([`crate::composed::gelu_backward`]).
+    /// [`Elementwise::unary`] and [`Elementwise::binary`] ([`gelu_backward`]).
     fn gelu_backward(&self, x: View, dy: View) -> Result<StorageBox> {
-        crate::composed::gelu_backward(self, x, dy)
+        gelu_backward(self, x, dy)
     }
+}
+
+/// The gradient of GELU (erf form) times `dy`: `(Φ(x) + x·φ(x))·dy`, with
+/// `Φ(x) = ½(1 + erf(x/√2))` and `φ(x) = e^(−x²/2)/√(2π)`.
+pub fn gelu_backward<B: Elementwise + ?Sized>(be: &B, x: View, dy: View) -> Result<StorageBox> {
+    const OP: &str = "gelu_backward";
+    crate::checks::same_dtype(OP, x, dy)?;
+    crate::checks::same_shape(OP, x.shape(), dy.shape())?;
+    let full = Layout::contiguous(x.shape());
+    let affine = |v: View, mul: f64, add: f64| be.unary(UnaryOp::Affine { mul, add }, v);
+    let erf = be.unary(UnaryOp::Erf, on(&affine(x, std::f64::consts::FRAC_1_SQRT_2, 0.0)?, &full))?;
+    let cdf = affine(on(&erf, &full), 0.5, 0.5)?;
+    let sq = be.unary(UnaryOp::Sqr, x)?;
+    let gauss = be.unary(UnaryOp::Exp, on(&affine(on(&sq, &full), -0.5, 0.0)?, &full))?;
+    let pdf = affine(on(&gauss, &full), 1.0 / (2.0 * std::f64::consts::PI).sqrt(), 0.0)?;
+    let xpdf = be.binary(BinaryOp::Mul, x, on(&pdf, &full))?;
+    let slope = be.binary(BinaryOp::Add, on(&cdf, &full), on(&xpdf, &full))?;
+    be.binary(BinaryOp::Mul, on(&slope, &full), dy)
 }

@@ -1,7 +1,8 @@
 //! Matrix products: batched matmul, and Linear layers with fused epilogues.
 
-use super::{BackendStorage, Elementwise, Memory, StorageBox, View};
-use crate::Result;
+use super::{on, BackendStorage, BinaryOp, Elementwise, Memory, StorageBox, UnaryOp, View};
+use crate::checks::linear_shapes;
+use crate::{Layout, Result};
 
 /// What a fused [`Matmul::linear`] applies to `y = x·wᵀ`, in this order: `y + bias`,
 /// GELU, `residual + scale ⊙ y` (a Linear layer and what follows it in a transformer block).
@@ -25,9 +26,9 @@ pub trait Matmul: Memory + Elementwise {
 
     /// `epilogue(x·wᵀ)` for `x [m, k]` and a weight `w [n, k]` (any strides): an inference
     /// Linear layer in one pass. The default composes [`Matmul::matmul`],
-    /// [`Elementwise::binary`] and [`Elementwise::unary`] ([`crate::composed::linear`]).
+    /// [`Elementwise::binary`] and [`Elementwise::unary`] ([`linear`]).
     fn linear(&self, x: View, w: View, epilogue: &Epilogue) -> Result<StorageBox> {
-        crate::composed::linear(self, x, w, epilogue)
+        linear(self, x, w, epilogue)
     }
 
     /// The Linear weight `w [n, k]` (an exclusively owned contiguous buffer) in a form this
@@ -41,4 +42,33 @@ pub trait Matmul: Memory + Elementwise {
         let _ = (w, n, k);
         Ok(None)
     }
+}
+
+/// `epilogue(x·wᵀ)` by matmul, then one elementwise kernel per epilogue term; a bf16
+/// weight is first cast to x's dtype.
+pub fn linear<B: Matmul + ?Sized>(be: &B, x: View, w: View, epi: &Epilogue) -> Result<StorageBox> {
+    let (m, _, n) = linear_shapes("linear", x, w, epi)?;
+    if w.dtype() != x.dtype() {
+        let cast = be.cast(w, x.dtype())?;
+        let layout = Layout::contiguous(w.shape());
+        return linear(be, x, on(&cast, &layout), epi);
+    }
+    let wt = w.layout.permute(&[1, 0])?;
+    let out = Layout::contiguous(&[m, n]);
+    let mut y = be.matmul(x, View { storage: w.storage, layout: &wt })?;
+    if let Some(bias) = epi.bias {
+        let rows = bias.layout.broadcast_to(&[m, n])?;
+        y = be.binary(BinaryOp::Add, on(&y, &out), View { storage: bias.storage, layout: &rows })?;
+    }
+    if epi.gelu {
+        y = be.unary(UnaryOp::Gelu, on(&y, &out))?;
+    }
+    if let Some(residual) = epi.residual {
+        if let Some(scale) = epi.scale {
+            let rows = scale.layout.broadcast_to(&[m, n])?;
+            y = be.binary(BinaryOp::Mul, on(&y, &out), View { storage: scale.storage, layout: &rows })?;
+        }
+        y = be.binary(BinaryOp::Add, residual, on(&y, &out))?;
+    }
+    Ok(y)
 }

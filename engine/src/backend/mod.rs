@@ -8,20 +8,22 @@
 //! buffers. Every method returns [`crate::Result`] so that device errors (out of memory, bad
 //! index) surface instead of panicking. Fused kernels ([`Matmul::linear`],
 //! [`Rows::attention`], [`Conv::conv2d`], [`Conv::conv2d_weight_grad`]) default to
-//! compositions of the others ([`crate::composed`]). On a `dyn Backend` (what a
+//! compositions of the others, each written beside its trait method in the family's file
+//! (e.g. [`rows::attention`]), public so that a backend fusing only some dtypes can fall
+//! back to it. On a `dyn Backend` (what a
 //! [`crate::Device`] holds) every family's methods can be called as they are; on a concrete
 //! backend type, bring them into scope with `use beit_engine::backend::prelude::*`.
 
-mod conv;
-mod elementwise;
-mod index;
-mod loss;
-mod matmul;
-mod memory;
-mod optim;
-mod random;
-mod reduce;
-mod rows;
+pub mod conv;
+pub mod elementwise;
+pub mod index;
+pub mod loss;
+pub mod matmul;
+pub mod memory;
+pub mod optim;
+pub mod random;
+pub mod reduce;
+pub mod rows;
 
 pub use conv::{Conv, ConvGeom};
 pub use elementwise::{BinaryOp, CmpOp, Elementwise, UnaryOp};
@@ -96,3 +98,16 @@ impl View<'_> {
     }
 }
 
+// Helpers of the composed defaults in the family files.
+
+/// A row-major copy of `v`'s elements.
+pub(crate) fn contiguous<B: Memory + ?Sized>(be: &B, v: View) -> crate::Result<StorageBox> {
+    let mut out = be.full(v.dtype(), v.layout.numel(), 0.0)?;
+    be.copy_strided(v, &mut *out, &Layout::contiguous(v.shape()))?;
+    Ok(out)
+}
+
+/// A fresh buffer seen through `layout`.
+pub(crate) fn on<'a>(s: &'a StorageBox, layout: &'a Layout) -> View<'a> {
+    View { storage: &**s, layout }
+}

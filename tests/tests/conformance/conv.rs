@@ -2,7 +2,6 @@
 //! padding (and the 1x1 fast path), im2col, 2x2 max pooling, against direct loops.
 
 use beit_conformance::gradcheck::analytic_grads;
-use beit_conformance::reference::{self as r, Conv};
 use beit_conformance::{assert_close, conformance, cpu, op_cases, Array, DType, Device, Gen, Input, OpCase, Result, Tensor};
 
 /// `conv2d(x, w, b)` for `x [2, c, h, w]`, `w [o, c, kh, kw]` and a bias `[o]`.
@@ -53,7 +52,7 @@ op_cases! {
     /// im2col with a `3x2` kernel, stride (2, 1), padding (1, 0).
     unfold2d => {
         let x = Input::new(Gen::new(7).normal(&[2, 2, 5, 6], 1.0)).padded();
-        let geom = Conv { kernel: (3, 2), stride: (2, 1), padding: (1, 0) };
+        let geom = r::Conv { kernel: (3, 2), stride: (2, 1), padding: (1, 0) };
         OpCase::new(
             vec![x],
             move |x| x[0].unfold2d(geom.kernel, geom.stride, geom.padding),
@@ -139,5 +138,117 @@ conformance! {
             assert_close(&format!("{name}: input gradient"), &dx(&wb)?, &dx(&wb.to_dtype(DType::F32)?)?, 1e-6);
         }
         Ok(())
+    }
+}
+
+/// Float64 references of this file's ops, in plain loops (no code shared with the engine).
+mod r {
+    use beit_conformance::Array;
+
+    /// Geometry of a reference convolution: kernel, stride, padding as (height, width).
+    #[derive(Clone, Copy, Debug)]
+    pub struct Conv {
+        /// Kernel size.
+        pub kernel: (usize, usize),
+        /// Stride.
+        pub stride: (usize, usize),
+        /// Zero padding on both sides.
+        pub padding: (usize, usize),
+    }
+
+    impl Conv {
+        fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+            (
+                (h + 2 * self.padding.0 - self.kernel.0) / self.stride.0 + 1,
+                (w + 2 * self.padding.1 - self.kernel.1) / self.stride.1 + 1,
+            )
+        }
+
+        /// The input value under kernel tap `(i, j)` of output pixel `(oy, ox)`, 0 in the padding.
+        fn tap(&self, x: &Array, (b, c): (usize, usize), (oy, ox): (usize, usize), (i, j): (usize, usize)) -> f64 {
+            let y = (oy * self.stride.0 + i) as isize - self.padding.0 as isize;
+            let z = (ox * self.stride.1 + j) as isize - self.padding.1 as isize;
+            let (h, w) = (x.shape[2] as isize, x.shape[3] as isize);
+            if y < 0 || z < 0 || y >= h || z >= w {
+                0.0
+            } else {
+                x.at(&[b, c, y as usize, z as usize])
+            }
+        }
+    }
+
+    /// Direct 2-D convolution: NCHW `x`, OIHW `weight`, optional bias `[O]` → `[B, O, oh, ow]`.
+    pub fn conv2d(x: &Array, weight: &Array, bias: Option<&Array>, stride: (usize, usize), padding: (usize, usize)) -> Array {
+        let [b, c, h, w] = x.shape[..] else { panic!("reference conv2d: x {:?}", x.shape) };
+        let [o, _, kh, kw] = weight.shape[..] else { panic!("reference conv2d: weight {:?}", weight.shape) };
+        let conv = Conv { kernel: (kh, kw), stride, padding };
+        let (oh, ow) = conv.out_size(h, w);
+        let mut out = Vec::with_capacity(b * o * oh * ow);
+        for n in 0..b {
+            for f in 0..o {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = bias.map_or(0.0, |bias| bias.data[f]);
+                        for ch in 0..c {
+                            for i in 0..kh {
+                                for j in 0..kw {
+                                    acc += weight.at(&[f, ch, i, j]) * conv.tap(x, (n, ch), (oy, ox), (i, j));
+                                }
+                            }
+                        }
+                        out.push(acc);
+                    }
+                }
+            }
+        }
+        Array::new(&[b, o, oh, ow], out)
+    }
+
+    /// im2col: `[B, oh·ow, C·kh·kw]`, each row one output pixel's receptive field in
+    /// (channel, kernel row, kernel column) order.
+    pub fn unfold2d(x: &Array, conv: Conv) -> Array {
+        let [b, c, h, w] = x.shape[..] else { panic!("reference unfold2d: x {:?}", x.shape) };
+        let (oh, ow) = conv.out_size(h, w);
+        let (kh, kw) = conv.kernel;
+        let mut out = Vec::with_capacity(b * oh * ow * c * kh * kw);
+        for n in 0..b {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for ch in 0..c {
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                out.push(conv.tap(x, (n, ch), (oy, ox), (i, j)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Array::new(&[b, oh * ow, c * kh * kw], out)
+    }
+
+    /// Patch embedding: the stride-`patch` convolution as `[B, (H/p)·(W/p), O]` tokens.
+    pub fn patchify(x: &Array, weight: &Array, bias: Option<&Array>, patch: usize) -> Array {
+        let y = conv2d(x, weight, bias, (patch, patch), (0, 0));
+        let [b, o, gh, gw] = y.shape[..] else { unreachable!("conv2d output is 4-D") };
+        y.reshape(&[b, o, gh * gw]).transpose(1, 2)
+    }
+
+    /// 2x2 max pooling, stride 2, floor mode.
+    pub fn max_pool2x2(x: &Array) -> Array {
+        let [b, c, h, w] = x.shape[..] else { panic!("reference max_pool2x2: x {:?}", x.shape) };
+        let (oh, ow) = (h / 2, w / 2);
+        let mut out = Vec::with_capacity(b * c * oh * ow);
+        for n in 0..b {
+            for ch in 0..c {
+                for y in 0..oh {
+                    for z in 0..ow {
+                        let taps = [(0, 0), (0, 1), (1, 0), (1, 1)].map(|(i, j)| x.at(&[n, ch, 2 * y + i, 2 * z + j]));
+                        out.push(taps.into_iter().fold(f64::NEG_INFINITY, f64::max));
+                    }
+                }
+            }
+        }
+        Array::new(&[b, c, oh, ow], out)
     }
 }

@@ -3,7 +3,7 @@
 //! gives the same mask, and the backward is the same mask times the incoming gradient.
 
 use beit_conformance::gradcheck::{analytic_grads, output_weights};
-use beit_conformance::{assert_close, conformance, cpu, float_dtypes, op_cases, reference as r, Array, Gen, Input, OpCase};
+use beit_conformance::{assert_close, conformance, cpu, float_dtypes, op_cases, Array, Gen, Input, OpCase};
 use beit_engine::{DType, Device, Result, Tensor};
 
 /// The seed of every mask here.
@@ -130,5 +130,17 @@ conformance! {
             assert_close(&format!("{kind:?} with p = 0"), &Array::from_tensor(&y)?, &x.rounded(DType::F32), 0.0);
         }
         Ok(())
+    }
+}
+
+/// Float64 references of this file's ops, in plain loops (no code shared with the engine).
+mod r {
+    use beit_conformance::Array;
+
+    /// The dropout keep-mask of the backend contract: element `i` is `1/keep` when
+    /// `rng::uniform(seed, i) < keep`, else 0.
+    pub fn keep_mask(shape: &[usize], keep: f64, seed: u64) -> Array {
+        let n = shape.iter().product::<usize>() as u64;
+        Array::new(shape, (0..n).map(|i| if beit_engine::rng::uniform(seed, i) < keep { 1.0 / keep } else { 0.0 }).collect())
     }
 }

@@ -1,7 +1,7 @@
 //! Fused row kernels: softmax and log-softmax over the last dim, LayerNorm (with and
 //! without affine parameters), and cross-entropy with label smoothing over selected rows.
 
-use beit_conformance::{assert_close, conformance, op_cases, reference as r, Array, Gen, Input, OpCase};
+use beit_conformance::{assert_close, conformance, op_cases, Array, Gen, Input, OpCase};
 use beit_engine::{Device, HostData, Result, Tensor, IGNORE_INDEX};
 
 /// Targets of the `[7, 5]` cross-entropy cases: two rows ignored.
@@ -120,5 +120,57 @@ conformance! {
             assert_close("loss", &Array::from_tensor(&loss)?, &Array::scalar(f64::NAN), 0.0);
         }
         Ok(())
+    }
+}
+
+/// Float64 references of this file's ops, in plain loops (no code shared with the engine),
+/// and the shared building blocks of [`beit_conformance::reference`].
+mod r {
+    pub use beit_conformance::reference::*;
+    use beit_conformance::Array;
+    use beit_engine::IGNORE_INDEX;
+
+    /// Log-softmax over the last dim.
+    pub fn log_softmax_last(x: &Array) -> Array {
+        x.map_rows(|row| {
+            let lse = log_sum_exp(row);
+            row.iter().map(|&v| v - lse).collect()
+        })
+    }
+
+    /// LayerNorm over the last dim (biased variance), then `· weight + bias` where given.
+    pub fn layer_norm(x: &Array, weight: Option<&Array>, bias: Option<&Array>, eps: f64) -> Array {
+        x.map_rows(|row| {
+            let d = row.len() as f64;
+            let mu = row.iter().sum::<f64>() / d;
+            let var = row.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / d;
+            let rstd = 1.0 / (var + eps).sqrt();
+            row.iter()
+                .enumerate()
+                .map(|(j, &v)| {
+                    let w = weight.map_or(1.0, |w| w.data[j]);
+                    let b = bias.map_or(0.0, |b| b.data[j]);
+                    (v - mu) * rstd * w + b
+                })
+                .collect()
+        })
+    }
+
+    /// Mean over the rows whose target is not [`IGNORE_INDEX`] of the label-smoothed
+    /// cross-entropy `(1 − s)·(−log p[target]) + s·mean_c(−log p[c])`; NaN when no row counts.
+    pub fn cross_entropy(logits: &Array, targets: &[i64], smoothing: f64) -> Array {
+        let mut total = 0.0;
+        let mut count = 0;
+        for (row, &t) in logits.rows().zip(targets) {
+            if t == IGNORE_INDEX {
+                continue;
+            }
+            let lse = log_sum_exp(row);
+            let nll = lse - row[t as usize];
+            let smooth = lse - row.iter().sum::<f64>() / row.len() as f64;
+            total += (1.0 - smoothing) * nll + smoothing * smooth;
+            count += 1;
+        }
+        Array::scalar(if count == 0 { f64::NAN } else { total / count as f64 })
     }
 }

@@ -1,7 +1,7 @@
 //! Gather and scatter-add along one dim, with repeated indices (whose gradients accumulate),
 //! i64 and u32 indices, and strided inputs.
 
-use beit_conformance::{op_cases, reference as r, Gen, Input, OpCase};
+use beit_conformance::{op_cases, Gen, Input, OpCase};
 use beit_engine::{Device, Result, Tensor};
 
 /// Indices with repeats, into a dim of size 5.
@@ -52,4 +52,26 @@ op_cases! {
         let src = Input::new(g.normal(&[2, 3, 6], 1.0)).permuted(&[1, 0, 2]);
         add(g.normal(&[2, 3, 5], 1.0).into(), src, 2)
     };
+}
+
+/// Float64 references of this file's ops, in plain loops (no code shared with the engine),
+/// and the shared building blocks of [`beit_conformance::reference`].
+mod r {
+    pub use beit_conformance::reference::*;
+    use beit_conformance::Array;
+
+    /// `x` with `src` added at `indices` along `dim` (repeats accumulate).
+    pub fn index_add(x: &Array, dim: usize, indices: &[i64], src: &Array) -> Array {
+        let (_, outer, inner) = split_at(x, dim, indices.len());
+        let d = x.shape[dim];
+        let mut out = x.clone();
+        for o in 0..outer {
+            for (p, &i) in indices.iter().enumerate() {
+                for e in 0..inner {
+                    out.data[(o * d + i as usize) * inner + e] += src.data[(o * indices.len() + p) * inner + e];
+                }
+            }
+        }
+        out
+    }
 }

@@ -3,7 +3,7 @@
 //! `forward` cases run the fused kernel (inputs that track no gradient); the `gradcheck`
 //! cases the tracked composition that training uses.
 
-use beit_conformance::{assert_close, conformance, op_cases, reference as r, Array, Gen, Input, OpCase, Tol};
+use beit_conformance::{assert_close, conformance, op_cases, Array, Gen, Input, OpCase, Tol};
 use beit_engine::{no_grad, LinearPost, Result, Tensor};
 
 /// Tolerances for the long dot products of these kernels.
@@ -183,5 +183,42 @@ conformance! {
         let want = r::attention(&heads(&qkv[0]), &heads(&qkv[1]), &heads(&qkv[2]), Some(&bias), 0.125);
         assert_close(&format!("attention 2x3x197x64 on {dev}"), &got, &want, 1e-5);
         Ok(())
+    }
+}
+
+/// Float64 references of this file's ops, in plain loops (no code shared with the engine),
+/// and the shared building blocks of [`beit_conformance::reference`].
+mod r {
+    pub use beit_conformance::reference::*;
+    use beit_conformance::Array;
+
+    /// A Linear layer and its epilogue: `y = x·wᵀ + bias`, then GELU, then `residual + scale ⊙ y`
+    /// (`x [..., k]`, `w [n, k]`).
+    pub fn linear(x: &Array, w: &Array, bias: Option<&Array>, gelu_after: bool, residual: Option<&Array>, scale: Option<&Array>) -> Array {
+        let mut y = matmul(x, &w.transpose(0, 1));
+        if let Some(b) = bias {
+            y = y.zip(&b.broadcast_to(&y.shape), |v, b| v + b);
+        }
+        if gelu_after {
+            y = y.map(gelu);
+        }
+        if let Some(r) = residual {
+            if let Some(s) = scale {
+                y = y.zip(&s.broadcast_to(&y.shape), |v, s| v * s);
+            }
+            y = r.zip(&y, |r, v| r + v);
+        }
+        y
+    }
+
+    /// Multi-head attention: `softmax(scale·q·kᵀ + bias)·v` for `[B, H, L, D]` operands and a
+    /// bias broadcast to `[B, H, L, L]`; the heads merged, `[B, L, H·D]`.
+    pub fn attention(q: &Array, k: &Array, v: &Array, bias: Option<&Array>, scale: f64) -> Array {
+        let &[b, h, l, d] = q.shape.as_slice() else { panic!("reference attention: q must be [B, H, L, D]") };
+        let mut s = matmul(q, &k.transpose(2, 3)).map(|x| x * scale);
+        if let Some(bias) = bias {
+            s = s.zip(&bias.broadcast_to(&s.shape), |x, b| x + b);
+        }
+        matmul(&softmax_last(&s), v).permute(&[0, 2, 1, 3]).reshape(&[b, l, h * d])
     }
 }

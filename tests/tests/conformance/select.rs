@@ -1,7 +1,7 @@
 //! Selection: `where_cond` and the mask blend (float and bool masks, differentiable), and
 //! the ops without gradients, forward only: comparisons, argmax, top-k.
 
-use beit_conformance::{assert_close, conformance, float_dtypes, op_cases, reference as r, Array, Gen, Input, OpCase};
+use beit_conformance::{assert_close, conformance, float_dtypes, op_cases, Array, Gen, Input, OpCase};
 use beit_engine::{CmpOp, DType, Device, HostData, Result, Tensor};
 
 /// A 0/1 condition of `shape` drawn from `seed`, as an [`Array`].
@@ -115,5 +115,35 @@ conformance! {
             assert_eq!(got.to_vec::<i64>()?, r::topk_last(&x.rounded(dtype), 1).1, "argmax in {dtype}");
         }
         Ok(())
+    }
+}
+
+/// Float64 references of this file's ops, in plain loops (no code shared with the engine).
+mod r {
+    use beit_conformance::Array;
+    use beit_conformance::array::broadcast_shape;
+
+    /// `cond != 0 ? on_true : on_false`, all three broadcast.
+    pub fn where_cond(cond: &Array, on_true: &Array, on_false: &Array) -> Array {
+        let shape = broadcast_shape(&cond.shape, &broadcast_shape(&on_true.shape, &on_false.shape));
+        let (c, t, f) = (cond.broadcast_to(&shape), on_true.broadcast_to(&shape), on_false.broadcast_to(&shape));
+        let data = (0..c.numel()).map(|i| if c.data[i] != 0.0 { t.data[i] } else { f.data[i] }).collect();
+        Array::new(&shape, data)
+    }
+
+    /// The `k` largest entries of each last-dim row, descending, with their indices.
+    pub fn topk_last(x: &Array, k: usize) -> (Array, Vec<i64>) {
+        let mut shape = x.shape.clone();
+        *shape.last_mut().expect("topk of a 0-dim array") = k;
+        let (mut values, mut indices) = (Vec::new(), Vec::new());
+        for row in x.rows() {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            for &i in &order[..k] {
+                values.push(row[i]);
+                indices.push(i as i64);
+            }
+        }
+        (Array::new(&shape, values), indices)
     }
 }

@@ -3,7 +3,7 @@
 //! GELU also runs on a row of 197 and on a 0-dim input.
 
 use beit_conformance::erf::erf;
-use beit_conformance::{op_cases, reference as r, Array, Gen, Input, OpCase};
+use beit_conformance::{op_cases, Array, Gen, Input, OpCase};
 use beit_engine::{Result, Tensor};
 
 /// `op(x)` against `f` elementwise, on `x` of shape `[13, 7]` stored transposed and padded.
@@ -48,4 +48,15 @@ op_cases! {
     };
     /// A 0-dim input and output.
     tanh_0dim => OpCase::new(vec![Array::scalar(0.3).into()], |x| x[0].tanh(), |x| x[0].map(f64::tanh));
+}
+
+/// Float64 references of this file's ops, in plain loops (no code shared with the engine),
+/// and the shared building blocks of [`beit_conformance::reference`].
+mod r {
+    pub use beit_conformance::reference::*;
+
+    /// Logistic sigmoid.
+    pub fn sigmoid(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
 }

@@ -1,7 +1,7 @@
 //! Views and copies: cat, narrow, reshape (view and copy paths), permute, transpose,
 //! broadcast_as, contiguous.
 
-use beit_conformance::{op_cases, reference as r, Gen, Input, OpCase};
+use beit_conformance::{op_cases, Gen, Input, OpCase};
 
 op_cases! {
     /// Three pieces along dim 1, one a narrowed view and one a transposed view.
@@ -85,4 +85,17 @@ op_cases! {
             |x| x[0].clone(),
         )
     };
+}
+
+/// Float64 references of this file's ops, in plain loops (no code shared with the engine),
+/// and the shared building blocks of [`beit_conformance::reference`].
+mod r {
+    pub use beit_conformance::reference::*;
+    use beit_conformance::Array;
+
+    /// Entries `start..start + len` of dim `dim`.
+    pub fn narrow(x: &Array, dim: usize, start: usize, len: usize) -> Array {
+        let indices: Vec<i64> = (start as i64..(start + len) as i64).collect();
+        index_select(x, dim, &indices)
+    }
 }
