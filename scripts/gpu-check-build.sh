@@ -4,6 +4,7 @@
 # stripped):
 #   conformance    the conformance suite (cuda variant of every case)
 #   cross_device   CPU vs CUDA on the same inputs, and a small BEiT trained on both
+#   nccl           the NCCL group (backends/cuda/tests/nccl.rs), one member on cuda:0
 #   device_bench   BEiT-Base MIM train/forward images/s and sgemm TFLOP/s (--device)
 #   beit           the CLI, built with --features cuda
 # Then, on the GPU machine: python3 scripts/gpu-check-run.py target/gpu-check
@@ -18,12 +19,13 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 # Test binaries: cargo prints their paths as JSON "executable" fields.
 tests_json="$(cargo test --release --features cuda -p beit-conformance --test conformance --test cross_device \
     --no-run --message-format=json)"
+tests_json+=$'\n'"$(cargo test --release --features cuda -p beit-backend-cuda --test nccl --no-run --message-format=json)"
 cargo build --release -p beit-cli --features cuda
 cargo build --release -p beit-benches --features cuda --bin device_bench
 
 rm -rf "$out"
 mkdir -p "$out"
-for t in conformance cross_device; do
+for t in conformance cross_device nccl; do
     exe="$(printf '%s\n' "$tests_json" | grep -o "\"executable\":\"[^\"]*/deps/${t}-[0-9a-f]*\"" | tail -n 1 | cut -d'"' -f4)"
     [ -n "$exe" ] || { echo "gpu-check-build: no test binary for $t" >&2; exit 1; }
     cp "$exe" "$out/$t"

@@ -10,7 +10,10 @@ prints one short table.
 2. the matmul cases again on the built-in GEMM kernel (BEIT_CUDA_NO_CUBLAS=1);
 3. cross-device: CPU vs CUDA on the same random inputs within 1e-4 relative (TF32 off), and
    a small BEiT MIM model trained 3 steps on both (losses and weights equal within 1e-4);
-4. the benchmark: BEiT-Base MIM training step and forward at batch 64, images/s, and sgemm
+4. NCCL: a one-member group on cuda:0 (sums, broadcasts, errors, and gradients through
+   GradBuckets equal to a plain backward pass), with BEIT_NCCL set to the libnccl.so.2 found
+   in python's site-packages (PyTorch's nvidia-nccl wheel) unless it is already set;
+5. the benchmark: BEiT-Base MIM training step and forward at batch 64, images/s, and sgemm
    TFLOP/s, ours (device_bench) next to PyTorch eager (benches/pytorch/device_bench.py) on
    the same GPU in this run, fp32 and TF32.
 Each step has a time limit; the whole check fits in about 6 minutes. --quick: fewer bench
@@ -46,6 +49,16 @@ def cublas_dirs():
             if d not in found:
                 found.append(d)
     return found
+
+
+def find_nccl():
+    """libnccl.so.2 for the NCCL check: pip's nvidia packages (PyTorch's nvidia-nccl-cu12/cu13
+    put it in site-packages/nvidia/nccl/lib), then CUDA toolkits and the system folders."""
+    roots = list(site.getsitepackages()) + [site.getusersitepackages()]
+    pats = [f"{r}/nvidia/**/libnccl.so.2" for r in roots] + [f"{r}/torch/lib/libnccl.so.2" for r in roots]
+    pats += ["/usr/local/cuda*/lib64/libnccl.so.2", "/usr/lib/x86_64-linux-gnu/libnccl.so.2", "/usr/lib64/libnccl.so.2"]
+    found = [f for p in pats for f in sorted(glob.glob(p, recursive=True))]
+    return found[0] if found else None
 
 
 def run(cmd, env, timeout):
@@ -113,6 +126,10 @@ def main():
     env = dict(os.environ)
     dirs = cublas_dirs()
     env["LD_LIBRARY_PATH"] = ":".join(dirs + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
+    if not env.get("BEIT_NCCL"):
+        nccl = find_nccl()
+        if nccl:
+            env["BEIT_NCCL"] = nccl
     env.pop("BEIT_CUDA_TF32", None)
     env.pop("BEIT_CUDA_NO_CUBLAS", None)
     try:
@@ -123,6 +140,7 @@ def main():
         gpu = f"nvidia-smi: {e}"
     print(f"GPU: {gpu}; commit {(folder / 'COMMIT').read_text().strip()[:12] if (folder / 'COMMIT').exists() else '?'}")
     print(f"cuBLAS folders: {dirs or 'none found (the built-in GEMM kernel runs)'}")
+    print(f"NCCL: BEIT_NCCL={env.get('BEIT_NCCL') or 'unset, none found (the NCCL check tries libnccl.so.2 on the library path)'}")
     sys.stdout.flush()
 
     checks, logs, failures = [], [], []
@@ -140,6 +158,7 @@ def main():
     check("matmul on the built-in GEMM", [str(folder / "conformance"), "matmul::", "--test-threads=8", "--nocapture"], 60,
           {"BEIT_CUDA_NO_CUBLAS": "1"})
     check("cross-device (ops + BEiT train)", [str(folder / "cross_device"), "--test-threads=1", "--nocapture"], 120)
+    check("NCCL, one member on cuda:0", [str(folder / "nccl"), "--test-threads=1", "--nocapture"], 90)
 
     iters = ["--iters", "3", "--warmup", "1"] if quick else ["--iters", "8", "--warmup", "2"]
     bench = {}

@@ -2,48 +2,13 @@
 //! layer-wise decay, evaluation metrics, configs and checkpoints.
 
 use beit::engine::nn::Module;
-use beit::engine::rng::Rng;
-use beit::engine::{DType, Device, Result, Tensor};
-use beit::tokenizer::Tokenizer;
+use beit::engine::{Device, Tensor};
 use beit::train::*;
-use beit::{Beit, BeitConfig, BeitForMaskedImageModeling};
+use common::{digits_data, tiny_config, weights, PatchTokenizer};
+
+mod common;
+use beit::{Beit, BeitForMaskedImageModeling};
 use std::cell::RefCell;
-
-/// Tokens from a fixed random patch projection: kernel = stride = 4 px.
-struct PatchTokenizer {
-    weight: Tensor,
-}
-
-impl PatchTokenizer {
-    fn new(vocab: usize, device: &Device) -> Self {
-        PatchTokenizer { weight: Tensor::randn(&[vocab, 3, 4, 4], 1.0, DType::F32, &mut Rng::new(5), device).unwrap() }
-    }
-}
-
-impl Tokenizer for PatchTokenizer {
-    fn vocab_size(&self) -> usize {
-        self.weight.shape()[0]
-    }
-    fn input_size(&self) -> usize {
-        8
-    }
-    fn logits(&self, pixels: &Tensor) -> Result<Tensor> {
-        pixels.conv2d(&self.weight, None, (4, 4), (0, 0))
-    }
-}
-
-fn tiny_config() -> BeitConfig {
-    BeitConfig {
-        hidden_size: 16,
-        num_hidden_layers: 2,
-        num_attention_heads: 2,
-        intermediate_size: 32,
-        image_size: 8,
-        patch_size: 4,
-        vocab_size: 8,
-        ..BeitConfig::default()
-    }
-}
 
 fn pretrain_config(dir: &std::path::Path) -> PretrainConfig {
     let mut cfg = PretrainConfig { mask_ratio: 0.5, mask_min_patches: 1, ..PretrainConfig::default() };
@@ -62,15 +27,6 @@ fn pretrain_config(dir: &std::path::Path) -> PretrainConfig {
 fn mim_model(cfg: &PretrainConfig, device: &Device) -> BeitForMaskedImageModeling {
     let Beit::MaskedImageModeling(m) = Beit::new(&pretrain_model_config(&tiny_config(), cfg), device, 3).unwrap() else { panic!() };
     m
-}
-
-fn digits_data(n: usize, device: &Device) -> PretrainData {
-    let d = beit::data::Digits::load().unwrap();
-    PretrainData::digits(&d, &(0..n).collect::<Vec<_>>(), 8, 8, device).unwrap()
-}
-
-fn weights(m: &impl Module) -> Vec<(String, Vec<f32>)> {
-    m.params().iter().map(|p| (p.name().to_string(), p.tensor().to_vec::<f32>().unwrap())).collect()
 }
 
 fn losses(path: &std::path::Path) -> Vec<(u64, u64, u64)> {

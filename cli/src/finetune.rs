@@ -2,7 +2,7 @@
 //! pretraining checkpoint, on a labelled image folder or the built-in digits.
 
 use crate::segmentation::{self, SegDataArgs};
-use crate::train_args::TrainArgs;
+use crate::train_args::{is_main_process, TrainArgs};
 use beit::data::{Digits, ImageFolder};
 use beit::engine::{Error, Result};
 use beit::train::{classifier_from_pretrained, evaluate, finetune, load_checkpoint, ClassifyData, FinetuneConfig};
@@ -97,9 +97,12 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
             _ => return Err(Error::invalid("--resume", "the checkpoint is not a classification model")),
         },
     };
-    let control = args.train.run.control(resume);
+    let control = args.train.run.control(resume)?;
     let mut progress = args.train.run.progress();
     let summary = finetune(&model, &train, eval.as_ref(), &cfg, &control, &mut progress)?;
+    if !is_main_process() {
+        return Ok(());
+    }
     println!("stopped at step {}{}", summary.steps, if summary.interrupted { " (interrupted)" } else { "" });
     if let Some(path) = &summary.checkpoint {
         println!("checkpoint {}", path.display());

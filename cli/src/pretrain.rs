@@ -1,7 +1,7 @@
 //! `beit pretrain`: masked image modeling on an image folder or the built-in digits, with
 //! a DALL-E-style tokenizer folder for the targets.
 
-use crate::train_args::TrainArgs;
+use crate::train_args::{is_main_process, TrainArgs};
 use beit::data::transforms::TwoViewTransform;
 use beit::data::{Digits, ImageFolder};
 use beit::engine::{Error, Result};
@@ -95,9 +95,12 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
             PretrainData::digits(&d, &(0..d.len()).collect::<Vec<_>>(), config.image_size, tok_size, &device)?
         }
     };
-    let control = args.train.run.control(resume);
+    let control = args.train.run.control(resume)?;
     let mut progress = args.train.run.progress();
     let summary = pretrain(&model, &tokenizer, &data, &cfg, &control, &mut progress)?;
+    if !is_main_process() {
+        return Ok(());
+    }
     let loss = summary.final_loss.map_or("n/a".into(), |l| format!("{l:.4}"));
     let state = if summary.interrupted { "interrupted at" } else { "stopped at" };
     println!("{state} step {}; last loss {loss}; {} skipped steps", summary.steps, summary.skipped);

@@ -2,7 +2,7 @@
 //! with a UperNet (or SETR-PUP) head fine-tuned on an ADE20K-layout folder or the generated
 //! shapes, with mIoU and pixel accuracy on the validation images.
 
-use crate::train_args::RunArgs;
+use crate::train_args::{is_main_process, RunArgs};
 use beit::data::{SegDataset, SegFolder, Shapes, Split};
 use beit::engine::{Device, Error, Result};
 use beit::segmentation::{evaluate, SegMetrics};
@@ -120,7 +120,10 @@ pub fn finetune(model_dir: Option<&Path>, data: Option<&Path>, args: &SegDataArg
     }
     println!("segmentation fine-tuning: {} training / {} validation images at {} px, {} classes", train.len(), val.len(), c.image_size, classes.len());
     let start = Instant::now();
-    let summary = beit::segmentation::finetune(&model, train.as_ref(), Some(val.as_ref()), cfg, &run.control(resume), &mut run.progress())?;
+    let summary = beit::segmentation::finetune(&model, train.as_ref(), Some(val.as_ref()), cfg, &run.control(resume)?, &mut run.progress())?;
+    if !is_main_process() {
+        return Ok(());
+    }
     println!("stopped at step {}{} after {:.0} s", summary.steps, if summary.interrupted { " (interrupted)" } else { "" }, start.elapsed().as_secs_f64());
     if let Some(path) = &summary.checkpoint {
         println!("checkpoint {}", path.display());

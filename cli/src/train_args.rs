@@ -1,9 +1,10 @@
 //! Options of the training commands: [`RunArgs`] (checkpoints, metrics, resume,
-//! interruption, progress, device) for every trainer, and [`TrainArgs`] (the recipe: a
+//! interruption, progress, device, the `mpirun` group) for every trainer, and [`TrainArgs`] (the recipe: a
 //! config file, then named flags and `--set key=value` on top) for `beit pretrain` and
 //! `beit finetune`.
 
 use crate::progress::Progress;
+use beit::engine::collective::Collective;
 use beit::engine::{Device, Result};
 use beit::train::{apply_overrides, load_checkpoint, load_config, Checkpoint, RunControl, RunFiles};
 use serde::de::DeserializeOwned;
@@ -119,18 +120,34 @@ impl RunArgs {
         self.resume.as_ref().map(|p| load_checkpoint(p, device)).transpose()
     }
 
-    /// Run control with a Ctrl-C handler that asks the run to checkpoint and stop.
-    pub fn control(&self, resume: Option<Checkpoint>) -> RunControl {
+    /// Run control with a Ctrl-C handler that asks the run to checkpoint and stop, in the
+    /// data-parallel group of the processes `mpirun` started ([`launched_group`]).
+    pub fn control(&self, resume: Option<Checkpoint>) -> Result<RunControl> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
             eprintln!("warning: cannot catch Ctrl-C ({e}); an interrupted run will not checkpoint");
         }
-        RunControl { resume, stop: Some(stop), stop_at_step: self.stop_at_step }
+        Ok(RunControl { resume, stop: Some(stop), stop_at_step: self.stop_at_step, group: launched_group()? })
     }
 
-    /// The progress display.
+    /// The progress display: none on the group's other members than 0.
     pub fn progress(&self) -> Progress {
-        Progress::new(self.quiet)
+        Progress::new(self.quiet || !is_main_process())
     }
+}
+
+/// The group of every process of this MPI run (`mpirun -np N beit ...`), none when the
+/// process was started alone (or as the only one). A build without the `mpi` feature
+/// started by `mpirun` fails here, saying how to rebuild.
+pub fn launched_group() -> Result<Option<Arc<dyn Collective>>> {
+    match beit_mpi::launcher()? {
+        Some(launch) if launch.size > 1 => Ok(Some(Arc::new(beit_mpi::Mpi::init()?))),
+        _ => Ok(None),
+    }
+}
+
+/// Whether this process prints and writes results: alone, or rank 0 of an MPI run.
+pub fn is_main_process() -> bool {
+    beit_mpi::launcher().ok().flatten().is_none_or(|l| l.rank == 0)
 }

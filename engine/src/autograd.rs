@@ -110,6 +110,14 @@ impl Tensor {
     /// Back-propagate from this scalar; returns the gradients of every requires-grad leaf
     /// it depends on. The graph is consumed: a second call is an error.
     pub fn backward(&self) -> Result<Gradients> {
+        self.backward_with(|_, _| Ok(()))
+    }
+
+    /// [`Tensor::backward`], calling `ready(id, grad)` for each requires-grad leaf as soon
+    /// as its gradient is complete (no op left to process reads the leaf), in the order
+    /// the walk completes them: the same on every run of the same graph. Data-parallel
+    /// training starts summing those gradients over the group while the walk goes on.
+    pub fn backward_with(&self, mut ready: impl FnMut(TensorId, &Tensor) -> Result<()>) -> Result<Gradients> {
         if self.numel() != 1 {
             return Err(Error::Autograd(format!("backward needs a scalar, got shape {:?}", self.shape())));
         }
@@ -122,8 +130,24 @@ impl Tensor {
         let Some(root) = self.node() else {
             return Ok(Gradients(grads));
         };
-        for (out_id, node) in topo_order(self.id(), root).into_iter().rev() {
-            let Some(grad) = grads.remove(&out_id) else { continue };
+        let order: Vec<_> = topo_order(self.id(), root).into_iter().rev().collect();
+        // For each leaf, the position of the last node (in walk order) that reads it.
+        let mut last_reader = HashMap::new();
+        for (k, (_, node)) in order.iter().enumerate() {
+            for p in node.parents.iter().filter(|p| p.tracks && p.node.is_none()) {
+                last_reader.insert(p.id, k);
+            }
+        }
+        let mut completes: Vec<Vec<TensorId>> = vec![Vec::new(); order.len()];
+        for (id, k) in last_reader {
+            completes[k].push(id);
+        }
+        for (k, (out_id, node)) in order.into_iter().enumerate() {
+            let done = std::mem::take(&mut completes[k]);
+            let Some(grad) = grads.remove(&out_id) else {
+                report_ready(&node, &done, &grads, &mut ready)?;
+                continue;
+            };
             let backward = node
                 .backward
                 .lock()
@@ -148,10 +172,23 @@ impl Tensor {
                 };
                 grads.insert(parent.id, acc);
             }
+            report_ready(&node, &done, &grads, &mut ready)?;
         }
         grads.remove(&self.id());
         Ok(Gradients(grads))
     }
+}
+
+/// Call `ready` for the leaves in `done` (in `node`'s parent order, the same on every run)
+/// that got a gradient.
+fn report_ready(node: &Node, done: &[TensorId], grads: &HashMap<TensorId, Tensor>, ready: &mut impl FnMut(TensorId, &Tensor) -> Result<()>) -> Result<()> {
+    let mut seen = HashSet::new();
+    for p in node.parents.iter().filter(|p| done.contains(&p.id) && seen.insert(p.id)) {
+        if let Some(g) = grads.get(&p.id) {
+            ready(p.id, g)?;
+        }
+    }
+    Ok(())
 }
 
 /// Nodes reachable from `root`, parents before children.

@@ -8,6 +8,7 @@
 pub mod autograd;
 pub mod backend;
 pub mod checks;
+pub mod collective;
 pub mod device;
 pub mod dtype;
 pub mod error;

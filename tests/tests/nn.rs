@@ -245,11 +245,14 @@ fn dropout_and_drop_path() -> Result<()> {
     assert_eq!(y, d.forward(&x, true, 1)?.to_vec_f64()?, "same seed, same mask");
 
     let dp = DropPath::new(0.5)?;
-    let y = dp.forward(&x, true, 3)?.to_vec_f64()?;
+    let y = dp.forward(&x, true, 3, 0)?.to_vec_f64()?;
     for row in y.chunks(64) {
         assert!(row.iter().all(|&v| v == row[0]) && (row[0] == 0.0 || row[0] == 2.0), "whole samples dropped");
     }
-    assert_eq!(dp.forward(&x, false, 3)?.to_vec_f64()?, vec![1.0; 512]);
+    assert_eq!(dp.forward(&x, false, 3, 0)?.to_vec_f64()?, vec![1.0; 512]);
+    // A shard (samples 5..8 of the batch) drops what the whole batch drops there.
+    let shard = dp.forward(&x.narrow(0, 5, 3)?, true, 3, 5)?.to_vec_f64()?;
+    assert_eq!(shard, y[5 * 64..].to_vec(), "a shard's draws are the batch's");
     assert!(Dropout::new(1.0).is_err() && DropPath::new(-0.1).is_err() && Dropout::new(f64::NAN).is_err());
     Ok(())
 }

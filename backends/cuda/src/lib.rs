@@ -13,6 +13,9 @@
 //! (`sim.rs`): device `cuda-sim:N`, no GPU, nvcc or libcuda needed. Without `cuda`, [`open`]
 //! opens the simulated device; [`open_sim`] always does.
 //!
+//! With `cuda`, `Nccl` sums gradients over GPUs for data-parallel training, through NCCL
+//! loaded at run time (`nccl.rs`, `nccl_lib.rs`).
+//!
 //! Without either feature the crate builds without CUDA and [`open`] reports that it is not
 //! compiled in.
 #![warn(missing_docs)]
@@ -24,11 +27,17 @@ macro_rules! device_modules {
 device_modules!(alloc, blas, conv, driver, elementwise, geometry, gpu, index, loss, matmul, memory, optim, random, reduce, rows);
 #[cfg(feature = "cuda")]
 mod cust_driver;
+#[cfg(feature = "cuda")]
+mod nccl;
+#[cfg(feature = "cuda")]
+mod nccl_lib;
 #[cfg(feature = "cuda-sim")]
 mod sim;
 
 #[cfg(any(feature = "cuda", feature = "cuda-sim"))]
 pub use {alloc::CudaStorage, gpu::CudaBackend};
+#[cfg(feature = "cuda")]
+pub use nccl::Nccl;
 
 use beit_engine::{Device, Result};
 #[cfg(not(any(feature = "cuda", feature = "cuda-sim")))]

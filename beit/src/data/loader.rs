@@ -44,6 +44,25 @@ pub struct Batch {
     pub epoch: u64,
 }
 
+/// Which part of every global batch a member of a data-parallel group trains on: the `rank`-th of
+/// `world` equal slices, in the batch's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// The member.
+    pub rank: usize,
+    /// Members in the group.
+    pub world: usize,
+}
+
+impl Shard {
+    /// The positions of this member's samples in a global batch of `batch` (a multiple of
+    /// `world`, which the runner checks).
+    pub fn range(&self, batch: usize) -> std::ops::Range<usize> {
+        let local = batch / self.world;
+        self.rank * local..(self.rank + 1) * local
+    }
+}
+
 /// How a [`Loader`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoaderConfig {
@@ -59,12 +78,15 @@ pub struct LoaderConfig {
     pub max_pixels: u64,
     /// Batches to pass over, undecoded, at the start (resuming a run mid-way).
     pub skip: u64,
+    /// Load only this member's slice of every batch (data-parallel training); `batch`
+    /// stays the whole batch, which orders and seeds the samples.
+    pub shard: Shard,
 }
 
 impl LoaderConfig {
     /// `batch` samples a batch, one epoch, seed 0, 2 batches ahead, the default pixel limit.
     pub fn new(batch: usize) -> Self {
-        LoaderConfig { batch, epochs: 1, seed: 0, prefetch: 2, max_pixels: crate::preprocess::MAX_PIXELS, skip: 0 }
+        LoaderConfig { batch, epochs: 1, seed: 0, prefetch: 2, max_pixels: crate::preprocess::MAX_PIXELS, skip: 0, shard: Shard { rank: 0, world: 1 } }
     }
 }
 
@@ -87,7 +109,7 @@ pub struct Loader {
 impl Loader {
     /// Start loading `folder` on a background thread.
     pub fn new<T: SampleTransform>(folder: ImageFolder, transform: T, config: LoaderConfig) -> Self {
-        let LoaderConfig { batch, epochs, seed, prefetch, max_pixels, skip } = config;
+        let LoaderConfig { batch, epochs, seed, prefetch, max_pixels, skip, shard } = config;
         let (tx, rx) = sync_channel(prefetch.max(1));
         let skipped = Arc::new(AtomicUsize::new(0));
         let counter = skipped.clone();
@@ -100,7 +122,7 @@ impl Loader {
                     if position <= skip {
                         continue;
                     }
-                    let samples: Vec<_> = chunk
+                    let samples: Vec<_> = chunk[shard.range(chunk.len())]
                         .par_iter()
                         .filter_map(|&i| {
                             let (path, label) = &folder.items[i];
@@ -187,6 +209,26 @@ mod tests {
         // A pixel limit below the images' size skips them all, with a count.
         let mut l = Loader::new(folder.clone(), t, LoaderConfig { max_pixels: 100, ..LoaderConfig::new(4) });
         assert_eq!((l.by_ref().map(|b| b.len).sum::<usize>(), l.skipped()), (0, 8));
+    }
+
+    #[test]
+    fn shards_split_every_batch_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        write_images(dir.path(), 8);
+        let folder = ImageFolder::flat(dir.path()).unwrap();
+        let t = TwoViewTransform::beit(16);
+        let load = |shard| Loader::new(folder.clone(), t.clone(), LoaderConfig { epochs: 2, seed: 3, shard, ..LoaderConfig::new(4) }).collect::<Vec<_>>();
+        let whole = load(Shard { rank: 0, world: 1 });
+        let halves = [load(Shard { rank: 0, world: 2 }), load(Shard { rank: 1, world: 2 })];
+        assert_eq!((whole.len(), halves[0].len()), (4, 4), "a shard sees every step");
+        for (k, w) in whole.iter().enumerate() {
+            let (a, b) = (&halves[0][k], &halves[1][k]);
+            assert_eq!((a.len, b.len), (2, 2));
+            for v in 0..2 {
+                // The same samples with the same augmentations as the whole batch's.
+                assert_eq!([&a.views[v][..], &b.views[v][..]].concat(), w.views[v], "batch {k} view {v}");
+            }
+        }
     }
 
     #[test]

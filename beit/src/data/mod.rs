@@ -9,6 +9,6 @@ pub mod transforms;
 
 pub use digits::Digits;
 pub use folder::ImageFolder;
-pub use loader::{Batch, Loader, LoaderConfig, SampleTransform};
+pub use loader::{Batch, Loader, LoaderConfig, SampleTransform, Shard};
 pub(crate) use loader::epoch_order;
 pub use seg::{seg_batch, SegDataset, SegFolder, SegSample, Shapes, Split, IGNORE_LABEL};

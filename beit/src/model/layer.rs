@@ -119,7 +119,7 @@ impl Layer {
                     Some(l) => h.mul(l)?,
                     None => h,
                 };
-                return x.add(&self.drop_path.forward(&h, true, mode.seed ^ salt)?);
+                return x.add(&self.drop_path.forward(&h, true, mode.seed ^ salt, mode.first_sample)?);
             }
             dense.forward_with(h, LinearPost { residual: Some(x), scale: scale.as_ref(), ..LinearPost::default() })
         };

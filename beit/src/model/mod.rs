@@ -38,6 +38,10 @@ pub struct Mode {
     /// Return the embeddings and every block's output in [`BeitOutput::hidden_states`]
     /// (Hugging Face's `output_hidden_states=True`; costs memory).
     pub hidden_states: bool,
+    /// The position of the input's first sample in the step's whole batch (a
+    /// data-parallel member's shard starts past 0): per-sample draws are those of the
+    /// whole batch.
+    pub first_sample: usize,
 }
 
 impl Mode {
@@ -48,7 +52,12 @@ impl Mode {
 
     /// Training with the step's `seed`.
     pub fn train(seed: u64) -> Self {
-        Mode { train: true, seed, hidden_states: false }
+        Mode { train: true, seed, ..Mode::default() }
+    }
+
+    /// The same mode for samples `first..` of the step's whole batch.
+    pub fn from_sample(self, first: usize) -> Self {
+        Mode { first_sample: first, ..self }
     }
 
     /// The same mode, also returning the encoder's hidden states.

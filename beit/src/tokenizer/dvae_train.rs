@@ -114,6 +114,7 @@ pub fn train_dvae(
     let plan = Plan {
         kind: "dvae",
         seed: cfg.seed,
+        batch: cfg.batch,
         steps_per_epoch: (samples / cfg.batch).max(1) as u64,
         total_steps: cfg.steps,
         schedule: cfg.schedule(),
@@ -129,7 +130,7 @@ pub fn train_dvae(
         let temperature = cfg.temperature(state.step);
         let loss = model.loss(&pixels, temperature, weights, mix64(cfg.seed ^ mix64(state.step)))?;
         let parts = vec![("recon", loss.recon), ("kl", loss.kl), ("usage", loss.usage), ("temperature", temperature)];
-        Ok(StepLoss { loss: loss.total, samples: pixels.shape()[0], parts })
+        Ok(StepLoss { loss: loss.total, samples: pixels.shape()[0], terms: pixels.shape()[0], parts })
     };
     runner.run(obs, step_loss, |_| Ok(None))
 }

@@ -145,6 +145,7 @@ impl TrainConfig {
         Ok(Plan {
             kind,
             seed: self.seed,
+            batch: self.batch_size,
             steps_per_epoch,
             total_steps,
             schedule,

@@ -5,7 +5,7 @@
 use super::checkpoint::TrainState;
 use crate::data::transforms::{crop_resize, random_crop_box, resize_center_crop, to_chw, TwoViewTransform};
 use crate::data::epoch_order;
-use crate::data::{Digits, ImageFolder, Loader, LoaderConfig, SampleTransform};
+use crate::data::{Digits, ImageFolder, Loader, LoaderConfig, SampleTransform, Shard};
 use beit_engine::rng::Rng;
 use beit_engine::{Device, Error, Result, Tensor};
 use image::imageops::{self, FilterType};
@@ -159,17 +159,18 @@ impl EpochPicks {
     }
 }
 
-/// Batches by step, from memory or from a folder loader started at the resume point.
+/// Batches by step (this member's shard of each), from memory or from a folder loader
+/// started at the resume point.
 pub(crate) enum Batches<'a> {
-    Memory { views: Vec<&'a Tensor>, labels: Option<&'a [i64]>, picks: EpochPicks },
+    Memory { views: Vec<&'a Tensor>, labels: Option<&'a [i64]>, picks: EpochPicks, shard: Shard },
     Folder { loader: Loader, sizes: Vec<usize>, device: Device },
 }
 
 impl<'a> Batches<'a> {
-    /// Batches of `batch` in-memory samples (views share their first dimension).
-    pub(crate) fn memory(views: Vec<&'a Tensor>, labels: Option<&'a [i64]>, batch: usize, seed: u64) -> Self {
+    /// `shard` of batches of `batch` in-memory samples (views share their first dimension).
+    pub(crate) fn memory(views: Vec<&'a Tensor>, labels: Option<&'a [i64]>, batch: usize, seed: u64, shard: Shard) -> Self {
         let n = views[0].shape()[0];
-        Batches::Memory { views, labels, picks: EpochPicks::new(n, batch, seed) }
+        Batches::Memory { views, labels, picks: EpochPicks::new(n, batch, seed), shard }
     }
 
     /// Batches of a folder through `transform` whose views have sides `sizes`, loaded as
@@ -181,8 +182,9 @@ impl<'a> Batches<'a> {
     /// The batch of step `state.step`.
     pub(crate) fn next(&mut self, state: &TrainState) -> Result<StepBatch> {
         match self {
-            Batches::Memory { views, labels, picks } => {
+            Batches::Memory { views, labels, picks, shard } => {
                 let pick = picks.of(state);
+                let pick = &pick[shard.range(pick.len())];
                 let index = Tensor::from_vec(pick.iter().map(|&i| i as i64).collect(), &[pick.len()], views[0].device())?;
                 let views = views.iter().map(|v| v.index_select(0, &index)).collect::<Result<_>>()?;
                 let labels = labels.map(|l| pick.iter().map(|&i| l[i]).collect()).unwrap_or_default();

@@ -89,11 +89,12 @@ pub fn finetune(
     let groups = param_groups(model.trainable_params(), c.num_hidden_layers, cfg.layer_decay, tc.weight_decay);
     let runner = Runner::new(tc.plan("finetune", train.len())?, &c, model.params(), groups, control)?;
     let device = model.params()[0].device();
+    let shard = control.shard();
     let mut batches = match train {
-        ClassifyData::Memory { images, labels, .. } => Batches::memory(vec![images], Some(labels), tc.batch_size, tc.seed),
+        ClassifyData::Memory { images, labels, .. } => Batches::memory(vec![images], Some(labels), tc.batch_size, tc.seed, shard),
         ClassifyData::Folder { folder, size } => {
             let t = ClassifyTransform { size: *size, train: true };
-            let config = LoaderConfig { epochs: tc.epochs, seed: tc.seed, skip: runner.start_step(), ..LoaderConfig::new(tc.batch_size) };
+            let config = LoaderConfig { epochs: tc.epochs, seed: tc.seed, skip: runner.start_step(), shard, ..LoaderConfig::new(tc.batch_size) };
             Batches::folder(folder, t, vec![*size as usize], config, &device)
         }
     };
@@ -101,7 +102,7 @@ pub fn finetune(
         let b = batches.next(state)?;
         let labels = Tensor::from_vec(b.labels.clone(), &[b.labels.len()], &device)?;
         let seed = mix64(tc.seed ^ mix64(state.step.wrapping_add(0xF17E)));
-        let (logits, _) = model.forward(&b.views[0], None, Mode::train(seed))?;
+        let (logits, _) = model.forward(&b.views[0], None, Mode::train(seed).from_sample(shard.range(tc.batch_size).start))?;
         Ok(StepLoss::new(logits.cross_entropy(&labels, cfg.label_smoothing)?, b.labels.len()))
     };
     let after_epoch = |epoch: u64| -> Result<Option<Evaluation>> {

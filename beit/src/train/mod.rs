@@ -19,6 +19,7 @@ mod runner;
 pub(crate) use data::EpochPicks;
 pub(crate) use runner::{Plan, Runner, StepLoss};
 pub use checkpoint::{checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint, Checkpoint, TrainState};
+pub use crate::data::Shard;
 pub use config::{apply_overrides, load_config, FinetuneConfig, PretrainConfig, RunFiles, TrainConfig};
 pub use data::{ClassifyData, ClassifyTransform, PretrainData};
 pub use finetune::{classifier_from_pretrained, evaluate, finetune};
@@ -26,6 +27,7 @@ pub use groups::{layer_id, no_weight_decay, param_groups};
 pub use plot::plot_curves;
 pub use pretrain::{pretrain, pretrain_model_config};
 
+use beit_engine::collective::Collective;
 use beit_engine::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -141,15 +143,28 @@ pub struct Quiet;
 
 impl Observer for Quiet {}
 
-/// How a run is driven from outside: resume, interruption, a partial run.
+/// How a run is driven from outside: resume, interruption, a partial run, data parallelism.
 #[derive(Default)]
 pub struct RunControl {
-    /// Continue from this checkpoint (same config and seed).
+    /// Continue from this checkpoint (same config and seed; any group size that divides
+    /// the batch). Every member of a group loads it.
     pub resume: Option<Checkpoint>,
-    /// Raised (e.g. by Ctrl-C): save a checkpoint and return before the next step.
+    /// Raised (e.g. by Ctrl-C): save a checkpoint and return before the next step. In a
+    /// group, a raise on any member stops every member at the same step.
     pub stop: Option<Arc<AtomicBool>>,
     /// Stop (with a checkpoint) when this step is reached.
     pub stop_at_step: Option<u64>,
+    /// Train data-parallel in this group: each member computes its shard of every batch
+    /// (the config's `batch_size` is the global batch) and the gradients are summed over
+    /// the group; member 0 writes the checkpoints, metrics and plot. None: this process alone.
+    pub group: Option<Arc<dyn Collective>>,
+}
+
+impl RunControl {
+    /// This member's shard of every batch.
+    pub(crate) fn shard(&self) -> Shard {
+        self.group.as_ref().map_or(Shard { rank: 0, world: 1 }, |g| Shard { rank: g.rank(), world: g.world_size() })
+    }
 }
 
 /// The outcome of a run.

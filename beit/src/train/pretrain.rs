@@ -73,6 +73,7 @@ pub fn pretrain(
     let groups = param_groups(model.trainable_params(), c.num_hidden_layers, 1.0, tc.weight_decay);
     let runner = Runner::new(tc.plan("pretrain", data.len())?, &c, model.params(), groups, control)?;
     let device = model.params()[0].device();
+    let shard = control.shard();
     // In memory, the targets do not change between epochs: tokenize once (i64 ids, batched
     // beside the images).
     let memory_tokens = match data {
@@ -90,10 +91,10 @@ pub fn pretrain(
         }
     };
     let mut batches = match (data, &memory_tokens) {
-        (PretrainData::Memory { images, .. }, Some(t)) => Batches::memory(vec![images, t], None, tc.batch_size, tc.seed),
+        (PretrainData::Memory { images, .. }, Some(t)) => Batches::memory(vec![images, t], None, tc.batch_size, tc.seed, shard),
         (PretrainData::Folder { folder, transform }, _) => {
             let sizes = vec![transform.size as usize, transform.tokenizer_size as usize];
-            let config = LoaderConfig { epochs: tc.epochs, seed: tc.seed, skip: runner.start_step(), ..LoaderConfig::new(tc.batch_size) };
+            let config = LoaderConfig { epochs: tc.epochs, seed: tc.seed, skip: runner.start_step(), shard, ..LoaderConfig::new(tc.batch_size) };
             Batches::folder(folder, transform.clone(), sizes, config, &device)
         }
         (PretrainData::Memory { .. }, None) => unreachable!("memory data always has tokens"),
@@ -102,12 +103,14 @@ pub fn pretrain(
         let batch = batches.next(state)?;
         let b = batch.views[0].shape()[0];
         let ids = if memory_tokens.is_some() { batch.views[1].clone() } else { tokens(tokenizer, &batch.views[1], patches)? };
-        let masks: Vec<Mask> = (0..b).map(|i| masker.sample(&mut Rng::new(sample_seed(tc.seed, state.step, i)))).collect();
+        // Masks and drop path of the whole batch's samples `first..first + b`.
+        let first = shard.range(tc.batch_size).start;
+        let masks: Vec<Mask> = (0..b).map(|i| masker.sample(&mut Rng::new(sample_seed(tc.seed, state.step, first + i)))).collect();
         let masked = MaskedPatches::from_masks(&masks, &device)?;
         // The targets: the ids of the masked patches, picked on the device.
         let labels = ids.reshape(&[b * patches])?.index_select(0, &masked.rows)?;
-        let loss = model.loss(&batch.views[0], &masked, &labels, Mode::train(step_seed(tc.seed, state.step)))?;
-        Ok(StepLoss::new(loss, b))
+        let loss = model.loss(&batch.views[0], &masked, &labels, Mode::train(step_seed(tc.seed, state.step)).from_sample(first))?;
+        Ok(StepLoss { terms: labels.numel(), ..StepLoss::new(loss, b) })
     };
     runner.run(obs, step_loss, |_| Ok(None))
 }

@@ -54,10 +54,11 @@ impl DropPath {
         self.p
     }
 
-    /// Drop samples of `x` when `train` (the mask is a function of `seed`); identity otherwise.
-    pub fn forward(&self, x: &Tensor, train: bool, seed: u64) -> Result<Tensor> {
+    /// Drop samples of `x` when `train` (the mask is a function of `seed`, `x`'s samples
+    /// those from `first` of a larger batch: [`Tensor::drop_path_at`]); identity otherwise.
+    pub fn forward(&self, x: &Tensor, train: bool, seed: u64, first: usize) -> Result<Tensor> {
         if train && self.p > 0.0 {
-            x.drop_path(self.p, seed)
+            x.drop_path_at(self.p, seed, first)
         } else {
             Ok(x.clone())
         }

@@ -1,0 +1,246 @@
+//! Data-parallel training: members of a group, each on its shard of every batch, give the
+//! losses and weights of one process on the whole batch. The group is threads of this
+//! process ([`LocalGroup`]), or two processes under `mpirun` in
+//! `two_mpi_ranks_match_one_process` (`cargo test -p beit --test distributed --features
+//! beit-mpi/mpi`; skipped with a message without the feature or without `mpirun`).
+
+use beit::engine::collective::{Collective, LocalGroup};
+use beit::engine::Device;
+use beit::train::*;
+use beit::{Beit, BeitForMaskedImageModeling};
+use common::{digits_data, tiny_config, weights, PatchTokenizer};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+mod common;
+
+/// Tolerance of the group against one process: the same sums, added in another order.
+const TOL: f64 = 1e-5;
+
+/// 2 epochs of 3 steps of 4 images, with drop path (per-sample draws) and checkpoints.
+fn config(dir: &Path, batch: usize) -> PretrainConfig {
+    let mut cfg = PretrainConfig { mask_ratio: 0.5, mask_min_patches: 1, ..PretrainConfig::default() };
+    cfg.train = TrainConfig {
+        epochs: 2,
+        batch_size: batch,
+        base_lr: 0.05,
+        warmup_epochs: 1.0,
+        drop_path: 0.2,
+        files: RunFiles { checkpoint_dir: Some(dir.join("ckpt")), metrics: Some(dir.join("metrics.jsonl")), keep_last: 10, ..RunFiles::default() },
+        seed: 7,
+        ..cfg.train
+    };
+    cfg
+}
+
+/// A fresh model whose initial weights come from `init_seed`.
+fn model(cfg: &PretrainConfig, device: &Device, init_seed: u64) -> BeitForMaskedImageModeling {
+    let Beit::MaskedImageModeling(m) = Beit::new(&pretrain_model_config(&tiny_config(), cfg), device, init_seed).unwrap() else { panic!("a MIM model") };
+    m
+}
+
+/// Train `model` on 12 digits with `control`.
+fn run(model: &BeitForMaskedImageModeling, cfg: &PretrainConfig, control: &RunControl) -> beit::engine::Result<Summary> {
+    let device = beit_backend_cpu::cpu();
+    pretrain(model, &PatchTokenizer::new(8, &device), &digits_data(12, &device), cfg, control, &mut Quiet)
+}
+
+/// Each member of a group of `n` threads runs `member(rank, group)`; their results by rank.
+fn in_group<T: Send>(n: usize, member: impl Fn(usize, Arc<dyn Collective>) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = LocalGroup::new(n).into_iter().enumerate().map(|(rank, g)| {
+            let member = &member;
+            s.spawn(move || member(rank, Arc::new(g)))
+        }).collect();
+        handles.into_iter().map(|h| h.join().expect("member thread")).collect()
+    })
+}
+
+/// Steps, losses and gradient norms agree within [`TOL`] (relative).
+fn assert_same_history(got: &Summary, want: &Summary, what: &str) {
+    assert_eq!(got.history.len(), want.history.len(), "{what}: steps");
+    for (g, w) in got.history.iter().zip(&want.history) {
+        assert_eq!((g.step, g.skipped), (w.step, w.skipped), "{what}");
+        assert!((g.loss - w.loss).abs() <= TOL * w.loss.abs(), "{what}: step {} loss {} vs {}", g.step, g.loss, w.loss);
+        let (gn, wn) = (g.grad_norm.unwrap(), w.grad_norm.unwrap());
+        assert!((gn - wn).abs() <= TOL * wn, "{what}: step {} grad norm {gn} vs {wn}", g.step);
+    }
+}
+
+/// Every weight agrees within [`TOL`] (absolute).
+fn assert_same_weights(got: &[(String, Vec<f32>)], want: &[(String, Vec<f32>)], what: &str) {
+    assert_eq!(got.len(), want.len());
+    for ((name, g), (_, w)) in got.iter().zip(want) {
+        let worst = g.iter().zip(w).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max);
+        assert!(worst <= TOL, "{what}: `{name}` differs by {worst}");
+    }
+}
+
+#[test]
+fn two_members_on_half_batches_match_one_process_on_the_whole() {
+    let device = beit_backend_cpu::cpu();
+    let alone_dir = tempfile::tempdir().unwrap();
+    let cfg = config(alone_dir.path(), 4);
+    let alone = model(&cfg, &device, 3);
+    let want = run(&alone, &cfg, &RunControl::default()).unwrap();
+    assert_eq!(want.steps, 6);
+
+    let group_dir = tempfile::tempdir().unwrap();
+    let cfg = config(group_dir.path(), 4);
+    let members = in_group(2, |rank, group| {
+        // Different initial weights: member 0's are broadcast.
+        let m = model(&cfg, &beit_backend_cpu::cpu(), if rank == 0 { 3 } else { 99 });
+        let s = run(&m, &cfg, &RunControl { group: Some(group), ..RunControl::default() }).unwrap();
+        (s, weights(&m))
+    });
+    for (rank, (s, w)) in members.iter().enumerate() {
+        assert_same_history(s, &want, &format!("member {rank}"));
+        assert_same_weights(w, &weights(&alone), &format!("member {rank}"));
+    }
+    assert_eq!(members[0].1, members[1].1, "the members' weights are identical");
+    // Member 0 alone wrote: the same checkpoints as the lone run, one metrics line a step.
+    assert_eq!(list_checkpoints(&group_dir.path().join("ckpt")).unwrap().len(), list_checkpoints(&alone_dir.path().join("ckpt")).unwrap().len());
+    assert!(members[0].0.checkpoint.is_some() && members[1].0.checkpoint.is_none());
+    assert_eq!(read_metrics(&group_dir.path().join("metrics.jsonl")).unwrap().0.len(), 6);
+}
+
+#[test]
+fn a_group_of_one_goes_through_the_collectives_and_matches_a_process_alone() {
+    let device = beit_backend_cpu::cpu();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 4);
+    let alone = model(&cfg, &device, 3);
+    let want = run(&alone, &cfg, &RunControl::default()).unwrap();
+    let one = in_group(1, |_, group| {
+        let m = model(&cfg, &beit_backend_cpu::cpu(), 3);
+        (run(&m, &cfg, &RunControl { group: Some(group), ..RunControl::default() }).unwrap(), weights(&m))
+    });
+    assert_same_history(&one[0].0, &want, "a group of one");
+    assert!(one[0].0.history.iter().all(|m| m.parts.contains_key("all_reduce_s")), "the buckets were reduced");
+    assert_same_weights(&one[0].1, &weights(&alone), "a group of one");
+}
+
+#[test]
+fn a_group_checkpoint_resumes_alone_and_a_lone_one_in_a_group() {
+    let device = beit_backend_cpu::cpu();
+    let straight_dir = tempfile::tempdir().unwrap();
+    let cfg = config(straight_dir.path(), 4);
+    let straight = model(&cfg, &device, 3);
+    let want = run(&straight, &cfg, &RunControl::default()).unwrap();
+
+    // Steps 0..2 in a group of 2, 2..4 alone, 4..6 in a group of 4 (one image each).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 4);
+    let latest = || load_checkpoint(list_checkpoints(&dir.path().join("ckpt")).unwrap().last().unwrap(), &beit_backend_cpu::cpu()).unwrap();
+    let first = in_group(2, |_, group| run(&model(&cfg, &beit_backend_cpu::cpu(), 3), &cfg, &RunControl { group: Some(group), stop_at_step: Some(2), ..RunControl::default() }).unwrap());
+    let resumed = model(&cfg, &device, 3);
+    let second = run(&resumed, &cfg, &RunControl { resume: Some(latest()), stop_at_step: Some(4), ..RunControl::default() }).unwrap();
+    let third = in_group(4, |_, group| {
+        let m = model(&cfg, &beit_backend_cpu::cpu(), 3);
+        let s = run(&m, &cfg, &RunControl { group: Some(group), resume: Some(latest()), ..RunControl::default() }).unwrap();
+        (s, weights(&m))
+    });
+    let history = [&first[0].history[..], &second.history[..], &third[0].0.history[..]].concat();
+    assert_same_history(&Summary { history, ..Summary::default() }, &want, "2, 1, then 4 members");
+    assert_same_weights(&third[3].1, &weights(&straight), "2, 1, then 4 members");
+}
+
+#[test]
+fn a_batch_the_group_cannot_split_is_refused_by_every_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 3);
+    let errors = in_group(2, |_, group| run(&model(&cfg, &beit_backend_cpu::cpu(), 3), &cfg, &RunControl { group: Some(group), ..RunControl::default() }).unwrap_err().to_string());
+    for e in errors {
+        assert!(e.contains("`batch_size` 3") && e.contains("2 members"), "{e}");
+    }
+}
+
+/// Raises its flag after step `after`, as Ctrl-C would.
+struct StopAfter {
+    after: u64,
+    flag: Arc<AtomicBool>,
+}
+
+impl Observer for StopAfter {
+    fn step(&mut self, m: &StepMetrics, _total: u64) {
+        if m.step == self.after {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_stop_raised_on_one_member_stops_the_whole_group_at_the_same_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 4);
+    let stopped = in_group(2, |rank, group| {
+        let device = beit_backend_cpu::cpu();
+        let flag = Arc::new(AtomicBool::new(false));
+        let control = RunControl { group: Some(group), stop: Some(flag.clone()), ..RunControl::default() };
+        // Only member 1 is interrupted, after step 1.
+        let mut obs = StopAfter { after: if rank == 1 { 1 } else { u64::MAX }, flag };
+        let s = pretrain(&model(&cfg, &device, 3), &PatchTokenizer::new(8, &device), &digits_data(12, &device), &cfg, &control, &mut obs).unwrap();
+        (s.steps, s.interrupted)
+    });
+    assert_eq!(stopped, vec![(2, true), (2, true)]);
+    let ck = load_checkpoint(list_checkpoints(&dir.path().join("ckpt")).unwrap().last().unwrap(), &beit_backend_cpu::cpu()).unwrap();
+    assert_eq!(ck.state.step, 2, "member 0 saved the step the group stopped at");
+}
+
+/// Set in the processes `mpirun` starts: the folder they write their results to.
+const CHILD: &str = "BEIT_DISTRIBUTED_CHILD";
+
+#[test]
+fn two_mpi_ranks_match_one_process() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        return mpi_rank(Path::new(&dir));
+    }
+    if !beit_mpi::LINKED {
+        eprintln!("skipping: beit-mpi built without MPI (run `cargo test -p beit --test distributed --features beit-mpi/mpi`)");
+        return;
+    }
+    let Ok(version) = std::process::Command::new("mpirun").arg("--version").output() else {
+        eprintln!("skipping: no `mpirun` on PATH (install Open MPI: apt-get install openmpi-bin libopenmpi-dev)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut mpirun = std::process::Command::new("mpirun");
+    if String::from_utf8_lossy(&version.stdout).contains("Open MPI") {
+        mpirun.args(["--allow-run-as-root", "--oversubscribe", "-x", CHILD]);
+    }
+    let out = mpirun
+        .args(["-np", "2"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["two_mpi_ranks_match_one_process", "--exact", "--nocapture", "--test-threads", "1"])
+        .env(CHILD, dir.path())
+        .output()
+        .unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "mpirun failed ({}):\n{log}", out.status);
+
+    let alone_dir = tempfile::tempdir().unwrap();
+    let cfg = config(alone_dir.path(), 4);
+    let alone = model(&cfg, &beit_backend_cpu::cpu(), 3);
+    let want = run(&alone, &cfg, &RunControl::default()).unwrap();
+    let (history, _) = read_metrics(&dir.path().join("metrics.jsonl")).unwrap();
+    assert_same_history(&Summary { history, ..Summary::default() }, &want, "2 MPI ranks");
+    for rank in 0..2 {
+        let text = std::fs::read_to_string(dir.path().join(format!("weights-{rank}.json"))).unwrap();
+        let got: Vec<(String, Vec<f32>)> = serde_json::from_str(&text).unwrap();
+        assert_same_weights(&got, &weights(&alone), &format!("MPI rank {rank}"));
+    }
+}
+
+/// One rank of [`two_mpi_ranks_match_one_process`]: train in the world group (member 0
+/// writes the metrics) and write this rank's final weights.
+fn mpi_rank(dir: &Path) {
+    let launch = beit_mpi::launcher().unwrap().expect("started by mpirun");
+    let group = Arc::new(beit_mpi::Mpi::init().unwrap());
+    assert_eq!((group.rank(), group.world_size()), (launch.rank, 2));
+    let cfg = config(dir, 4);
+    let m = model(&cfg, &beit_backend_cpu::cpu(), 3 + launch.rank as u64);
+    let s = run(&m, &cfg, &RunControl { group: Some(group), ..RunControl::default() }).unwrap();
+    assert_eq!(s.steps, 6);
+    std::fs::write(dir.join(format!("weights-{}.json", launch.rank)), serde_json::to_string(&weights(&m)).unwrap()).unwrap();
+}
