@@ -1,7 +1,9 @@
 //! Opening a device by name (`cpu`, `cuda:N`) across the backends this build has.
 
 pub use beit_backend_cpu::{bf16_linear, Bf16Linear};
+use beit_engine::collective::Collective;
 use beit_engine::{Device, DeviceSpec, Result};
+use std::sync::Arc;
 #[cfg(not(feature = "cuda"))]
 use beit_engine::Error;
 
@@ -18,6 +20,18 @@ pub fn open_device(spec: &str) -> Result<Device> {
             msg: "this build has no CUDA backend; rebuild with `--features cuda`".into(),
         }),
     }
+}
+
+/// The group a data-parallel run on `device` trains in, given the group of its processes
+/// (`processes`, e.g. MPI's): on a CUDA GPU, NCCL (its id sent through `processes`), which
+/// sums the gradients where they are; otherwise `processes` itself.
+pub fn device_group(processes: Arc<dyn Collective>, device: &Device) -> Result<Arc<dyn Collective>> {
+    #[cfg(feature = "cuda")]
+    if matches!(DeviceSpec::parse(&device.name())?, DeviceSpec::Cuda(_)) {
+        return Ok(Arc::new(beit_backend_cuda::Nccl::over(&*processes, device)?));
+    }
+    let _ = device;
+    Ok(processes)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub mod segmentation;
 pub mod tokenizer;
 pub mod train;
 pub use config::{Architecture, BeitConfig, SegHead};
-pub use device::{bf16_linear, open_device, Bf16Linear};
+pub use device::{bf16_linear, device_group, open_device, Bf16Linear};
 pub use model::{Beit, BeitForImageClassification, BeitForMaskedImageModeling, BeitForSemanticSegmentation, BeitModel, LoadOptions, Mode};
 
 /// The README's examples, compiled and run as doctests.

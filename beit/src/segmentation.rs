@@ -117,14 +117,14 @@ pub fn finetune(
     let runner = Runner::new(tc.plan("segmentation", train.len())?, &c, model.params(), groups, control)?;
     let device = model.params()[0].device();
     let mut picks = EpochPicks::new(train.len(), tc.batch_size, tc.seed);
-    let shard = control.shard();
+    let shard = control.shard()?;
     let step_loss = |state: &TrainState| -> Result<StepLoss> {
         let picks = picks.of(state);
         let mine = shard.range(picks.len());
         let (pixels, labels) = seg_batch(train, &picks[mine.clone()], &device)?;
         let out = model.forward(&pixels, Mode::train(mix64(tc.seed ^ mix64(state.step.wrapping_add(0x5E6)))).from_sample(mine.start))?;
         let loss = StepLoss::new(model.loss(&out, &labels)?, mine.len());
-        if shard.world == 1 {
+        if shard.world() == 1 {
             return Ok(loss);
         }
         // In a group, the loss is weighed by the labelled pixels it averages.

@@ -156,6 +156,77 @@ fn a_batch_the_group_cannot_split_is_refused_by_every_member() {
     }
 }
 
+#[test]
+fn an_error_on_one_member_ends_the_group_instead_of_hanging_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let errors = in_group(2, |rank, group| {
+        let mut cfg = config(dir.path(), 4);
+        if rank == 0 {
+            // Member 0 (the writer) cannot write its metrics after the first step.
+            cfg.train.files.metrics = Some(dir.path().join("missing").join("metrics.jsonl"));
+        }
+        run(&model(&cfg, &beit_backend_cpu::cpu(), 3), &cfg, &RunControl { group: Some(group), ..RunControl::default() }).unwrap_err().to_string()
+    });
+    assert!(errors[0].contains("metrics.jsonl"), "{errors:?}");
+    assert!(errors[1].contains("aborted") && errors[1].contains("member 0"), "{errors:?}");
+}
+
+/// The generated shapes with every label of the even samples ignored.
+struct HalfIgnored(beit::data::Shapes);
+
+impl beit::data::SegDataset for HalfIgnored {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn size(&self) -> usize {
+        self.0.size()
+    }
+    fn sample(&self, i: usize) -> beit::engine::Result<beit::data::SegSample> {
+        let mut s = self.0.sample(i)?;
+        if i.is_multiple_of(2) {
+            s.labels.fill(255);
+        }
+        Ok(s)
+    }
+}
+
+#[test]
+fn a_member_whose_shard_is_all_ignored_pixels_adds_nothing() {
+    let config = beit::BeitConfig {
+        architectures: vec!["BeitForSemanticSegmentation".into()],
+        hidden_size: 16,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        intermediate_size: 32,
+        image_size: 32,
+        patch_size: 8,
+        out_indices: Some(vec![1, 1, 2, 2]),
+        auxiliary_channels: 8,
+        num_labels: Some(beit::data::Shapes::CLASSES),
+        // SETR-PUP: BatchNorm over whole maps, so that one image a member trains.
+        seg_head: beit::SegHead::SetrPup,
+        ..beit::BeitConfig::default()
+    };
+    let data = HalfIgnored(beit::data::Shapes::new(8, 32, 1).unwrap());
+    let train = TrainConfig { epochs: 2, batch_size: 2, ..TrainConfig::default() };
+    let cfg = FinetuneConfig { train, layer_decay: 0.9, label_smoothing: 0.0 };
+    let train = |control: &RunControl| {
+        let model = beit::BeitForSemanticSegmentation::new(&config, &beit_backend_cpu::cpu(), 0).unwrap();
+        beit::segmentation::finetune(&model, &data, None, &cfg, control, &mut Quiet).unwrap()
+    };
+    // Alone, only the batches of two ignored samples have no loss (and are skipped).
+    let alone = train(&RunControl::default());
+    let skipped: Vec<u64> = alone.history.iter().filter(|m| m.skipped).map(|m| m.step).collect();
+    assert!(!skipped.is_empty() && skipped.len() < 6, "the shuffle pairs samples both ways: {skipped:?}");
+    // In a group, a batch of one ignored and one labelled sample leaves a member without
+    // a labelled pixel: it must add nothing, not make the step non-finite.
+    for s in in_group(2, |_, group| train(&RunControl { group: Some(group), ..RunControl::default() })) {
+        let group_skipped: Vec<u64> = s.history.iter().filter(|m| m.skipped).map(|m| m.step).collect();
+        assert_eq!((s.steps, &group_skipped), (8, &skipped));
+        assert!(s.history.iter().all(|m| m.skipped || m.loss.is_finite()), "{:?}", s.history);
+    }
+}
+
 /// Raises its flag after step `after`, as Ctrl-C would.
 struct StopAfter {
     after: u64,

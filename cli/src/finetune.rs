@@ -97,7 +97,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
             _ => return Err(Error::invalid("--resume", "the checkpoint is not a classification model")),
         },
     };
-    let control = args.train.run.control(resume)?;
+    let control = args.train.run.control(resume, &device)?;
     let mut progress = args.train.run.progress();
     let summary = finetune(&model, &train, eval.as_ref(), &cfg, &control, &mut progress)?;
     if !is_main_process() {

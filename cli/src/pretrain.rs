@@ -95,7 +95,7 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
             PretrainData::digits(&d, &(0..d.len()).collect::<Vec<_>>(), config.image_size, tok_size, &device)?
         }
     };
-    let control = args.train.run.control(resume)?;
+    let control = args.train.run.control(resume, &device)?;
     let mut progress = args.train.run.progress();
     let summary = pretrain(&model, &tokenizer, &data, &cfg, &control, &mut progress)?;
     if !is_main_process() {

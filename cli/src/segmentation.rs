@@ -118,9 +118,11 @@ pub fn finetune(model_dir: Option<&Path>, data: Option<&Path>, args: &SegDataArg
     if classes.len() != c.num_labels() {
         return Err(Error::invalid("segmentation data", format!("{} classes for a model of {}", classes.len(), c.num_labels())));
     }
-    println!("segmentation fine-tuning: {} training / {} validation images at {} px, {} classes", train.len(), val.len(), c.image_size, classes.len());
+    if is_main_process() {
+        println!("segmentation fine-tuning: {} training / {} validation images at {} px, {} classes", train.len(), val.len(), c.image_size, classes.len());
+    }
     let start = Instant::now();
-    let summary = beit::segmentation::finetune(&model, train.as_ref(), Some(val.as_ref()), cfg, &run.control(resume)?, &mut run.progress())?;
+    let summary = beit::segmentation::finetune(&model, train.as_ref(), Some(val.as_ref()), cfg, &run.control(resume, device)?, &mut run.progress())?;
     if !is_main_process() {
         return Ok(());
     }

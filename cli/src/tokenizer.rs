@@ -228,11 +228,7 @@ fn train(args: &TrainArgs) -> Result<()> {
     let start = Instant::now();
     let batches = source.train_batches(args, resume.as_ref().map_or(0, |ck| ck.state.step), &device);
     let mut progress = DvaeProgress { bar: args.run.progress(), every: (args.steps / 10).max(1), print: !args.json };
-    let control = args.run.control(resume)?;
-    if control.group.is_some() {
-        return Err(Error::invalid("beit tokenizer train", "the dVAE trains in one process: start it without mpirun"));
-    }
-    let summary = train_dvae(&model, &train_config, &args.run.files(), source.train_len(), batches, &control, &mut progress)?;
+    let summary = train_dvae(&model, &train_config, &args.run.files(), source.train_len(), batches, &args.run.control(resume, &device)?, &mut progress)?;
     let seconds = start.elapsed().as_secs_f64();
     if summary.steps < args.steps {
         println!("stopped at step {}{}; resume with --resume", summary.steps, if summary.interrupted { " (interrupted)" } else { "" });

@@ -4,7 +4,6 @@
 //! `beit finetune`.
 
 use crate::progress::Progress;
-use beit::engine::collective::Collective;
 use beit::engine::{Device, Result};
 use beit::train::{apply_overrides, load_checkpoint, load_config, Checkpoint, RunControl, RunFiles};
 use serde::de::DeserializeOwned;
@@ -121,29 +120,20 @@ impl RunArgs {
     }
 
     /// Run control with a Ctrl-C handler that asks the run to checkpoint and stop, in the
-    /// data-parallel group of the processes `mpirun` started ([`launched_group`]).
-    pub fn control(&self, resume: Option<Checkpoint>) -> Result<RunControl> {
+    /// data-parallel group of the processes `mpirun` started ([`beit_mpi::launched_group`];
+    /// NCCL over it on a GPU `device`, [`beit::device_group`]).
+    pub fn control(&self, resume: Option<Checkpoint>, device: &Device) -> Result<RunControl> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
             eprintln!("warning: cannot catch Ctrl-C ({e}); an interrupted run will not checkpoint");
         }
-        Ok(RunControl { resume, stop: Some(stop), stop_at_step: self.stop_at_step, group: launched_group()? })
+        Ok(RunControl { resume, stop: Some(stop), stop_at_step: self.stop_at_step, group: beit_mpi::launched_group()?.map(|g| beit::device_group(Arc::new(g), device)).transpose()? })
     }
 
     /// The progress display: none on the group's other members than 0.
     pub fn progress(&self) -> Progress {
         Progress::new(self.quiet || !is_main_process())
-    }
-}
-
-/// The group of every process of this MPI run (`mpirun -np N beit ...`), none when the
-/// process was started alone (or as the only one). A build without the `mpi` feature
-/// started by `mpirun` fails here, saying how to rebuild.
-pub fn launched_group() -> Result<Option<Arc<dyn Collective>>> {
-    match beit_mpi::launcher()? {
-        Some(launch) if launch.size > 1 => Ok(Some(Arc::new(beit_mpi::Mpi::init()?))),
-        _ => Ok(None),
     }
 }
 

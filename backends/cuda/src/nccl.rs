@@ -31,10 +31,12 @@ pub struct Nccl {
     lib: &'static NcclLib,
 }
 
-/// The communicator and the stream its operations are enqueued on.
+/// The communicator and the stream its operations are enqueued on; `aborted` once
+/// [`Collective::abort`] has ended it.
 struct Comm {
     handle: CommHandle,
     stream: StreamHandle,
+    aborted: bool,
 }
 
 // SAFETY: an NCCL communicator may be used from any thread, one call at a time (NCCL's
@@ -107,7 +109,7 @@ impl Nccl {
         // SAFETY: `handle` is a writable ncclComm_t; the id is passed by value as nccl.h declares.
         let r = unsafe { (lib.comm_init_rank)(&mut handle, c_size, UniqueId { internal: id }, c_rank) };
         lib.check(&device.name(), "ncclCommInitRank", r)?;
-        Ok(Nccl { comm: Mutex::new(Comm { handle, stream }), rank, size, device: device.clone(), backend, lib })
+        Ok(Nccl { comm: Mutex::new(Comm { handle, stream, aborted: false }), rank, size, device: device.clone(), backend, lib })
     }
 
     /// A group of every member of `bootstrap`, each on its own `device`, with `bootstrap`'s
@@ -147,6 +149,9 @@ impl Nccl {
     /// stream, with the device current on this thread.
     fn call(&self, what: &str, call: impl FnOnce(CommHandle, StreamHandle) -> NcclResult) -> Result<()> {
         let comm = self.comm.lock().unwrap_or_else(|p| p.into_inner());
+        if comm.aborted {
+            return Err(Error::invalid("nccl", format!("{what} on an aborted NCCL group")));
+        }
         self.backend.driver.enter()?;
         self.lib.check(&self.device.name(), what, call(comm.handle, comm.stream))
     }
@@ -215,11 +220,25 @@ impl Collective for Nccl {
         self.call("ncclAllReduce", reduce)?;
         self.backend.driver.synchronize()
     }
+
+    /// `ncclCommAbort`: this member's pending and later calls fail; the others' fail once
+    /// NCCL sees the member gone (a group bootstrapped over MPI ends with MPI's abort).
+    fn abort(&self, _why: &str) {
+        let mut comm = self.comm.lock().unwrap_or_else(|p| p.into_inner());
+        if !std::mem::replace(&mut comm.aborted, true) {
+            // SAFETY: the handle came from ncclCommInitRank; `aborted` keeps it from being
+            // used (or destroyed) again.
+            let _ = unsafe { (self.lib.comm_abort)(comm.handle) };
+        }
+    }
 }
 
 impl Drop for Nccl {
     fn drop(&mut self) {
         let comm = self.comm.get_mut().unwrap_or_else(|p| p.into_inner());
+        if comm.aborted {
+            return;
+        }
         // Errors here only leak the communicator of a group that is going away.
         let _ = self.backend.driver.synchronize();
         // SAFETY: the handle came from ncclCommInitRank and is not used after this call.

@@ -53,6 +53,7 @@ pub(crate) struct NcclLib {
     pub all_reduce: AllReduceFn,
     pub broadcast: BroadcastFn,
     pub comm_destroy: unsafe extern "C" fn(CommHandle) -> NcclResult,
+    pub comm_abort: unsafe extern "C" fn(CommHandle) -> NcclResult,
     get_error_string: unsafe extern "C" fn(NcclResult) -> *const c_char,
     /// Kept loaded for the function pointers above.
     _lib: Library,
@@ -102,6 +103,7 @@ fn bind(lib: Library, name: String) -> std::result::Result<NcclLib, String> {
             all_reduce: *lib.get(b"ncclAllReduce\0").map_err(sym)?,
             broadcast: *lib.get(b"ncclBroadcast\0").map_err(sym)?,
             comm_destroy: *lib.get(b"ncclCommDestroy\0").map_err(sym)?,
+            comm_abort: *lib.get(b"ncclCommAbort\0").map_err(sym)?,
             get_error_string: *lib.get(b"ncclGetErrorString\0").map_err(sym)?,
             name,
             _lib: lib,

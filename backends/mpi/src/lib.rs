@@ -12,9 +12,9 @@
 //! use beit_engine::collective::{Collective, Single};
 //! use std::sync::Arc;
 //!
-//! let group: Arc<dyn Collective> = match beit_mpi::launcher()? {
-//!     Some(launch) if launch.size > 1 => Arc::new(beit_mpi::Mpi::init()?),
-//!     _ => Arc::new(Single),
+//! let group: Arc<dyn Collective> = match beit_mpi::launched_group()? {
+//!     Some(mpi) => Arc::new(mpi),
+//!     None => Arc::new(Single),
 //! };
 //! # Ok(()) }
 //! ```
@@ -34,3 +34,13 @@ pub use no_mpi::Mpi;
 
 /// Whether this build links MPI (the `mpi` feature); without it [`Mpi::init`] fails.
 pub const LINKED: bool = cfg!(feature = "mpi");
+
+/// The group of every process of this MPI run when a launcher started more than one
+/// ([`launcher`]), else none (started alone, or as the only process). A build without the
+/// `mpi` feature started by a launcher fails here, saying how to rebuild.
+pub fn launched_group() -> beit_engine::Result<Option<Mpi>> {
+    match launcher()? {
+        Some(launch) if launch.size > 1 => Mpi::init().map(Some),
+        _ => Ok(None),
+    }
+}

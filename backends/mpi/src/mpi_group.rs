@@ -169,4 +169,11 @@ impl Collective for Mpi {
         self.world("barrier")?.0.barrier();
         Ok(())
     }
+
+    /// `MPI_Abort` with exit code 1: every process of the run ends (the caller logs `why`
+    /// first; MPI prints which rank aborted).
+    fn abort(&self, _why: &str) {
+        let world = self.world.lock().unwrap_or_else(|p| p.into_inner());
+        world.0.abort(1)
+    }
 }

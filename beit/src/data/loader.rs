@@ -6,6 +6,7 @@
 use super::ImageFolder;
 use crate::preprocess::load_image_limited;
 use beit_engine::rng::{mix64, Rng};
+use beit_engine::{Error, Result};
 use image::RgbImage;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,19 +45,38 @@ pub struct Batch {
     pub epoch: u64,
 }
 
-/// Which part of every global batch a member of a data-parallel group trains on: the `rank`-th of
-/// `world` equal slices, in the batch's order.
+/// Which part of every global batch a member of a data-parallel group trains on: the
+/// `rank`-th of `world` equal slices, in the batch's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
-    /// The member.
-    pub rank: usize,
-    /// Members in the group.
-    pub world: usize,
+    rank: usize,
+    world: usize,
 }
 
 impl Shard {
-    /// The positions of this member's samples in a global batch of `batch` (a multiple of
-    /// `world`, which the runner checks).
+    /// The whole batch: a process alone.
+    pub const WHOLE: Shard = Shard { rank: 0, world: 1 };
+
+    /// Member `rank` of `world` (`rank < world`).
+    pub fn new(rank: usize, world: usize) -> Result<Shard> {
+        if rank >= world {
+            return Err(Error::invalid("shard", format!("member {rank} of a group of {world}")));
+        }
+        Ok(Shard { rank, world })
+    }
+
+    /// The member.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Members in the group.
+    pub fn world(&self) -> usize {
+        self.world
+    }
+
+    /// The positions of this member's samples in a batch of `batch`: `batch / world` of
+    /// them (the runner checks that `world` divides the training batch).
     pub fn range(&self, batch: usize) -> std::ops::Range<usize> {
         let local = batch / self.world;
         self.rank * local..(self.rank + 1) * local
@@ -86,7 +106,7 @@ pub struct LoaderConfig {
 impl LoaderConfig {
     /// `batch` samples a batch, one epoch, seed 0, 2 batches ahead, the default pixel limit.
     pub fn new(batch: usize) -> Self {
-        LoaderConfig { batch, epochs: 1, seed: 0, prefetch: 2, max_pixels: crate::preprocess::MAX_PIXELS, skip: 0, shard: Shard { rank: 0, world: 1 } }
+        LoaderConfig { batch, epochs: 1, seed: 0, prefetch: 2, max_pixels: crate::preprocess::MAX_PIXELS, skip: 0, shard: Shard::WHOLE }
     }
 }
 
@@ -218,8 +238,8 @@ mod tests {
         let folder = ImageFolder::flat(dir.path()).unwrap();
         let t = TwoViewTransform::beit(16);
         let load = |shard| Loader::new(folder.clone(), t.clone(), LoaderConfig { epochs: 2, seed: 3, shard, ..LoaderConfig::new(4) }).collect::<Vec<_>>();
-        let whole = load(Shard { rank: 0, world: 1 });
-        let halves = [load(Shard { rank: 0, world: 2 }), load(Shard { rank: 1, world: 2 })];
+        let whole = load(Shard::WHOLE);
+        let halves = [load(Shard::new(0, 2).unwrap()), load(Shard::new(1, 2).unwrap())];
         assert_eq!((whole.len(), halves[0].len()), (4, 4), "a shard sees every step");
         for (k, w) in whole.iter().enumerate() {
             let (a, b) = (&halves[0][k], &halves[1][k]);

@@ -106,6 +106,9 @@ pub fn train_dvae(
     obs: &mut dyn Observer,
 ) -> Result<Summary> {
     cfg.validate()?;
+    if control.group.is_some() {
+        return Err(Error::invalid("dvae training", "the dVAE trains in one process: its batches are not sharded over a group"));
+    }
     let m = model.config();
     let input = crate::limits::f32_bytes(&[cfg.batch, m.input_channels, m.image_size, m.image_size]);
     crate::limits::check_model_bytes("dvae training batch", input, &format!("a batch of {} images of {}²", cfg.batch, m.image_size))?;

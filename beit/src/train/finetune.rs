@@ -89,7 +89,7 @@ pub fn finetune(
     let groups = param_groups(model.trainable_params(), c.num_hidden_layers, cfg.layer_decay, tc.weight_decay);
     let runner = Runner::new(tc.plan("finetune", train.len())?, &c, model.params(), groups, control)?;
     let device = model.params()[0].device();
-    let shard = control.shard();
+    let shard = control.shard()?;
     let mut batches = match train {
         ClassifyData::Memory { images, labels, .. } => Batches::memory(vec![images], Some(labels), tc.batch_size, tc.seed, shard),
         ClassifyData::Folder { folder, size } => {

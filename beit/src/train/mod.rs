@@ -11,6 +11,7 @@ mod checkpoint;
 mod config;
 mod data;
 mod finetune;
+mod parallel;
 mod groups;
 mod plot;
 mod pretrain;
@@ -162,8 +163,8 @@ pub struct RunControl {
 
 impl RunControl {
     /// This member's shard of every batch.
-    pub(crate) fn shard(&self) -> Shard {
-        self.group.as_ref().map_or(Shard { rank: 0, world: 1 }, |g| Shard { rank: g.rank(), world: g.world_size() })
+    pub(crate) fn shard(&self) -> Result<Shard> {
+        self.group.as_ref().map_or(Ok(Shard::WHOLE), |g| Shard::new(g.rank(), g.world_size()))
     }
 }
 

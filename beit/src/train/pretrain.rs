@@ -73,7 +73,7 @@ pub fn pretrain(
     let groups = param_groups(model.trainable_params(), c.num_hidden_layers, 1.0, tc.weight_decay);
     let runner = Runner::new(tc.plan("pretrain", data.len())?, &c, model.params(), groups, control)?;
     let device = model.params()[0].device();
-    let shard = control.shard();
+    let shard = control.shard()?;
     // In memory, the targets do not change between epochs: tokenize once (i64 ids, batched
     // beside the images).
     let memory_tokens = match data {

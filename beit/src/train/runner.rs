@@ -5,15 +5,14 @@
 use super::checkpoint::{save_checkpoint, Checkpoint, TrainState};
 use super::plot::plot_curves;
 use super::{Evaluation, Observer, RunControl, RunFiles, StepMetrics, Summary};
-use beit_engine::collective::{Collective, CommTimes, GradBuckets, Single};
+use super::parallel::DataParallel;
 use beit_engine::nn::Param;
 use beit_engine::optim::{clip_grad_norm, AdamW, AdamWConfig, ParamGroup, Schedule};
-use beit_engine::{Error, Gradients, Result, Tensor};
+use beit_engine::{Error, Result, Tensor};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// How a run optimises and what it writes, built by each trainer from its recipe
@@ -59,9 +58,6 @@ impl StepLoss {
     }
 }
 
-/// Gradient buckets of about 25 MB, PyTorch DDP's default.
-const BUCKET_BYTES: usize = 25 << 20;
-
 /// One run in progress.
 pub(crate) struct Runner<'a> {
     plan: Plan<'a>,
@@ -72,11 +68,7 @@ pub(crate) struct Runner<'a> {
     state: TrainState,
     control: &'a RunControl,
     last_checkpoint: Option<PathBuf>,
-    /// The group, or [`Single`] for a process alone (`alone`: no collective at all; a
-    /// group of one member goes through the collectives like any group).
-    group: Arc<dyn Collective>,
-    alone: bool,
-    buckets: GradBuckets,
+    parallel: DataParallel,
 }
 
 /// Append one JSON object as a line to `path`.
@@ -132,36 +124,25 @@ impl<'a> Runner<'a> {
         if plan.steps_per_epoch == 0 || plan.max_bad_steps == 0 {
             return Err(Error::invalid(plan.kind, "a run needs steps in an epoch and max_bad_steps of at least 1"));
         }
-        let group = control.group.clone().unwrap_or_else(|| Arc::new(Single));
-        let world = group.world_size();
-        if !plan.batch.is_multiple_of(world) {
-            return Err(Error::invalid(plan.kind, format!("`batch_size` {} is not a multiple of the {world} members of the group", plan.batch)));
-        }
         let model_config = serde_json::to_value(model_config).map_err(|e| Error::invalid("checkpoint config", e.to_string()))?;
         let trainable: Vec<Param> = groups.iter().flat_map(|g| g.params.clone()).collect();
         let mut opt = AdamW::new(groups, plan.adam)?;
+        let parallel = DataParallel::new(control, plan.kind, plan.batch, &params, &trainable)?;
         let mut state = TrainState { kind: plan.kind.into(), step: 0, epoch: 0, batch_in_epoch: 0, seed: plan.seed, bad_streak: 0 };
-        if let Some(ck) = &control.resume {
-            Self::check_resumable(&plan, ck)?;
-            ck.restore(&params, &mut opt)?;
-            state = ck.state.clone();
-        }
-        let alone = control.group.is_none();
-        if !alone {
-            // Member 0's weights everywhere, whatever each member initialised or loaded.
-            for p in &params {
-                p.set(group.broadcast(&p.tensor(), 0)?)?;
+        let mut resume = || -> Result<()> {
+            if let Some(ck) = &control.resume {
+                Self::check_resumable(&plan, ck)?;
+                ck.restore(&params, &mut opt)?;
+                state = ck.state.clone();
             }
-            let step = group.broadcast(&Tensor::from_vec(vec![state.step as i64], &[1], &p_device(&params)?)?, 0)?.to_scalar()? as u64;
-            if step != state.step {
-                return Err(Error::invalid("--resume", format!("member {} resumes at step {}, member 0 at step {step}: every member must load the same checkpoint", group.rank(), state.step)));
+            parallel.start(&params, state.step)?;
+            match &plan.files.metrics {
+                Some(path) if parallel.writes() => truncate_metrics(path, &state),
+                _ => Ok(()),
             }
-        }
-        if let (Some(path), 0) = (&plan.files.metrics, group.rank()) {
-            truncate_metrics(path, &state)?;
-        }
-        let buckets = GradBuckets::new(&trainable, BUCKET_BYTES);
-        Ok(Runner { plan, model_config, params, trainable, opt, state, control, last_checkpoint: None, group, alone, buckets })
+        };
+        resume().map_err(|e| parallel.fail(e))?;
+        Ok(Runner { plan, model_config, params, trainable, opt, state, control, last_checkpoint: None, parallel })
     }
 
     fn check_resumable(plan: &Plan, ck: &Checkpoint) -> Result<()> {
@@ -179,7 +160,7 @@ impl<'a> Runner<'a> {
 
     fn save(&mut self, obs: &mut dyn Observer) -> Result<()> {
         let files = self.plan.files;
-        let Some(dir) = files.checkpoint_dir.as_ref().filter(|_| self.group.rank() == 0) else { return Ok(()) };
+        let Some(dir) = files.checkpoint_dir.as_ref().filter(|_| self.parallel.writes()) else { return Ok(()) };
         if self.last_checkpoint.as_ref().is_some_and(|p| *p == super::checkpoint::checkpoint_path(dir, self.state.step)) {
             return Ok(());
         }
@@ -191,22 +172,32 @@ impl<'a> Runner<'a> {
 
     /// Run to the end (or to `control.stop_at_step`, or until `control.stop` is raised).
     /// `loss` computes the loss of the step `state.step` (batch `state.batch_in_epoch` of
-    /// `state.epoch`); `after_epoch` may evaluate.
+    /// `state.epoch`); `after_epoch` may evaluate. In a group, an error ends the group.
     pub(crate) fn run(
         mut self,
+        obs: &mut dyn Observer,
+        loss: impl FnMut(&TrainState) -> Result<StepLoss>,
+        after_epoch: impl FnMut(u64) -> Result<Option<Evaluation>>,
+    ) -> Result<Summary> {
+        self.run_steps(obs, loss, after_epoch).map_err(|e| self.parallel.fail(e))
+    }
+
+    fn run_steps(
+        &mut self,
         obs: &mut dyn Observer,
         mut loss: impl FnMut(&TrainState) -> Result<StepLoss>,
         mut after_epoch: impl FnMut(u64) -> Result<Option<Evaluation>>,
     ) -> Result<Summary> {
         let files = self.plan.files;
         // Only member 0 writes the metrics.
-        let metrics = files.metrics.as_ref().filter(|_| self.group.rank() == 0);
+        let metrics = files.metrics.as_ref().filter(|_| self.parallel.writes());
         let total = self.plan.total_steps;
         let end = self.control.stop_at_step.map_or(total, |s| s.min(total));
         obs.start(self.state.step, total);
         let mut summary = Summary::default();
         while self.state.step < end {
-            if self.stop_requested()? {
+            let stop = self.control.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+            if self.parallel.stop_requested(stop)? {
                 summary.interrupted = true;
                 obs.warn(&format!("interrupted at step {}; saving a checkpoint", self.state.step));
                 break;
@@ -237,7 +228,7 @@ impl<'a> Runner<'a> {
         self.save(obs)?;
         summary.steps = self.state.step;
         summary.checkpoint = self.last_checkpoint.clone();
-        if let Some(png) = files.plot.as_ref().filter(|_| self.group.rank() == 0) {
+        if let Some(png) = files.plot.as_ref().filter(|_| self.parallel.writes()) {
             let (steps, evals) = match metrics {
                 Some(path) if self.state.step > summary.history.len() as u64 => super::read_metrics(path)?,
                 _ => (summary.history.clone(), summary.evals.clone()),
@@ -246,37 +237,6 @@ impl<'a> Runner<'a> {
         }
         obs.finish();
         Ok(summary)
-    }
-
-    /// Whether to stop before the next step: the control's flag, raised on any member.
-    fn stop_requested(&self) -> Result<bool> {
-        let local = self.control.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
-        if self.alone {
-            return Ok(local);
-        }
-        let flag = Tensor::from_vec(vec![i64::from(local)], &[1], &p_device(&self.params)?)?;
-        Ok(self.group.all_reduce_sum(&flag)?.to_scalar()? > 0.0)
-    }
-
-    /// The step's loss and samples over the group, and this member's share of the terms
-    /// the group's loss averages (1 alone): the group's loss is the sum over members of
-    /// their mean loss times their share, the mean over all the group's terms.
-    fn combine(&self, loss: f64, samples: usize, terms: usize) -> Result<(f64, usize, f64)> {
-        if self.alone {
-            return Ok((loss, samples, 1.0));
-        }
-        let mine = Tensor::from_vec(vec![terms as f64, loss * terms as f64, samples as f64], &[3], &p_device(&self.params)?)?;
-        let sum = self.group.all_reduce_sum(&mine)?.to_vec::<f64>()?;
-        Ok((sum[1] / sum[0], sum[2] as usize, terms as f64 / sum[0]))
-    }
-
-    /// The gradients of the group's loss: alone, of `loss`; in a group, of `share · loss`,
-    /// summed over the members bucket by bucket as the backward pass completes them.
-    fn backward(&self, loss: &Tensor, share: f64) -> Result<(Gradients, CommTimes)> {
-        if self.alone {
-            return Ok((loss.backward()?, CommTimes::default()));
-        }
-        self.buckets.backward(&loss.mul_scalar(share)?, &*self.group)
     }
 
     /// One step: forward, skip on a non-finite loss or gradient (leaving the parameters and
@@ -289,12 +249,12 @@ impl<'a> Runner<'a> {
         // step is skipped: `set` replaces a value, so these handles are the old values.
         let buffers: Vec<(&Param, Tensor, u64)> = self.params.iter().filter(|p| !p.is_trainable()).map(|p| (p, p.tensor(), p.version())).collect();
         let StepLoss { loss: loss_t, samples, terms, mut parts } = loss(&self.state)?;
-        let (value, samples, share) = self.combine(loss_t.to_scalar()?, samples, terms)?;
+        let (value, samples, share) = self.parallel.combine(loss_t.to_scalar()?, samples, terms)?;
         let mut grad_norm = None;
         let mut problem = (!value.is_finite()).then(|| format!("non-finite loss {value}"));
         if problem.is_none() {
-            let (mut grads, comm) = self.backward(&loss_t, share)?;
-            if !self.alone {
+            let (mut grads, comm) = self.parallel.backward(&loss_t, share)?;
+            if let Some(comm) = comm {
                 parts.extend([("all_reduce_s", comm.all_reduce), ("all_reduce_exposed_s", comm.exposed)]);
             }
             match clip_grad_norm(&mut grads, &self.trainable, self.plan.clip_grad.unwrap_or(f64::MAX)) {
@@ -341,7 +301,3 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// The device the parameters live on.
-fn p_device(params: &[Param]) -> Result<beit_engine::Device> {
-    params.first().map(Param::device).ok_or_else(|| Error::invalid("training", "the model has no parameters"))
-}

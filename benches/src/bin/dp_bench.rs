@@ -94,10 +94,7 @@ impl Observer for Times {
 
 fn main() -> Result<()> {
     let a = parse();
-    let group: Option<Arc<dyn Collective>> = match beit_mpi::launcher()? {
-        Some(l) if l.size > 1 => Some(Arc::new(beit_mpi::Mpi::init()?)),
-        _ => None,
-    };
+    let group = beit_mpi::launched_group()?.map(|g| Arc::new(g) as Arc<dyn Collective>);
     let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world_size()));
     let device = beit_backend_cpu::cpu();
     let config = model_config(&a.preset, a.size);

@@ -10,7 +10,8 @@ use std::ops::Range;
 use std::sync::mpsc;
 use std::time::Instant;
 
-/// Where a data-parallel backward pass spent its communication time, in seconds.
+/// Where a data-parallel backward pass spent its communication time, in seconds, as the
+/// host sees it: on a GPU (NCCL) the calls only enqueue work on the device's stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CommTimes {
     /// In all-reduces, on the communication thread (overlapping the walk).
@@ -62,8 +63,9 @@ impl GradBuckets {
 
     /// Back-propagate `loss` and return the gradients, each parameter's summed over
     /// `group` (other leaves keep their own), and the time spent communicating. Every
-    /// member must call this with the same parameters. A parameter without a gradient on
-    /// this member but in a bucket that is sent contributes zeros and gets no gradient back.
+    /// member must call this with the same parameters. Buckets are sent in order (a bucket
+    /// completed early waits for the ones before it), so every member makes the same calls;
+    /// a parameter gets the group's sum when any member computed its gradient.
     pub fn backward(&self, loss: &Tensor, group: &dyn Collective) -> Result<(Gradients, CommTimes)> {
         let values: Vec<Tensor> = self.params.iter().map(Param::tensor).collect();
         let mut slot: HashMap<TensorId, (usize, usize)> = HashMap::new();
@@ -87,40 +89,42 @@ impl GradBuckets {
                 let sums = rx.into_iter().map(&mut reduce).collect::<Result<Vec<_>>>();
                 sums.map(|s| (s, seconds))
             });
-            let mut sent = vec![false; self.buckets.len()];
-            let mut send = |b: usize, pending: &[Option<Tensor>]| -> Result<()> {
-                if std::mem::replace(&mut sent[b], true) {
-                    return Ok(());
+            // The next bucket to send; with `until`, send up to it, complete or not.
+            let mut next = 0;
+            let mut send_ready = |pending: &[Vec<Option<Tensor>>], left: &[usize], until: Option<usize>| -> Result<()> {
+                while next < self.buckets.len() && (left[next] == 0 || until.is_some_and(|u| next < u)) {
+                    let packed = self.pack(next, &pending[next], &values)?;
+                    tx.send((next, packed)).map_err(|_| Error::invalid("all_reduce_sum", "the communication thread stopped"))?;
+                    next += 1;
                 }
-                let packed = self.pack(b, pending, &values)?;
-                tx.send((b, packed)).map_err(|_| Error::invalid("all_reduce_sum", "the communication thread stopped"))
+                Ok(())
             };
             let walked = loss.backward_with(|id, g| {
                 let Some(&(b, pos)) = slot.get(&id) else { return Ok(()) };
                 pending[b][pos] = Some(g.clone());
                 left[b] -= 1;
                 if left[b] == 0 {
-                    send(b, &pending[b])?;
+                    send_ready(&pending, &left, None)?;
                 }
                 Ok(())
             });
-            // Buckets with parameters the walk did not reach, in bucket order on every member.
-            let flushed = walked.and_then(|grads| {
-                for (b, grads) in pending.iter().enumerate() {
-                    send(b, grads)?;
-                }
-                Ok(grads)
-            });
+            // The buckets holding parameters the walk did not reach.
+            let flushed = walked.and_then(|grads| send_ready(&pending, &left, Some(self.buckets.len())).map(|()| grads));
             drop(tx);
             let walked_at = Instant::now();
             let reduced = comm.join().map_err(|_| Error::invalid("all_reduce_sum", "the communication thread panicked"))?;
             let exposed = walked_at.elapsed().as_secs_f64();
-            let (mut grads, (reduced, all_reduce)) = (flushed?, reduced?);
+            // A failed all-reduce is the cause of a stopped walk: report it first.
+            let (reduced, all_reduce) = reduced?;
+            let mut grads = flushed?;
             for (b, sum) in reduced {
+                let members = &self.order[self.buckets[b].clone()];
+                let total: usize = members.iter().map(|&i| values[i].numel()).sum();
+                let computed = sum.narrow(0, total, members.len())?.to_vec_f64()?;
                 let mut offset = 0;
-                for (pos, &i) in self.order[self.buckets[b].clone()].iter().enumerate() {
+                for (&i, &count) in members.iter().zip(&computed) {
                     let n = values[i].numel();
-                    if pending[b][pos].is_some() {
+                    if count > 0.5 {
                         grads.insert(&values[i], sum.narrow(0, offset, n)?.reshape(values[i].shape())?);
                     }
                     offset += n;
@@ -130,9 +134,11 @@ impl GradBuckets {
         })
     }
 
-    /// Bucket `b`'s gradients flattened end to end, zeros for those not computed here.
+    /// Bucket `b`'s gradients flattened end to end (zeros for those not computed here),
+    /// then one flag per parameter: 1 if this member computed its gradient, else 0.
     fn pack(&self, b: usize, grads: &[Option<Tensor>], values: &[Tensor]) -> Result<Tensor> {
-        let parts = self.order[self.buckets[b].clone()]
+        let members = &self.order[self.buckets[b].clone()];
+        let mut parts = members
             .iter()
             .zip(grads)
             .map(|(&i, g)| match g {
@@ -140,6 +146,9 @@ impl GradBuckets {
                 None => Tensor::zeros(&[values[i].numel()], values[i].dtype(), values[i].device()),
             })
             .collect::<Result<Vec<_>>>()?;
+        let first = &values[members[0]];
+        let flags: Vec<f64> = grads.iter().map(|g| if g.is_some() { 1.0 } else { 0.0 }).collect();
+        parts.push(Tensor::from_vec(flags, &[members.len()], first.device())?.to_dtype(first.dtype())?);
         Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0)
     }
 }

@@ -6,7 +6,7 @@ use crate::{Error, HostData, Result, Tensor};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// One member of a group of threads ([`LocalGroup::new`] makes all of them). A member
-/// that stops calling (an error on one thread) leaves the others waiting, as with MPI.
+/// that stops calling must [`Collective::abort`], or the others wait for it forever.
 #[derive(Debug)]
 pub struct LocalGroup {
     rank: usize,
@@ -23,18 +23,21 @@ struct Shared {
     changed: Condvar,
 }
 
-/// The call in progress: each member's input, then the output until all have taken it.
+/// The call in progress: which it is, each member's input, then the output until all have
+/// taken it; and why the group was aborted, once it is.
 #[derive(Debug)]
 struct Round {
+    op: Option<&'static str>,
     inputs: Vec<Option<HostData>>,
     output: Option<Arc<Outcome>>,
     taken: usize,
+    aborted: Option<String>,
 }
 
 impl LocalGroup {
     /// The `size` members of a new group, rank 0 first; move each to its thread.
     pub fn new(size: usize) -> Vec<LocalGroup> {
-        let round = Round { inputs: (0..size).map(|_| None).collect(), output: None, taken: 0 };
+        let round = Round { op: None, inputs: (0..size).map(|_| None).collect(), output: None, taken: 0, aborted: None };
         let shared = Arc::new(Shared { size, round: Mutex::new(round), changed: Condvar::new() });
         (0..size).map(|rank| LocalGroup { rank, shared: shared.clone() }).collect()
     }
@@ -44,18 +47,32 @@ impl LocalGroup {
     fn exchange(&self, op: &'static str, data: HostData, combine: impl FnOnce(Vec<HostData>) -> Outcome) -> Result<HostData> {
         let poisoned = |_| Error::invalid(op, "a member of the local group panicked");
         let s = &*self.shared;
+        let aborted = |why: &String| Error::invalid(op, format!("the group was aborted ({why})"));
         let mut r = s.round.lock().map_err(poisoned)?;
-        while r.output.is_some() {
+        while r.output.is_some() && r.aborted.is_none() {
             r = s.changed.wait(r).map_err(poisoned)?;
         }
+        if let Some(why) = &r.aborted {
+            return Err(aborted(why));
+        }
+        if let Some(other) = r.op.filter(|&o| o != op) {
+            let why = format!("member {} called {op} while others called {other}", self.rank);
+            r.aborted = Some(why.clone());
+            s.changed.notify_all();
+            return Err(Error::invalid(op, why));
+        }
+        r.op = Some(op);
         r.inputs[self.rank] = Some(data);
         if r.inputs.iter().all(Option::is_some) {
             let inputs = r.inputs.iter_mut().map(|i| i.take().expect("checked above")).collect();
-            r.output = Some(Arc::new(combine(inputs)));
+            (r.output, r.op) = (Some(Arc::new(combine(inputs))), None);
             s.changed.notify_all();
         }
-        while r.output.is_none() {
+        while r.output.is_none() && r.aborted.is_none() {
             r = s.changed.wait(r).map_err(poisoned)?;
+        }
+        if let (None, Some(why)) = (&r.output, &r.aborted) {
+            return Err(aborted(why));
         }
         let out = r.output.clone().expect("checked above");
         r.taken += 1;
@@ -116,5 +133,11 @@ impl Collective for LocalGroup {
 
     fn barrier(&self) -> Result<()> {
         self.exchange("barrier", HostData::U8(Vec::new()), |_| Ok(HostData::U8(Vec::new()))).map(drop)
+    }
+
+    fn abort(&self, why: &str) {
+        let mut r = self.shared.round.lock().unwrap_or_else(|p| p.into_inner());
+        r.aborted.get_or_insert_with(|| format!("member {}: {why}", self.rank));
+        self.shared.changed.notify_all();
     }
 }

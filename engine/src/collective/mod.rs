@@ -31,6 +31,10 @@ pub trait Collective: Send + Sync + Debug {
     fn broadcast(&self, t: &Tensor, root: usize) -> Result<Tensor>;
     /// Return once every member has called it.
     fn barrier(&self) -> Result<()>;
+    /// End the group because this member cannot go on (`why` says what failed), so that
+    /// the others fail instead of waiting for it forever. MPI ends every process of the
+    /// run (`MPI_Abort`): this may not return.
+    fn abort(&self, why: &str);
 }
 
 /// A process alone: rank 0 of 1, every collective the identity.
@@ -53,6 +57,7 @@ impl Collective for Single {
     fn barrier(&self) -> Result<()> {
         Ok(())
     }
+    fn abort(&self, _why: &str) {}
 }
 
 /// Check that `root` is a member of `group` (for implementations' broadcasts).
