@@ -1,8 +1,8 @@
 //! Data-parallel training: members of a group, each on its shard of every batch, give the
 //! losses and weights of one process on the whole batch. The group is threads of this
-//! process ([`LocalGroup`]), or two processes under `mpirun` in
-//! `two_mpi_ranks_match_one_process` (`cargo test -p beit --test distributed --features
-//! beit-mpi/mpi`; skipped with a message without the feature or without `mpirun`).
+//! process ([`LocalGroup`]), or two processes under `mpirun` (over shared memory and over
+//! TCP) in `two_mpi_ranks_match_one_process` (`cargo test -p beit --test distributed
+//! --features beit-mpi/mpi`; skipped with a message without the feature or without `mpirun`).
 
 use beit::engine::collective::{Collective, LocalGroup};
 use beit::engine::Device;
@@ -275,31 +275,36 @@ fn two_mpi_ranks_match_one_process() {
         eprintln!("skipping: no `mpirun` on PATH (install Open MPI: apt-get install openmpi-bin libopenmpi-dev)");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let mut mpirun = std::process::Command::new("mpirun");
-    if String::from_utf8_lossy(&version.stdout).contains("Open MPI") {
-        mpirun.args(["--allow-run-as-root", "--oversubscribe", "-x", CHILD]);
-    }
-    let out = mpirun
-        .args(["-np", "2"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["two_mpi_ranks_match_one_process", "--exact", "--nocapture", "--test-threads", "1"])
-        .env(CHILD, dir.path())
-        .output()
-        .unwrap();
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "mpirun failed ({}):\n{log}", out.status);
-
+    let open_mpi = String::from_utf8_lossy(&version.stdout).contains("Open MPI");
     let alone_dir = tempfile::tempdir().unwrap();
     let cfg = config(alone_dir.path(), 4);
     let alone = model(&cfg, &beit_backend_cpu::cpu(), 3);
     let want = run(&alone, &cfg, &RunControl::default()).unwrap();
-    let (history, _) = read_metrics(&dir.path().join("metrics.jsonl")).unwrap();
-    assert_same_history(&Summary { history, ..Summary::default() }, &want, "2 MPI ranks");
-    for rank in 0..2 {
-        let text = std::fs::read_to_string(dir.path().join(format!("weights-{rank}.json"))).unwrap();
-        let got: Vec<(String, Vec<f32>)> = serde_json::from_str(&text).unwrap();
-        assert_same_weights(&got, &weights(&alone), &format!("MPI rank {rank}"));
+    // Shared memory, then (Open MPI) TCP over loopback: the transport between machines.
+    let transports: &[&[&str]] = if open_mpi { &[&[], &["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"]] } else { &[&[]] };
+    for transport in transports {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mpirun = std::process::Command::new("mpirun");
+        if open_mpi {
+            mpirun.args(["--allow-run-as-root", "--oversubscribe", "-x", CHILD]).args(*transport);
+        }
+        let out = mpirun
+            .args(["-np", "2"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["two_mpi_ranks_match_one_process", "--exact", "--nocapture", "--test-threads", "1"])
+            .env(CHILD, dir.path())
+            .output()
+            .unwrap();
+        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "mpirun {transport:?} failed ({}):\n{log}", out.status);
+        let what = format!("2 MPI ranks {transport:?}");
+        let (history, _) = read_metrics(&dir.path().join("metrics.jsonl")).unwrap();
+        assert_same_history(&Summary { history, ..Summary::default() }, &want, &what);
+        for rank in 0..2 {
+            let text = std::fs::read_to_string(dir.path().join(format!("weights-{rank}.json"))).unwrap();
+            let got: Vec<(String, Vec<f32>)> = serde_json::from_str(&text).unwrap();
+            assert_same_weights(&got, &weights(&alone), &format!("{what}, rank {rank}"));
+        }
     }
 }
 
