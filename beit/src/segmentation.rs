@@ -7,7 +7,7 @@ use crate::model::{BeitForSemanticSegmentation, Mode};
 use crate::train::{param_groups, EpochPicks, Evaluation, FinetuneConfig, Observer, RunControl, Runner, SegEvalMetrics, StepLoss, Summary, TrainState};
 use beit_engine::nn::Module;
 use beit_engine::rng::mix64;
-use beit_engine::{Device, Error, Result};
+use beit_engine::{CmpOp, DType, Device, Error, Result, Tensor};
 
 /// A confusion matrix over `classes`, skipping one ignore label.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,14 +123,11 @@ pub fn finetune(
         let mine = shard.range(picks.len());
         let (pixels, labels) = seg_batch(train, &picks[mine.clone()], &device)?;
         let out = model.forward(&pixels, Mode::train(mix64(tc.seed ^ mix64(state.step.wrapping_add(0x5E6)))).from_sample(mine.start))?;
-        let loss = StepLoss::new(model.loss(&out, &labels)?, mine.len());
-        if shard.world() == 1 {
-            return Ok(loss);
-        }
-        // In a group, the loss is weighed by the labelled pixels it averages.
-        let ignore = c.semantic_loss_ignore_index;
-        let labelled = labels.to_vec::<i64>()?.iter().filter(|&&l| l != ignore).count();
-        Ok(StepLoss { terms: labelled, ..loss })
+        // The loss averages the labelled pixels (a group weighs members by them), counted
+        // on the device.
+        let ignore = Tensor::scalar(c.semantic_loss_ignore_index as f64, DType::I64, &device)?;
+        let labelled = labels.compare(&ignore, CmpOp::Ne)?.to_dtype(DType::F32)?.sum_all()?.to_scalar()? as usize;
+        Ok(StepLoss { terms: labelled, ..StepLoss::new(model.loss(&out, &labels)?, mine.len()) })
     };
     let after_epoch = |epoch: u64| -> Result<Option<Evaluation>> {
         let Some(val) = val else { return Ok(None) };

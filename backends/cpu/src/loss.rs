@@ -108,12 +108,7 @@ impl Loss for CpuBackend {
     }
 
     /// Gradient of [`Loss::cross_entropy`] w.r.t. the logits, scaled by the 1-element `dloss`.
-    fn cross_entropy_backward(&self, logits: View,
-        targets: View,
-        smoothing: f64,
-        ignore_index: i64,
-        dloss: View,
-    ) -> Result<StorageBox> {
+    fn cross_entropy_backward(&self, logits: View, targets: View, smoothing: f64, ignore_index: i64, dloss: View) -> Result<StorageBox> {
         const OP: &str = "cross_entropy_backward";
         beit_engine::checks::cross_entropy_dloss(OP, logits, dloss)?;
         let dtype = logits.dtype();
