@@ -1,13 +1,16 @@
 //! Segmentation training and evaluation as a library: [`SegMetrics`] (mIoU, pixel
 //! accuracy from a confusion matrix), [`finetune`] (the shared training loop with BEiT's
-//! parameter groups) and [`evaluate`] over a [`SegDataset`].
+//! parameter groups) and [`evaluate`] over a [`SegDataset`] (in a data-parallel group,
+//! [`evaluate_in`]).
 
-use crate::data::{seg_batch, SegDataset};
+use crate::data::{seg_batch, SegDataset, Shard};
 use crate::model::{BeitForSemanticSegmentation, Mode};
 use crate::train::{param_groups, EpochPicks, Evaluation, FinetuneConfig, Observer, RunControl, Runner, SegEvalMetrics, StepLoss, Summary, TrainState};
+use beit_engine::collective::Collective;
 use beit_engine::nn::Module;
 use beit_engine::rng::mix64;
 use beit_engine::{CmpOp, DType, Device, Error, Result, Tensor};
+use std::sync::Arc;
 
 /// A confusion matrix over `classes`, skipping one ignore label.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,11 +121,13 @@ pub fn finetune(
     let device = model.params()[0].device();
     let mut picks = EpochPicks::new(train.len(), tc.batch_size, tc.seed);
     let shard = control.shard()?;
+    let group = runner.group();
     let step_loss = |state: &TrainState| -> Result<StepLoss> {
         let picks = picks.of(state);
         let mine = shard.range(picks.len());
         let (pixels, labels) = seg_batch(train, &picks[mine.clone()], &device)?;
-        let out = model.forward(&pixels, Mode::train(mix64(tc.seed ^ mix64(state.step.wrapping_add(0x5E6)))).from_sample(mine.start))?;
+        let mode = Mode::train(mix64(tc.seed ^ mix64(state.step.wrapping_add(0x5E6)))).from_sample(mine.start);
+        let out = model.forward_in(&pixels, mode, group.as_ref())?;
         // The loss averages the labelled pixels (a group weighs members by them), counted
         // on the device.
         let ignore = Tensor::scalar(c.semantic_loss_ignore_index as f64, DType::I64, &device)?;
@@ -131,7 +136,7 @@ pub fn finetune(
     };
     let after_epoch = |epoch: u64| -> Result<Option<Evaluation>> {
         let Some(val) = val else { return Ok(None) };
-        let m = evaluate(model, val, tc.batch_size, &device)?;
+        let m = evaluate_over(model, val, tc.batch_size, &device, group.as_ref())?;
         Ok(Some(Evaluation::Segmentation(SegEvalMetrics { epoch: Some(epoch), mean_iou: m.mean_iou(), pixel_accuracy: m.pixel_accuracy(), samples: val.len() })))
     };
     runner.run(obs, step_loss, after_epoch)
@@ -140,13 +145,28 @@ pub fn finetune(
 /// Metrics of `model` (inference mode) over all of `ds`, in batches of `batch`; logits
 /// are upsampled to the label size before the argmax.
 pub fn evaluate(model: &BeitForSemanticSegmentation, ds: &dyn SegDataset, batch: usize, device: &Device) -> Result<SegMetrics> {
+    evaluate_over(model, ds, batch, device, None)
+}
+
+/// [`evaluate`] by the members of a data-parallel `group`, each on its part of `ds`: every
+/// member gets the metrics of the whole.
+pub fn evaluate_in(model: &BeitForSemanticSegmentation, ds: &dyn SegDataset, batch: usize, device: &Device, group: &Arc<dyn Collective>) -> Result<SegMetrics> {
+    evaluate_over(model, ds, batch, device, Some(group))
+}
+
+fn evaluate_over(model: &BeitForSemanticSegmentation, ds: &dyn SegDataset, batch: usize, device: &Device, group: Option<&Arc<dyn Collective>>) -> Result<SegMetrics> {
     let c = model.config();
     let mut metrics = SegMetrics::new(c.num_labels(), c.semantic_loss_ignore_index);
-    let indices: Vec<usize> = (0..ds.len()).collect();
+    let indices: Vec<usize> = Shard::of(group.map(|g| &**g))?.part(ds.len()).collect();
     for chunk in indices.chunks(batch.max(1)) {
         let (pixels, labels) = seg_batch(ds, chunk, device)?;
         let predicted = model.predict(&pixels)?;
         metrics.update(&predicted.to_vec::<i64>()?, &labels.to_vec::<i64>()?)?;
+    }
+    if let Some(g) = group {
+        let counts: Vec<i64> = metrics.confusion.iter().map(|&n| n as i64).collect();
+        let sums = g.all_reduce_sum(&Tensor::from_vec(counts, &[metrics.confusion.len()], device)?)?.to_vec::<i64>()?;
+        metrics.confusion = sums.into_iter().map(|n| n as u64).collect();
     }
     Ok(metrics)
 }

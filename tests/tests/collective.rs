@@ -2,10 +2,11 @@
 //! broadcasts, and fails (instead of hanging) on mismatched calls and aborts;
 //! [`GradBuckets`] gives every member the sum of the members' gradients, parameters only
 //! some members reached included; `backward_with` reports each leaf once, with its final
-//! gradient.
+//! gradient; a BatchNorm synchronised over the group is the whole batch's.
 
 use beit_backend_cpu::cpu;
-use beit_engine::collective::{Collective, GradBuckets, LocalGroup};
+use std::sync::Arc;
+use beit_engine::collective::{Collective, CommThread, GradBuckets, LocalGroup};
 use beit_engine::nn::Param;
 use beit_engine::{DType, Result, Tensor, TensorId};
 use half::bf16;
@@ -97,7 +98,7 @@ fn buckets_sum_the_members_gradients_including_parameters_only_some_reached() ->
         let got = in_group(2, |g| -> Result<Vec<Vec<f32>>> {
             let ps = params()?;
             let buckets = GradBuckets::new(&ps, bytes);
-            let (grads, _) = buckets.backward(&loss(&ps, g.rank())?, &g)?;
+            let (grads, _) = buckets.backward(&loss(&ps, g.rank())?, &CommThread::new(Arc::new(g))?)?;
             ps.iter().map(|p| grads.get(&p.tensor()).expect("every parameter has the group's gradient").to_vec::<f32>()).collect()
         });
         for (rank, got) in got.into_iter().enumerate() {
@@ -124,5 +125,70 @@ fn backward_with_reports_each_leaf_once_with_its_final_gradient() -> Result<()> 
         assert_eq!(g, &grads.get_id(*id).expect("a leaf's gradient").to_vec::<f32>()?, "the final gradient");
     }
     assert_eq!(grads.get(&w).unwrap().to_vec::<f32>()?, vec![3.0 + 2.0 + 3.0, 0.5 - 4.0 + 3.0]);
+    Ok(())
+}
+
+/// A BatchNorm synchronised over two members, each with half of a batch, is the BatchNorm
+/// of the whole batch (f64, to 1e-12): outputs, statistics, and the gradients of the input
+/// (each member its half) and of the parameters (summed in buckets). The backward pass makes
+/// its own all-reduces between the buckets' (a scale `s` before the BatchNorm completes
+/// its gradient after them), in the same order on both members.
+#[test]
+fn sync_batch_norm_over_two_members_is_the_whole_batchs() -> Result<()> {
+    let dev = cpu();
+    let shape = [4, 3, 2, 3];
+    let x: Vec<f64> = (0..72).map(|i| ((i * 7919) % 23) as f64 / 5.0 - 2.0 + (i / 6 % 3) as f64).collect();
+    let r: Vec<f64> = (0..72).map(|i| ((i * 104729) % 17) as f64 / 8.0 - 1.0).collect();
+    let params = || -> Result<Vec<Param>> {
+        let p = |name: &str, v: &[f64]| Param::new(name, Tensor::from_slice(v, &[v.len()], &dev)?);
+        Ok(vec![p("s", &[1.25])?, p("w", &[1.5, 0.5, -1.0])?, p("b", &[0.1, -0.2, 0.3])?])
+    };
+    // `(y, loss, mean, var, count)` of samples `half` (of 2; all with `None`), in `group`.
+    let forward = |ps: &[Param], x: &Param, half: Option<usize>, group: Option<&Arc<dyn Collective>>| -> Result<_> {
+        let scaled = x.tensor().mul(&ps[0].tensor())?;
+        let (w, b) = (ps[1].tensor(), ps[2].tensor());
+        let (y, stats) = match group {
+            Some(g) => scaled.batch_norm_train_in(Some(&w), Some(&b), 1e-5, g)?,
+            None => scaled.batch_norm_train(Some(&w), Some(&b), 1e-5)?,
+        };
+        let r = Tensor::from_slice(&r, &shape, &dev)?;
+        let r = half.map_or(Ok(r.clone()), |h| r.narrow(0, 2 * h, 2))?;
+        let loss = y.mul(&r)?.sum_all()?;
+        Ok((y, loss, stats.mean.to_vec::<f64>()?, stats.var.to_vec::<f64>()?, stats.count))
+    };
+    let whole_x = Param::new("x", Tensor::from_slice(&x, &shape, &dev)?)?;
+    let ps = params()?;
+    let (y, loss, mean, var, count) = forward(&ps, &whole_x, None, None)?;
+    let grads = loss.backward()?;
+    let grad = |p: &Param, g: &beit_engine::Gradients| g.get(&p.tensor()).expect("a gradient").to_vec::<f64>();
+    let (want_y, want_dx) = (y.to_vec::<f64>()?, grad(&whole_x, &grads)?);
+    let want_dp = ps.iter().map(|p| grad(p, &grads)).collect::<Result<Vec<_>>>()?;
+
+    let got = in_group(2, |g| -> Result<_> {
+        let rank = g.rank();
+        let comm = Arc::new(CommThread::new(Arc::new(g))?);
+        let group: Arc<dyn Collective> = comm.clone();
+        let ps = params()?;
+        let x = Param::new("x", Tensor::from_slice(&x, &shape, &dev)?.narrow(0, 2 * rank, 2)?.contiguous()?)?;
+        let (y, loss, mean, var, count) = forward(&ps, &x, Some(rank), Some(&group))?;
+        let (grads, _) = GradBuckets::new(&ps, 1).backward(&loss, &comm)?;
+        let dp = ps.iter().map(|p| grad(p, &grads)).collect::<Result<Vec<_>>>()?;
+        Ok((y.to_vec::<f64>()?, grad(&x, &grads)?, dp, mean, var, count))
+    });
+    let close = |what: &str, got: &[f64], want: &[f64]| {
+        let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(got.len() == want.len() && worst < 1e-12, "{what}: {got:?} vs {want:?}");
+    };
+    for (rank, got) in got.into_iter().enumerate() {
+        let (y, dx, dp, m, v, n) = got?;
+        let half = 36 * rank..36 * (rank + 1);
+        close(&format!("member {rank}: output"), &y, &want_y[half.clone()]);
+        close(&format!("member {rank}: input gradient"), &dx, &want_dx[half]);
+        for (i, name) in ["s", "w", "b"].iter().enumerate() {
+            close(&format!("member {rank}: gradient of {name}"), &dp[i], &want_dp[i]);
+        }
+        close(&format!("member {rank}: statistics"), &[m, v].concat(), &[mean.clone(), var.clone()].concat());
+        assert_eq!(n, count, "member {rank}: count");
+    }
     Ok(())
 }

@@ -5,7 +5,8 @@
 #![cfg(feature = "cuda")]
 
 use beit_backend_cuda::Nccl;
-use beit_engine::collective::{Collective, GradBuckets, Single};
+use std::sync::Arc;
+use beit_engine::collective::{Collective, CommThread, GradBuckets, Single};
 use beit_engine::nn::{Linear, VarBuilder};
 use beit_engine::{DType, Device, Tensor};
 
@@ -118,7 +119,7 @@ fn grad_buckets_through_nccl_match_a_plain_backward() {
     // Buckets of 1 KiB: the 2.6 KiB of parameters go in two all-reduces.
     let buckets = GradBuckets::new(&params, 1024);
     assert!(buckets.len() > 1);
-    let (got, _times) = buckets.backward(&loss(), &nccl).unwrap();
+    let (got, _times) = buckets.backward(&loss(), &CommThread::new(Arc::new(nccl)).unwrap()).unwrap();
     for p in &params {
         let w = want.get(&p.tensor()).unwrap().to_vec::<f32>().unwrap();
         let g = got.get(&p.tensor()).unwrap();

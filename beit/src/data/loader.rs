@@ -5,6 +5,7 @@
 
 use super::ImageFolder;
 use crate::preprocess::load_image_limited;
+use beit_engine::collective::Collective;
 use beit_engine::rng::{mix64, Rng};
 use beit_engine::{Error, Result};
 use image::RgbImage;
@@ -80,6 +81,17 @@ impl Shard {
     pub fn range(&self, batch: usize) -> std::ops::Range<usize> {
         let local = batch / self.world;
         self.rank * local..(self.rank + 1) * local
+    }
+
+    /// This member's part of `len` items that need not divide (an evaluation set): the
+    /// parts are as even as can be, in order, and cover every item once.
+    pub fn part(&self, len: usize) -> std::ops::Range<usize> {
+        self.rank * len / self.world..(self.rank + 1) * len / self.world
+    }
+
+    /// The member `group` makes of this process (the whole, alone).
+    pub fn of(group: Option<&dyn Collective>) -> Result<Shard> {
+        group.map_or(Ok(Shard::WHOLE), |g| Shard::new(g.rank(), g.world_size()))
     }
 }
 

@@ -3,7 +3,7 @@
 //! SETR progressive-upsampling head.
 
 use crate::BeitConfig;
-use beit_engine::nn::{BatchNorm2d, Conv2d, Conv2dConfig, LayerNorm, Module, Param, VarBuilder};
+use beit_engine::nn::{BatchNorm2d, Conv2d, Conv2dConfig, LayerNorm, Module, NormStats, Param, VarBuilder};
 use beit_engine::{Error, Result, Tensor};
 
 /// mmseg's `ConvModule`: conv (no bias) → BatchNorm → ReLU, as `conv.*` and `bn.*`.
@@ -25,9 +25,9 @@ impl ConvModule {
         })
     }
 
-    /// `relu(bn(conv(x)))`; BatchNorm uses batch statistics when `train`.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward(&self.conv.forward(x)?, train)?.relu()
+    /// `relu(bn(conv(x)))`, BatchNorm by `stats`.
+    pub fn forward(&self, x: &Tensor, stats: NormStats) -> Result<Tensor> {
+        self.bn.forward(&self.conv.forward(x)?, stats)?.relu()
     }
 }
 
@@ -84,7 +84,7 @@ impl UperHead {
     }
 
     /// Logits at the finest level's resolution from four maps, finest first.
-    pub fn forward(&self, features: &[Tensor], train: bool) -> Result<Tensor> {
+    pub fn forward(&self, features: &[Tensor], stats: NormStats) -> Result<Tensor> {
         let [f0, f1, f2, top] = features else {
             return Err(Error::invalid("UperHead", format!("needs 4 feature maps, got {}", features.len())));
         };
@@ -92,14 +92,14 @@ impl UperHead {
         let size = spatial(top);
         let mut psp = vec![top.clone()];
         for (&scale, module) in self.pool_scales.iter().zip(&self.psp_modules) {
-            let pooled = module.forward(&top.adaptive_avg_pool2d((scale, scale))?, train)?;
+            let pooled = module.forward(&top.adaptive_avg_pool2d((scale, scale))?, stats)?;
             psp.push(pooled.upsample_bilinear2d(size)?);
         }
-        let top = self.bottleneck.forward(&Tensor::cat(&psp.iter().collect::<Vec<_>>(), 1)?, train)?;
+        let top = self.bottleneck.forward(&Tensor::cat(&psp.iter().collect::<Vec<_>>(), 1)?, stats)?;
         let mut laterals = [f0, f1, f2]
             .iter()
             .zip(&self.lateral_convs)
-            .map(|(f, conv)| conv.forward(f, train))
+            .map(|(f, conv)| conv.forward(f, stats))
             .collect::<Result<Vec<_>>>()?;
         laterals.push(top);
         for i in (1..4).rev() {
@@ -109,10 +109,10 @@ impl UperHead {
         let finest = spatial(&laterals[0]);
         let mut outs = Vec::with_capacity(4);
         for (i, lateral) in laterals.iter().enumerate() {
-            let out = if i < 3 { self.fpn_convs[i].forward(lateral, train)? } else { lateral.clone() };
+            let out = if i < 3 { self.fpn_convs[i].forward(lateral, stats)? } else { lateral.clone() };
             outs.push(if i == 0 { out } else { out.upsample_bilinear2d(finest)? });
         }
-        let fused = self.fpn_bottleneck.forward(&Tensor::cat(&outs.iter().collect::<Vec<_>>(), 1)?, train)?;
+        let fused = self.fpn_bottleneck.forward(&Tensor::cat(&outs.iter().collect::<Vec<_>>(), 1)?, stats)?;
         self.classifier.forward(&fused)
     }
 }
@@ -149,16 +149,16 @@ impl FcnHead {
     }
 
     /// Logits at the resolution of `features[2]`.
-    pub fn forward(&self, features: &[Tensor], train: bool) -> Result<Tensor> {
+    pub fn forward(&self, features: &[Tensor], stats: NormStats) -> Result<Tensor> {
         let input = features
             .get(Self::IN_INDEX)
             .ok_or_else(|| Error::invalid("FcnHead", format!("needs 3+ feature maps, got {}", features.len())))?;
         let mut x = input.clone();
         for conv in &self.convs {
-            x = conv.forward(&x, train)?;
+            x = conv.forward(&x, stats)?;
         }
         if let Some(cat) = &self.conv_cat {
-            x = cat.forward(&Tensor::cat(&[input, &x], 1)?, train)?;
+            x = cat.forward(&Tensor::cat(&[input, &x], 1)?, stats)?;
         }
         self.classifier.forward(&x)
     }
@@ -200,12 +200,12 @@ impl SetrPupHead {
     }
 
     /// Logits at 16x the last feature map's resolution.
-    pub fn forward(&self, features: &[Tensor], train: bool) -> Result<Tensor> {
+    pub fn forward(&self, features: &[Tensor], stats: NormStats) -> Result<Tensor> {
         let top = features.last().ok_or_else(|| Error::invalid("SetrPupHead", "no feature map"))?;
         let mut x = self.norm.forward(&top.permute(&[0, 2, 3, 1])?)?.permute(&[0, 3, 1, 2])?;
         for stage in &self.stages {
             let (h, w) = spatial(&x);
-            x = stage.forward(&x, train)?.upsample_bilinear2d((2 * h, 2 * w))?;
+            x = stage.forward(&x, stats)?.upsample_bilinear2d((2 * h, 2 * w))?;
         }
         self.classifier.forward(&x)
     }

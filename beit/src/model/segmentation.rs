@@ -7,9 +7,11 @@ use super::seg_heads::{FcnHead, SetrPupHead, UperHead};
 use super::{BeitModel, Inits, LoadOptions, Mode};
 use crate::{Architecture, BeitConfig, SegHead};
 use beit_engine::io::load_safetensors;
-use beit_engine::nn::{load_params, BatchNorm2d, ConvTranspose2d, LoadReport, Module, Param, VarBuilder};
+use beit_engine::collective::Collective;
+use beit_engine::nn::{load_params, BatchNorm2d, ConvTranspose2d, LoadReport, Module, NormStats, Param, VarBuilder};
 use beit_engine::{CmpOp, DType, Device, Error, Result, Tensor, IGNORE_INDEX};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The feature pyramid on the four patch-grid maps: `fpn1` = ConvT 2x2/2 → BatchNorm →
 /// GELU → ConvT 2x2/2 (4x), `fpn2` = ConvT 2x2/2 (2x), identity, 2x2 max pooling (½x).
@@ -34,8 +36,8 @@ impl Fpn {
         })
     }
 
-    fn forward(&self, maps: &[Tensor], train: bool) -> Result<Vec<Tensor>> {
-        let up = self.up2.forward(&self.bn.forward(&self.up1.forward(&maps[0])?, train)?.gelu()?)?;
+    fn forward(&self, maps: &[Tensor], stats: NormStats) -> Result<Vec<Tensor>> {
+        let up = self.up2.forward(&self.bn.forward(&self.up1.forward(&maps[0])?, stats)?.gelu()?)?;
         Ok(vec![up, self.fpn2.forward(&maps[1])?, maps[2].clone(), maps[3].max_pool2x2()?])
     }
 }
@@ -199,16 +201,24 @@ impl BeitForSemanticSegmentation {
     /// Logits (and auxiliary logits) for `pixels [B, C, H, W]`. `mode.train` switches
     /// BatchNorm to batch statistics (updating the running ones) and enables drop path.
     pub fn forward(&self, pixels: &Tensor, mode: Mode) -> Result<SegOutput> {
+        self.forward_in(pixels, mode, None)
+    }
+
+    /// [`Self::forward`] on one member's shard of a data-parallel `group`'s batch: in
+    /// training, BatchNorm normalises by the whole batch's statistics (SyncBN), as one
+    /// process on that batch would.
+    pub fn forward_in(&self, pixels: &Tensor, mode: Mode, group: Option<&Arc<dyn Collective>>) -> Result<SegOutput> {
+        let stats = NormStats::of(mode.train, group);
         let (maps, hidden_states) = self.feature_maps(pixels, mode)?;
         let features = match &self.fpn {
-            Some(fpn) => fpn.forward(&maps, mode.train)?,
+            Some(fpn) => fpn.forward(&maps, stats)?,
             None => maps,
         };
         let logits = match &self.decode_head {
-            DecodeHead::Uper(h) => h.forward(&features, mode.train)?,
-            DecodeHead::SetrPup(h) => h.forward(&features, mode.train)?,
+            DecodeHead::Uper(h) => h.forward(&features, stats)?,
+            DecodeHead::SetrPup(h) => h.forward(&features, stats)?,
         };
-        let auxiliary_logits = self.auxiliary_head.as_ref().map(|h| h.forward(&features, mode.train)).transpose()?;
+        let auxiliary_logits = self.auxiliary_head.as_ref().map(|h| h.forward(&features, stats)).transpose()?;
         Ok(SegOutput { logits, auxiliary_logits, hidden_states })
     }
 

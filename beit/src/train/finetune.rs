@@ -6,13 +6,15 @@
 use super::data::{Batches, ClassifyData, ClassifyTransform};
 use super::groups::param_groups;
 use super::{EvalMetrics, Evaluation, FinetuneConfig, Observer, RunControl, Runner, StepLoss, Summary, TrainState};
-use crate::data::LoaderConfig;
+use crate::data::{LoaderConfig, Shard};
 use crate::model::{BeitForImageClassification, Mode};
 use crate::{Beit, BeitConfig};
+use beit_engine::collective::Collective;
 use beit_engine::io::StateDict;
 use beit_engine::nn::{load_params, Module};
 use beit_engine::rng::mix64;
 use beit_engine::{Device, Error, Result, Tensor};
+use std::sync::Arc;
 
 const SHARED_TABLE: &str = "beit.encoder.relative_position_bias.relative_position_bias_table";
 
@@ -105,15 +107,26 @@ pub fn finetune(
         let (logits, _) = model.forward(&b.views[0], None, Mode::train(seed).from_sample(shard.range(tc.batch_size).start))?;
         Ok(StepLoss::new(logits.cross_entropy(&labels, cfg.label_smoothing)?, b.labels.len()))
     };
+    let group = runner.group();
     let after_epoch = |epoch: u64| -> Result<Option<Evaluation>> {
         let Some(data) = eval else { return Ok(None) };
-        Ok(Some(Evaluation::Classification(EvalMetrics { epoch: Some(epoch), ..evaluate(model, data, tc.batch_size)? })))
+        Ok(Some(Evaluation::Classification(EvalMetrics { epoch: Some(epoch), ..evaluate_over(model, data, tc.batch_size, group.as_ref())? })))
     };
     runner.run(obs, step_loss, after_epoch)
 }
 
 /// Accuracy of `model` on `data` in batches of `batch`: loss, top-1, top-5, confusion.
 pub fn evaluate(model: &BeitForImageClassification, data: &ClassifyData, batch: usize) -> Result<EvalMetrics> {
+    evaluate_over(model, data, batch, None)
+}
+
+/// [`evaluate`] by the members of a data-parallel `group`, each on its part of `data`:
+/// every member gets the metrics of the whole.
+pub fn evaluate_in(model: &BeitForImageClassification, data: &ClassifyData, batch: usize, group: &Arc<dyn Collective>) -> Result<EvalMetrics> {
+    evaluate_over(model, data, batch, Some(group))
+}
+
+fn evaluate_over(model: &BeitForImageClassification, data: &ClassifyData, batch: usize, group: Option<&Arc<dyn Collective>>) -> Result<EvalMetrics> {
     let _guard = beit_engine::no_grad();
     let classes = model.beit.config().num_labels();
     if data.classes().len() != classes {
@@ -138,10 +151,11 @@ pub fn evaluate(model: &BeitForImageClassification, data: &ClassifyData, batch: 
         m.samples += labels.len();
         Ok(())
     };
+    let part = Shard::of(group.map(|g| &**g))?.part(data.len());
     match data {
         ClassifyData::Memory { images, labels, .. } => {
-            for start in (0..labels.len()).step_by(batch) {
-                let n = batch.min(labels.len() - start);
+            for start in part.clone().step_by(batch) {
+                let n = batch.min(part.end - start);
                 score(&images.narrow(0, start, n)?, &labels[start..start + n])?;
             }
         }
@@ -149,7 +163,7 @@ pub fn evaluate(model: &BeitForImageClassification, data: &ClassifyData, batch: 
             let mut batches = Batches::folder(folder, ClassifyTransform { size: *size, train: false }, vec![*size as usize], LoaderConfig::new(1), &device);
             let mut state = TrainState { kind: "eval".into(), step: 0, epoch: 0, batch_in_epoch: 0, seed: 0, bad_streak: 0 };
             let (mut images, mut labels) = (Vec::new(), Vec::new());
-            for i in 0..folder.len() {
+            for i in part {
                 state.step = i as u64;
                 let Ok(b) = batches.next(&state) else { continue };
                 images.push(b.views[0].clone());
@@ -162,6 +176,15 @@ pub fn evaluate(model: &BeitForImageClassification, data: &ClassifyData, batch: 
             if !images.is_empty() {
                 score(&Tensor::cat(&images.iter().collect::<Vec<_>>(), 0)?, &labels)?;
             }
+        }
+    }
+    if let Some(g) = group {
+        let mut sums = vec![loss_sum, top1 as f64, top5 as f64, m.samples as f64];
+        sums.extend(m.confusion.iter().flatten().map(|&n| n as f64));
+        let sums = g.all_reduce_sum(&Tensor::from_vec(sums, &[4 + classes * classes], &device)?)?.to_vec::<f64>()?;
+        (loss_sum, top1, top5, m.samples) = (sums[0], sums[1] as u64, sums[2] as u64, sums[3] as usize);
+        for (n, &sum) in m.confusion.iter_mut().flatten().zip(&sums[4..]) {
+            *n = sum as u64;
         }
     }
     if m.samples == 0 {

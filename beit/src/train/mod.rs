@@ -23,7 +23,7 @@ pub use checkpoint::{checkpoint_path, list_checkpoints, load_checkpoint, save_ch
 pub use crate::data::Shard;
 pub use config::{apply_overrides, load_config, FinetuneConfig, PretrainConfig, RunFiles, TrainConfig};
 pub use data::{ClassifyData, ClassifyTransform, PretrainData};
-pub use finetune::{classifier_from_pretrained, evaluate, finetune};
+pub use finetune::{classifier_from_pretrained, evaluate, evaluate_in, finetune};
 pub use groups::{layer_id, no_weight_decay, param_groups};
 pub use plot::plot_curves;
 pub use pretrain::{pretrain, pretrain_model_config};
@@ -164,7 +164,7 @@ pub struct RunControl {
 impl RunControl {
     /// This member's shard of every batch.
     pub(crate) fn shard(&self) -> Result<Shard> {
-        self.group.as_ref().map_or(Ok(Shard::WHOLE), |g| Shard::new(g.rank(), g.world_size()))
+        Shard::of(self.group.as_deref())
     }
 }
 

@@ -3,7 +3,7 @@
 //! stops, weigh the members' losses, sum the gradients, and end the group on an error.
 
 use super::RunControl;
-use beit_engine::collective::{Collective, CommTimes, GradBuckets};
+use beit_engine::collective::{Collective, CommThread, CommTimes, GradBuckets};
 use beit_engine::nn::Param;
 use beit_engine::{Device, Error, Gradients, Result, Tensor};
 use std::sync::Arc;
@@ -11,10 +11,11 @@ use std::sync::Arc;
 /// Gradient buckets of about 25 MB, PyTorch DDP's default.
 const BUCKET_BYTES: usize = 25 << 20;
 
-/// The run's group, or none for a process alone (a group of one member goes through the
-/// collectives like any group: that is how a collective is checked against a lone run).
+/// The run's group behind its communication thread, or none for a process alone (a group
+/// of one member goes through the collectives like any group: that is how a collective is
+/// checked against a lone run).
 pub(crate) struct DataParallel {
-    group: Option<Arc<dyn Collective>>,
+    group: Option<Arc<CommThread>>,
     device: Device,
     buckets: GradBuckets,
 }
@@ -32,7 +33,14 @@ impl DataParallel {
         if !batch.is_multiple_of(shard.world()) {
             return Err(Error::invalid(kind, format!("`batch_size` {batch} is not a multiple of the {} members of the group", shard.world())));
         }
-        Ok(DataParallel { group: control.group.clone(), device: params_device(params)?, buckets: GradBuckets::new(trainable, BUCKET_BYTES) })
+        let group = control.group.clone().map(CommThread::new).transpose()?.map(Arc::new);
+        Ok(DataParallel { group, device: params_device(params)?, buckets: GradBuckets::new(trainable, BUCKET_BYTES) })
+    }
+
+    /// The group, for the collectives a step makes itself (a synchronised BatchNorm's):
+    /// they queue behind the gradient buckets, in the same order on every member.
+    pub(crate) fn group(&self) -> Option<Arc<dyn Collective>> {
+        self.group.clone().map(|g| g as Arc<dyn Collective>)
     }
 
     /// Whether this process writes checkpoints, metrics and plots: alone, or member 0.
@@ -80,7 +88,7 @@ impl DataParallel {
     /// the time that took.
     pub(crate) fn backward(&self, loss: &Tensor, share: f64) -> Result<(Gradients, Option<CommTimes>)> {
         let Some(g) = &self.group else { return Ok((loss.backward()?, None)) };
-        let (grads, times) = self.buckets.backward(&loss.mul_scalar(share)?, &**g)?;
+        let (grads, times) = self.buckets.backward(&loss.mul_scalar(share)?, g)?;
         Ok((grads, Some(times)))
     }
 

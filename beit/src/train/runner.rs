@@ -6,6 +6,7 @@ use super::checkpoint::{save_checkpoint, Checkpoint, TrainState};
 use super::plot::plot_curves;
 use super::{Evaluation, Observer, RunControl, RunFiles, StepMetrics, Summary};
 use super::parallel::DataParallel;
+use beit_engine::collective::Collective;
 use beit_engine::nn::Param;
 use beit_engine::optim::{clip_grad_norm, AdamW, AdamWConfig, ParamGroup, Schedule};
 use beit_engine::{Error, Result, Tensor};
@@ -13,6 +14,7 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How a run optimises and what it writes, built by each trainer from its recipe
@@ -151,6 +153,11 @@ impl<'a> Runner<'a> {
             return Err(Error::invalid("--resume", format!("the checkpoint's seed is {}, the config's {}: exact resume needs the same seed", ck.state.seed, plan.seed)));
         }
         Ok(())
+    }
+
+    /// The run's group, for the collectives of its steps (see [`DataParallel::group`]).
+    pub(crate) fn group(&self) -> Option<Arc<dyn Collective>> {
+        self.parallel.group()
     }
 
     /// The step the run starts (or resumes) at.

@@ -52,7 +52,7 @@ pub fn digits_data(n: usize, device: &Device) -> PretrainData {
     PretrainData::digits(&d, &(0..n).collect::<Vec<_>>(), 8, 8, device).unwrap()
 }
 
-/// Every parameter of `m`, by name.
+/// Every parameter and buffer of `m`, by name (as f32).
 pub fn weights(m: &impl Module) -> Vec<(String, Vec<f32>)> {
-    m.params().iter().map(|p| (p.name().to_string(), p.tensor().to_vec::<f32>().unwrap())).collect()
+    m.params().iter().map(|p| (p.name().to_string(), p.tensor().to_vec_f64().unwrap().into_iter().map(|v| v as f32).collect())).collect()
 }

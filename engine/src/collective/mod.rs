@@ -7,9 +7,11 @@
 //! process), `beit-mpi` (processes on one or many machines).
 
 mod buckets;
+mod comm_thread;
 mod local;
 
 pub use buckets::{CommTimes, GradBuckets};
+pub use comm_thread::{CommThread, Pending};
 pub use local::LocalGroup;
 
 use crate::{Result, Tensor};

@@ -1,7 +1,33 @@
 //! [`BatchNorm2d`]: per-channel normalisation with running statistics.
 
 use super::{Init, Module, Param, VarBuilder};
+use crate::collective::Collective;
 use crate::{no_grad, DType, Result, Tensor};
+use std::sync::Arc;
+
+/// The statistics a [`BatchNorm2d`] normalises by.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum NormStats<'a> {
+    /// The running ones (inference).
+    #[default]
+    Running,
+    /// The batch's own, moving the running ones (training).
+    Batch,
+    /// Those of the whole group's batch, every member's samples (SyncBN, for data-parallel
+    /// training), moving the running ones alike on every member.
+    Group(&'a Arc<dyn Collective>),
+}
+
+impl<'a> NormStats<'a> {
+    /// `Running` for inference, else the batch's, over `group` when there is one.
+    pub fn of(train: bool, group: Option<&'a Arc<dyn Collective>>) -> Self {
+        match (train, group) {
+            (false, _) => NormStats::Running,
+            (true, None) => NormStats::Batch,
+            (true, Some(g)) => NormStats::Group(g),
+        }
+    }
+}
 
 /// BatchNorm over the channels of NCHW maps, named as `torch.nn.BatchNorm2d`'s: trainable
 /// `weight`/`bias [C]`, buffers `running_mean`, `running_var [C]` and `num_batches_tracked`
@@ -43,15 +69,18 @@ impl BatchNorm2d {
         &self.running_var
     }
 
-    /// Normalise `x [B, C, H, W]`: by batch statistics (updating the running ones) when
-    /// `train`, else by the running statistics.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// Normalise `x [B, C, H, W]` by `stats`; the batch's (or group's) also update the
+    /// running ones.
+    pub fn forward(&self, x: &Tensor, stats: NormStats) -> Result<Tensor> {
         let (w, b) = (self.weight.tensor(), self.bias.tensor());
-        if !train {
-            let (mean, var) = (self.running_mean.tensor(), self.running_var.tensor());
-            return x.batch_norm_eval(&mean, &var, Some(&w), Some(&b), self.eps);
-        }
-        let (y, stats) = x.batch_norm_train(Some(&w), Some(&b), self.eps)?;
+        let (y, stats) = match stats {
+            NormStats::Running => {
+                let (mean, var) = (self.running_mean.tensor(), self.running_var.tensor());
+                return x.batch_norm_eval(&mean, &var, Some(&w), Some(&b), self.eps);
+            }
+            NormStats::Batch => x.batch_norm_train(Some(&w), Some(&b), self.eps)?,
+            NormStats::Group(g) => x.batch_norm_train_in(Some(&w), Some(&b), self.eps, g)?,
+        };
         let _guard = no_grad();
         let m = self.momentum;
         let unbiased = stats.var.detach().mul_scalar(stats.count as f64 / (stats.count - 1) as f64)?;

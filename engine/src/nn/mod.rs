@@ -15,7 +15,7 @@ mod linear;
 mod module;
 mod param;
 
-pub use batch_norm2d::BatchNorm2d;
+pub use batch_norm2d::{BatchNorm2d, NormStats};
 pub use builder::VarBuilder;
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use conv_transpose2d::ConvTranspose2d;

@@ -1,7 +1,9 @@
 //! Batch normalisation over the channels of NCHW tensors, composed from reductions and
 //! broadcast elementwise ops (so its backward is theirs).
 
+use crate::collective::Collective;
 use crate::{Error, Result, Tensor};
+use std::sync::Arc;
 
 /// What [`Tensor::batch_norm_train`] returns besides the output.
 pub struct BatchStats {
@@ -9,7 +11,8 @@ pub struct BatchStats {
     pub mean: Tensor,
     /// Per-channel biased variance of the batch, `[C]`.
     pub var: Tensor,
-    /// Elements per channel (`B·H·W`), for the unbiased running variance.
+    /// Elements per channel (`B·H·W`, over the group when synchronised), for the unbiased
+    /// running variance.
     pub count: usize,
 }
 
@@ -62,18 +65,38 @@ impl Tensor {
     /// variance over every other dim, then `· weight + bias`. Also returns those statistics
     /// (for the running averages).
     pub fn batch_norm_train(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<(Tensor, BatchStats)> {
+        self.batch_norm_over(weight, bias, eps, None)
+    }
+
+    /// [`Tensor::batch_norm_train`] by the statistics of the whole `group`'s batch, every
+    /// member's samples (SyncBN): two all-reduces forward and two backward, which every
+    /// member makes in the same order.
+    pub fn batch_norm_train_in(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64, group: &Arc<dyn Collective>) -> Result<(Tensor, BatchStats)> {
+        self.batch_norm_over(weight, bias, eps, Some(group))
+    }
+
+    fn batch_norm_over(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64, group: Option<&Arc<dyn Collective>>) -> Result<(Tensor, BatchStats)> {
         let c = self.check_bn("batch_norm", &[weight, bias])?;
         let dims: Vec<isize> = (0..self.rank() as isize).filter(|&d| d != 1).collect();
-        let count = self.numel() / c.max(1);
+        let local = self.numel() / c.max(1);
+        // Sums over every other dim (and over the group), `[1, C, 1, ...]`.
+        let total = |t: &Tensor| match group {
+            Some(g) => t.sum(&dims, true)?.all_reduce_sum(g),
+            None => t.sum(&dims, true),
+        };
+        let count = match group {
+            Some(g) => g.all_reduce_sum(&Tensor::from_vec(vec![local as i64], &[1], self.device())?)?.to_scalar()? as usize,
+            None => local,
+        };
         if count < 2 {
             return Err(Error::invalid(
                 "batch_norm",
                 format!("training needs more than one value per channel, got input {:?}", self.shape()),
             ));
         }
-        let mean = self.mean(&dims, true)?;
+        let mean = total(self)?.mul_scalar(1.0 / count as f64)?;
         let centred = self.sub(&mean)?;
-        let var = centred.sqr()?.mean(&dims, true)?;
+        let var = total(&centred.sqr()?)?.mul_scalar(1.0 / count as f64)?;
         let mut y = centred.mul(&var.add_scalar(eps)?.powf(-0.5)?)?;
         if let Some(w) = weight {
             y = y.mul(&self.per_channel(w)?)?;

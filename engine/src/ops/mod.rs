@@ -5,6 +5,7 @@ mod attention;
 mod batch_norm;
 pub use batch_norm::BatchStats;
 mod cast;
+mod collective;
 mod conv;
 mod conv_transpose;
 mod dropout;

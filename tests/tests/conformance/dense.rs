@@ -3,7 +3,7 @@
 //! adaptive average pooling and bilinear resizing, against direct loops.
 
 use beit_conformance::{assert_close, assert_err, conformance, op_cases, Array, Gen, Input, OpCase, Tol};
-use beit_engine::nn::{BatchNorm2d, Module, VarBuilder};
+use beit_engine::nn::{BatchNorm2d, Module, NormStats, VarBuilder};
 use beit_engine::{DType, Tensor};
 
 /// `conv_transpose2d(x, w, b)` for `x [2, c, h, w]`, `w [c, o, kh, kw]`, optional bias `[o]`.
@@ -83,8 +83,8 @@ conformance! {
     fn batch_norm2d_running_stats(dev: &Device) -> Result<()> {
         let x = Gen::new(11).normal(&[2, 3, 2, 3], 2.0).map(|v| v + 1.0);
         let bn = BatchNorm2d::new(&VarBuilder::new(dev, DType::F64, 0), 3)?;
-        bn.forward(&x.to_tensor(DType::F64, dev)?, true)?;
-        let y = bn.forward(&x.to_tensor(DType::F64, dev)?, true)?;
+        bn.forward(&x.to_tensor(DType::F64, dev)?, NormStats::Batch)?;
+        let y = bn.forward(&x.to_tensor(DType::F64, dev)?, NormStats::Batch)?;
         let (mean, var) = r::channel_stats(&x);
         let n = 12.0;
         // Two updates from (0, 1) towards the same statistics.
@@ -98,7 +98,7 @@ conformance! {
         assert_eq!(sd.get("num_batches_tracked")?.to_vec::<i64>()?, vec![2]);
         let (ones, zeros) = (Array::full(&[3], 1.0), Array::full(&[3], 0.0));
         assert_close("train output", &Array::from_tensor(&y)?, &r::batch_norm(&x, &mean, &var, &ones, &zeros, 1e-5), 1e-10);
-        let eval = bn.forward(&x.to_tensor(DType::F64, dev)?, false)?;
+        let eval = bn.forward(&x.to_tensor(DType::F64, dev)?, NormStats::Running)?;
         let want = r::batch_norm(&x, &want_mean, &want_var, &ones, &zeros, 1e-5);
         assert_close("eval output", &Array::from_tensor(&eval)?, &want, 1e-10);
         assert_eq!(bn.trainable_params().len(), 2);
