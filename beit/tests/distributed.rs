@@ -271,6 +271,33 @@ fn members_evaluate_their_parts_and_share_the_whole_sets_metrics() {
     }
 }
 
+/// The dVAE tokenizer trained by 2 members on half batches (the Gumbel noise of their
+/// samples, the codebook-usage term of the whole batch) is the dVAE of one process.
+#[test]
+fn dvae_members_train_as_one_process() {
+    use beit::tokenizer::{train_dvae, Dvae, DvaeConfig, DvaeTrainConfig};
+    let digits = beit::data::Digits::load().unwrap();
+    let (train, _) = digits.split();
+    let run = |control: &RunControl| {
+        let dev = beit_backend_cpu::cpu();
+        let config = DvaeConfig { hidden: 8, vocab_size: 16, ..DvaeConfig::digits() };
+        let model = Dvae::new(&beit::engine::nn::VarBuilder::new(&dev, beit::engine::DType::F32, 1), config).unwrap();
+        let cfg = DvaeTrainConfig { steps: 6, batch: 8, lr: 4e-3, ..DvaeTrainConfig::default() };
+        let batch = |s: &TrainState| digits.tokenizer_batch(&train[s.step as usize * 8..][..8], 16, &dev);
+        let s = train_dvae(&model, &cfg, &RunFiles::default(), train.len(), batch, control, &mut Quiet).unwrap();
+        (s, weights(&model))
+    };
+    let (want, alone) = run(&RunControl::default());
+    for (rank, (s, w)) in in_group(2, |_, group| run(&RunControl { group: Some(group), ..RunControl::default() })).into_iter().enumerate() {
+        assert_same_history(&s, &want, &format!("member {rank}"));
+        for (g, w) in s.history.iter().zip(&want.history) {
+            let (gu, wu) = (g.parts["usage"], w.parts["usage"]);
+            assert!((gu - wu).abs() <= TOL * wu.abs().max(1e-3), "member {rank}: step {} usage {gu} vs {wu}", g.step);
+        }
+        assert_same_weights(&w, &alone, &format!("member {rank}"));
+    }
+}
+
 #[test]
 fn a_member_whose_shard_is_all_ignored_pixels_adds_nothing() {
     // SETR-PUP: BatchNorm over whole maps.

@@ -71,7 +71,7 @@ fn data(args: &FinetuneArgs, size: usize, device: &beit::engine::Device) -> Resu
 /// Run `beit finetune`.
 pub fn run(args: &FinetuneArgs) -> Result<()> {
     let cfg: FinetuneConfig = args.train.recipe()?;
-    let device = beit::open_device(&args.train.run.device)?;
+    let device = args.train.run.open_device()?;
     if args.task == Task::Segmentation {
         return finetune_segmentation(args, &cfg, &device);
     }

@@ -66,7 +66,7 @@ fn fresh_config(args: &PretrainArgs, vocab: usize) -> BeitConfig {
 /// Run `beit pretrain`.
 pub fn run(args: &PretrainArgs) -> Result<()> {
     let cfg: PretrainConfig = args.train.recipe()?;
-    let device = beit::open_device(&args.train.run.device)?;
+    let device = args.train.run.open_device()?;
     let tokenizer = DalleEncoder::from_folder(&args.tokenizer, &device)?;
     let resume = args.train.run.checkpoint(&device)?;
     let config = match (&resume, &args.model) {

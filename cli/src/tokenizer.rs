@@ -3,7 +3,7 @@
 //! held-out images.
 
 use crate::progress::Progress;
-use crate::train_args::RunArgs;
+use crate::train_args::{is_main_process, RunArgs};
 use beit::data::transforms::TokenizerView;
 use beit::data::{Digits, ImageFolder, Loader, LoaderConfig};
 use beit::engine::nn::VarBuilder;
@@ -187,7 +187,7 @@ fn any_folder(dir: &Path) -> Result<ImageFolder> {
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
-    let device = beit::open_device(&args.run.device)?;
+    let device = args.run.open_device()?;
     let train_config = DvaeTrainConfig {
         steps: args.steps,
         batch: args.batch,
@@ -213,7 +213,8 @@ fn train(args: &TrainArgs) -> Result<()> {
     let source = Source::open(args)?;
     let model = Dvae::new(&VarBuilder::new(&device, DType::F32, args.seed), config.clone())?;
     let test = source.test_batches(args.size, &device)?;
-    if !args.json {
+    let main = is_main_process();
+    if !args.json && main {
         let g = config.grid();
         println!(
             "beit tokenizer train: dVAE of {} parameters, {}×{} inputs → {g}×{g} tokens of {}, {} steps of {} on {device}",
@@ -227,9 +228,12 @@ fn train(args: &TrainArgs) -> Result<()> {
     }
     let start = Instant::now();
     let batches = source.train_batches(args, resume.as_ref().map_or(0, |ck| ck.state.step), &device);
-    let mut progress = DvaeProgress { bar: args.run.progress(), every: (args.steps / 10).max(1), print: !args.json };
+    let mut progress = DvaeProgress { bar: args.run.progress(), every: (args.steps / 10).max(1), print: !args.json && main };
     let summary = train_dvae(&model, &train_config, &args.run.files(), source.train_len(), batches, &args.run.control(resume, &device)?, &mut progress)?;
     let seconds = start.elapsed().as_secs_f64();
+    if !main {
+        return Ok(());
+    }
     if summary.steps < args.steps {
         println!("stopped at step {}{}; resume with --resume", summary.steps, if summary.interrupted { " (interrupted)" } else { "" });
     }

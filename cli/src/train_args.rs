@@ -4,7 +4,7 @@
 //! `beit finetune`.
 
 use crate::progress::Progress;
-use beit::engine::{Device, Result};
+use beit::engine::{Device, Error, Result};
 use beit::train::{apply_overrides, load_checkpoint, load_config, Checkpoint, RunControl, RunFiles};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -64,9 +64,10 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// Device: cpu or cuda:N.
+    /// Device: cpu, cuda:N, or cuda (under mpirun: the GPU of the process's rank on its
+    /// machine, one process per GPU).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    device: String,
 }
 
 impl TrainArgs {
@@ -114,6 +115,11 @@ impl RunArgs {
         }
     }
 
+    /// The device `--device` names (see [`device_spec`]).
+    pub fn open_device(&self) -> Result<Device> {
+        beit::open_device(&device_spec(&self.device, beit_mpi::launcher()?)?)
+    }
+
     /// The checkpoint to resume from, if any.
     pub fn checkpoint(&self, device: &Device) -> Result<Option<Checkpoint>> {
         self.resume.as_ref().map(|p| load_checkpoint(p, device)).transpose()
@@ -137,7 +143,35 @@ impl RunArgs {
     }
 }
 
+/// The device `spec` names for a process of `launch`: `cuda` (or `gpu`) without an ordinal
+/// is the GPU of its rank on its machine, as one process per GPU wants; alone, GPU 0.
+fn device_spec(spec: &str, launch: Option<beit_mpi::Launch>) -> Result<String> {
+    let Some(launch) = launch.filter(|_| matches!(spec.trim().to_ascii_lowercase().as_str(), "cuda" | "gpu")) else { return Ok(spec.to_string()) };
+    match launch.local_rank {
+        Some(local) => Ok(format!("cuda:{local}")),
+        None => Err(Error::invalid("--device", format!("the launcher sets no rank on the machine for rank {} (OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID or SLURM_LOCALID): give `--device cuda:N`", launch.rank))),
+    }
+}
+
 /// Whether this process prints and writes results: alone, or rank 0 of an MPI run.
 pub fn is_main_process() -> bool {
     beit_mpi::launcher().ok().flatten().is_none_or(|l| l.rank == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beit_mpi::Launch;
+
+    #[test]
+    fn cuda_without_an_ordinal_is_the_local_ranks_gpu_under_a_launcher() {
+        let launch = |local_rank| Some(Launch { rank: 5, size: 8, var: "OMPI_COMM_WORLD_RANK", local_rank });
+        assert_eq!(device_spec("cuda", launch(Some(1))).unwrap(), "cuda:1");
+        assert_eq!(device_spec("GPU", launch(Some(3))).unwrap(), "cuda:3");
+        assert_eq!(device_spec("cuda:2", launch(Some(1))).unwrap(), "cuda:2");
+        assert_eq!(device_spec("cpu", launch(Some(1))).unwrap(), "cpu");
+        assert_eq!(device_spec("cuda", None).unwrap(), "cuda");
+        let err = device_spec("cuda", launch(None)).unwrap_err().to_string();
+        assert!(err.contains("--device") && err.contains("rank 5") && err.contains("cuda:N"), "{err}");
+    }
 }

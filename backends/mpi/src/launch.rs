@@ -12,7 +12,13 @@ pub struct Launch {
     pub size: usize,
     /// The variable the rank was read from, e.g. `OMPI_COMM_WORLD_RANK`.
     pub var: &'static str,
+    /// This process's rank among those the launcher started on its machine, when the
+    /// launcher says (Open MPI, MPICH's Hydra, Slurm): which GPU of the machine is its.
+    pub local_rank: Option<usize>,
 }
+
+/// The variables that give the rank on the machine, in the order tried.
+const LOCAL: [&str; 3] = ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"];
 
 /// (rank variable, size variable) pairs, in the order tried: Open MPI's `mpirun`; MPICH,
 /// Intel MPI and other PMI launchers; PMIx launchers such as `srun --mpi=pmix`, which set
@@ -43,7 +49,8 @@ fn launcher_from(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>>
             let msg = format!("{rank_var}={rank} is not below {size_var}={size}");
             return Err(Error::invalid("MPI launcher", msg));
         }
-        return Ok(Some(Launch { rank, size, var: rank_var }));
+        let local_rank = LOCAL.iter().find_map(|&v| var(v).map(|value| parse(v, &value))).transpose()?;
+        return Ok(Some(Launch { rank, size, var: rank_var, local_rank }));
     }
     Ok(None)
 }
@@ -65,10 +72,12 @@ mod tests {
     fn reads_each_launcher() {
         assert_eq!(launch(&[]).unwrap(), None);
         let ompi = [("OMPI_COMM_WORLD_RANK", "1"), ("OMPI_COMM_WORLD_SIZE", "4"), ("PMI_RANK", "3"), ("PMI_SIZE", "9")];
-        assert_eq!(launch(&ompi).unwrap(), Some(Launch { rank: 1, size: 4, var: "OMPI_COMM_WORLD_RANK" }));
-        assert_eq!(launch(&ompi[2..]).unwrap(), Some(Launch { rank: 3, size: 9, var: "PMI_RANK" }));
-        let pmix = [("PMIX_RANK", "0"), ("SLURM_NTASKS", "1")];
-        assert_eq!(launch(&pmix).unwrap(), Some(Launch { rank: 0, size: 1, var: "PMIX_RANK" }));
+        assert_eq!(launch(&ompi).unwrap(), Some(Launch { rank: 1, size: 4, var: "OMPI_COMM_WORLD_RANK", local_rank: None }));
+        assert_eq!(launch(&ompi[2..]).unwrap(), Some(Launch { rank: 3, size: 9, var: "PMI_RANK", local_rank: None }));
+        let pmix = [("PMIX_RANK", "0"), ("SLURM_NTASKS", "1"), ("SLURM_LOCALID", "0")];
+        assert_eq!(launch(&pmix).unwrap(), Some(Launch { rank: 0, size: 1, var: "PMIX_RANK", local_rank: Some(0) }));
+        let hydra = [("PMI_RANK", "5"), ("PMI_SIZE", "8"), ("MPI_LOCALRANKID", "1")];
+        assert_eq!(launch(&hydra).unwrap().unwrap().local_rank, Some(1));
     }
 
     #[test]
@@ -78,5 +87,6 @@ mod tests {
         assert_eq!(err(&[("PMI_RANK", "0"), ("PMI_SIZE", "")]), r#"MPI launcher: PMI_SIZE="" is not a non-negative integer"#);
         assert_eq!(err(&[("PMI_RANK", "2"), ("PMI_SIZE", "2")]), "MPI launcher: PMI_RANK=2 is not below PMI_SIZE=2");
         assert!(err(&[("PMIX_RANK", "0")]).contains("PMIX_RANK=0 is set but SLURM_NTASKS is not"));
+        assert_eq!(err(&[("PMI_RANK", "0"), ("PMI_SIZE", "2"), ("SLURM_LOCALID", "-1")]), r#"MPI launcher: SLURM_LOCALID="-1" is not a non-negative integer"#);
     }
 }

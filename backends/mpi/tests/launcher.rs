@@ -3,8 +3,17 @@
 
 use beit_mpi::{launcher, Launch};
 
-const VARS: [&str; 6] =
-    ["OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_RANK", "PMI_SIZE", "PMIX_RANK", "SLURM_NTASKS"];
+const VARS: [&str; 9] = [
+    "OMPI_COMM_WORLD_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "PMI_RANK",
+    "PMI_SIZE",
+    "PMIX_RANK",
+    "SLURM_NTASKS",
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "MPI_LOCALRANKID",
+    "SLURM_LOCALID",
+];
 
 #[test]
 fn launcher_reads_the_environment() {
@@ -14,11 +23,12 @@ fn launcher_reads_the_environment() {
     assert_eq!(launcher().unwrap(), None);
     std::env::set_var("PMI_RANK", "1");
     std::env::set_var("PMI_SIZE", "3");
-    assert_eq!(launcher().unwrap(), Some(Launch { rank: 1, size: 3, var: "PMI_RANK" }));
+    assert_eq!(launcher().unwrap(), Some(Launch { rank: 1, size: 3, var: "PMI_RANK", local_rank: None }));
     // Open MPI's variables win over PMI's.
     std::env::set_var("OMPI_COMM_WORLD_RANK", "0");
     std::env::set_var("OMPI_COMM_WORLD_SIZE", "1");
-    assert_eq!(launcher().unwrap(), Some(Launch { rank: 0, size: 1, var: "OMPI_COMM_WORLD_RANK" }));
+    std::env::set_var("OMPI_COMM_WORLD_LOCAL_RANK", "0");
+    assert_eq!(launcher().unwrap(), Some(Launch { rank: 0, size: 1, var: "OMPI_COMM_WORLD_RANK", local_rank: Some(0) }));
     std::env::set_var("OMPI_COMM_WORLD_SIZE", "two");
     let err = launcher().unwrap_err().to_string();
     assert!(err.contains(r#"OMPI_COMM_WORLD_SIZE="two""#), "{err}");

@@ -11,11 +11,13 @@
 //! and outputs are DALL-E-mapped pixels ([`super::map_pixels`]).
 
 use super::Tokenizer;
+use beit_engine::collective::Collective;
 use beit_engine::nn::{Conv2d, Conv2dConfig, Linear, Module, Param, VarBuilder};
 use beit_engine::rng::Rng;
 use beit_engine::{DType, Device, Error, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The `model_type` a dVAE folder's `config.json` carries.
 pub const DVAE_MODEL_TYPE: &str = "beit-dvae";
@@ -200,6 +202,18 @@ impl Dvae {
     /// posterior to the uniform prior and `weights.usage` times the KL of the batch's mean
     /// posterior to uniform (which keeps the whole codebook in use).
     pub fn loss(&self, pixels: &Tensor, temperature: f64, weights: LossWeights, seed: u64) -> Result<DvaeLoss> {
+        self.loss_over(pixels, temperature, weights, seed, None)
+    }
+
+    /// [`Self::loss`] of one member's part of a batch split over a data-parallel group:
+    /// the Gumbel noise of its samples is the whole batch's, and the codebook-usage term
+    /// is the whole batch's (its mean posterior summed over the group), so that the group's
+    /// loss and gradients are those of one process on the whole batch.
+    pub fn loss_in(&self, pixels: &Tensor, temperature: f64, weights: LossWeights, seed: u64, part: GroupPart) -> Result<DvaeLoss> {
+        self.loss_over(pixels, temperature, weights, seed, Some(part))
+    }
+
+    fn loss_over(&self, pixels: &Tensor, temperature: f64, weights: LossWeights, seed: u64, part: Option<GroupPart>) -> Result<DvaeLoss> {
         if temperature.is_nan() || temperature <= 0.0 {
             return Err(Error::invalid("dvae", format!("temperature must be positive, got {temperature}")));
         }
@@ -208,9 +222,19 @@ impl Dvae {
         let log_q = logits.log_softmax_last()?;
         let q = log_q.exp()?;
         let kl = q.mul(&log_q.add_scalar(log_v)?)?.sum(&[-1], false)?.mean_all()?;
-        let q_mean = q.mean(&[0, 1, 2], false)?;
+        let (local, dev) = (logits.shape()[0], pixels.device());
+        let (q_mean, noise) = match part {
+            None => (q.mean(&[0, 1, 2], false)?, gumbel(logits.shape(), seed, dev)?),
+            Some(GroupPart { group, first, batch }) => {
+                let positions = logits.numel() / logits.shape()[3] / local * batch;
+                let q_mean = q.sum(&[0, 1, 2], false)?.all_reduce_sum(group)?.mul_scalar(1.0 / positions as f64)?;
+                let mut whole = logits.shape().to_vec();
+                whole[0] = batch;
+                (q_mean, gumbel(&whole, seed, dev)?.narrow(0, first, local)?)
+            }
+        };
         let usage = q_mean.mul(&q_mean.log()?.add_scalar(log_v)?)?.sum_all()?;
-        let codes = logits.add(&gumbel(logits.shape(), seed, pixels.device())?.to_dtype(logits.dtype())?)?.mul_scalar(1.0 / temperature)?.softmax_last()?;
+        let codes = logits.add(&noise.to_dtype(logits.dtype())?)?.mul_scalar(1.0 / temperature)?.softmax_last()?;
         let recon = self.decode(&codes)?.sub(pixels)?.sqr()?.mean_all()?;
         let total = recon.add(&kl.mul_scalar(weights.kl)?)?.add(&usage.mul_scalar(weights.usage)?)?;
         // One read back for all four values.
@@ -218,6 +242,17 @@ impl Dvae {
         let values = Tensor::cat(&terms.iter().collect::<Vec<_>>(), 0)?.to_vec_f64()?;
         Ok(DvaeLoss { total, value: values[0], recon: values[1], kl: values[2], usage: values[3] })
     }
+}
+
+/// A member's part of a batch a data-parallel group splits, for [`Dvae::loss_in`].
+#[derive(Clone, Copy, Debug)]
+pub struct GroupPart<'a> {
+    /// The group (the run's, see `beit::train::RunControl::group`).
+    pub group: &'a Arc<dyn Collective>,
+    /// The position of this member's first sample in the whole batch.
+    pub first: usize,
+    /// Samples in the whole batch.
+    pub batch: usize,
 }
 
 /// Weights of the regularisers in [`Dvae::loss`].

@@ -3,7 +3,7 @@
 //! (checkpoints, resume, non-finite losses skipped); evaluation reports the reconstruction
 //! error next to the best constant image's, and codebook usage.
 
-use super::{unmap_pixels, Dvae, LossWeights, Tokenizer};
+use super::{unmap_pixels, Dvae, GroupPart, LossWeights, Tokenizer};
 use crate::train::{Observer, Plan, RunControl, RunFiles, Runner, StepLoss, Summary, TrainState};
 use beit_engine::nn::Module;
 use beit_engine::optim::{AdamWConfig, ParamGroup, Schedule};
@@ -95,7 +95,8 @@ impl DvaeTrainConfig {
 /// `temperature`, Ctrl-C), writing what `files` says. `batch(state)` gives the mapped pixels
 /// `[B, C, S, S]` of step `state.step` and must depend only on it (and the seed) for a
 /// resumed run to see the same data; `samples` is the training set's size, which sets the
-/// epoch the metrics report.
+/// epoch the metrics report. In a data-parallel group (`control.group`) every member gets
+/// the whole batch from `batch` and trains on its part of it, as [`Dvae::loss_in`].
 pub fn train_dvae(
     model: &Dvae,
     cfg: &DvaeTrainConfig,
@@ -106,9 +107,6 @@ pub fn train_dvae(
     obs: &mut dyn Observer,
 ) -> Result<Summary> {
     cfg.validate()?;
-    if control.group.is_some() {
-        return Err(Error::invalid("dvae training", "the dVAE trains in one process: its batches are not sharded over a group"));
-    }
     let m = model.config();
     let input = crate::limits::f32_bytes(&[cfg.batch, m.input_channels, m.image_size, m.image_size]);
     crate::limits::check_model_bytes("dvae training batch", input, &format!("a batch of {} images of {}²", cfg.batch, m.image_size))?;
@@ -128,10 +126,17 @@ pub fn train_dvae(
     };
     let runner = Runner::new(plan, m, model.params(), groups, control)?;
     let weights = LossWeights { kl: cfg.kl_weight, usage: cfg.usage_weight };
+    let (group, shard) = (runner.group(), control.shard()?);
     let step_loss = |state: &TrainState| -> Result<StepLoss> {
-        let pixels = batch(state)?;
-        let temperature = cfg.temperature(state.step);
-        let loss = model.loss(&pixels, temperature, weights, mix64(cfg.seed ^ mix64(state.step)))?;
+        let (pixels, temperature, seed) = (batch(state)?, cfg.temperature(state.step), mix64(cfg.seed ^ mix64(state.step)));
+        let loss = match &group {
+            None => model.loss(&pixels, temperature, weights, seed)?,
+            Some(group) => {
+                let (whole, mine) = (pixels.shape()[0], shard.range(pixels.shape()[0]));
+                let pixels = pixels.narrow(0, mine.start, mine.len())?;
+                model.loss_in(&pixels, temperature, weights, seed, GroupPart { group, first: mine.start, batch: whole })?
+            }
+        };
         let parts = vec![("recon", loss.recon), ("kl", loss.kl), ("usage", loss.usage), ("temperature", temperature)];
         Ok(StepLoss { loss: loss.total, samples: pixels.shape()[0], terms: pixels.shape()[0], parts })
     };

@@ -6,7 +6,7 @@ mod dvae;
 mod dvae_train;
 
 pub use dalle::{DalleConfig, DalleEncoder};
-pub use dvae::{Dvae, DvaeConfig, DvaeLoss, LossWeights, DVAE_MODEL_TYPE};
+pub use dvae::{Dvae, DvaeConfig, DvaeLoss, GroupPart, LossWeights, DVAE_MODEL_TYPE};
 pub use dvae_train::{codebook_usage, evaluate_dvae, train_dvae, DvaeEval, DvaeTrainConfig};
 
 use beit_engine::io::load_safetensors;
