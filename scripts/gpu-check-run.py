@@ -12,7 +12,8 @@ prints one short table.
    a small BEiT MIM model trained 3 steps on both (losses and weights equal within 1e-4);
 4. NCCL: a one-member group on cuda:0 (sums, broadcasts, errors, and gradients through
    GradBuckets equal to a plain backward pass), with BEIT_NCCL set to the libnccl.so.2 found
-   in python's site-packages (PyTorch's nvidia-nccl wheel) unless it is already set;
+   in python's site-packages (PyTorch's nvidia-nccl wheel) unless it is already set; then
+   training in that group (pretraining, and segmentation with SyncBN) against the lone run;
 5. the benchmark: BEiT-Base MIM training step and forward at batch 64, images/s, and sgemm
    TFLOP/s, ours (device_bench) next to PyTorch eager (benches/pytorch/device_bench.py) on
    the same GPU in this run, fp32 and TF32.
@@ -159,6 +160,7 @@ def main():
           {"BEIT_CUDA_NO_CUBLAS": "1"})
     check("cross-device (ops + BEiT train)", [str(folder / "cross_device"), "--test-threads=1", "--nocapture"], 120)
     check("NCCL, one member on cuda:0", [str(folder / "nccl"), "--test-threads=1", "--nocapture"], 90)
+    check("NCCL group of one vs lone training", [str(folder / "beit_nccl"), "--test-threads=1", "--nocapture"], 90)
 
     iters = ["--iters", "3", "--warmup", "1"] if quick else ["--iters", "8", "--warmup", "2"]
     bench = {}

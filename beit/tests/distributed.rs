@@ -8,46 +8,14 @@
 
 use beit::engine::collective::{Collective, LocalGroup};
 use beit::engine::nn::Module;
-use beit::engine::Device;
 use beit::train::*;
-use beit::{Beit, BeitForMaskedImageModeling};
-use common::{digits_data, tiny_config, weights, PatchTokenizer};
+use common::group::*;
+use common::{weights, PatchTokenizer, digits_data};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 mod common;
-
-/// Tolerance of the group against one process: the same sums, added in another order.
-const TOL: f64 = 1e-5;
-
-/// 2 epochs of 3 steps of 4 images, with drop path (per-sample draws) and checkpoints.
-fn config(dir: &Path, batch: usize) -> PretrainConfig {
-    let mut cfg = PretrainConfig { mask_ratio: 0.5, mask_min_patches: 1, ..PretrainConfig::default() };
-    cfg.train = TrainConfig {
-        epochs: 2,
-        batch_size: batch,
-        base_lr: 0.05,
-        warmup_epochs: 1.0,
-        drop_path: 0.2,
-        files: RunFiles { checkpoint_dir: Some(dir.join("ckpt")), metrics: Some(dir.join("metrics.jsonl")), keep_last: 10, ..RunFiles::default() },
-        seed: 7,
-        ..cfg.train
-    };
-    cfg
-}
-
-/// A fresh model whose initial weights come from `init_seed`.
-fn model(cfg: &PretrainConfig, device: &Device, init_seed: u64) -> BeitForMaskedImageModeling {
-    let Beit::MaskedImageModeling(m) = Beit::new(&pretrain_model_config(&tiny_config(), cfg), device, init_seed).unwrap() else { panic!("a MIM model") };
-    m
-}
-
-/// Train `model` on 12 digits with `control`.
-fn run(model: &BeitForMaskedImageModeling, cfg: &PretrainConfig, control: &RunControl) -> beit::engine::Result<Summary> {
-    let device = beit_backend_cpu::cpu();
-    pretrain(model, &PatchTokenizer::new(8, &device), &digits_data(12, &device), cfg, control, &mut Quiet)
-}
 
 /// Each member of a group of `n` threads runs `member(rank, group)`; their results by rank.
 fn in_group<T: Send>(n: usize, member: impl Fn(usize, Arc<dyn Collective>) -> T + Sync) -> Vec<T> {
@@ -58,26 +26,6 @@ fn in_group<T: Send>(n: usize, member: impl Fn(usize, Arc<dyn Collective>) -> T 
         }).collect();
         handles.into_iter().map(|h| h.join().expect("member thread")).collect()
     })
-}
-
-/// Steps, losses and gradient norms agree within [`TOL`] (relative).
-fn assert_same_history(got: &Summary, want: &Summary, what: &str) {
-    assert_eq!(got.history.len(), want.history.len(), "{what}: steps");
-    for (g, w) in got.history.iter().zip(&want.history) {
-        assert_eq!((g.step, g.skipped), (w.step, w.skipped), "{what}");
-        assert!((g.loss - w.loss).abs() <= TOL * w.loss.abs(), "{what}: step {} loss {} vs {}", g.step, g.loss, w.loss);
-        let (gn, wn) = (g.grad_norm.unwrap(), w.grad_norm.unwrap());
-        assert!((gn - wn).abs() <= TOL * wn, "{what}: step {} grad norm {gn} vs {wn}", g.step);
-    }
-}
-
-/// Every weight agrees within [`TOL`] (absolute).
-fn assert_same_weights(got: &[(String, Vec<f32>)], want: &[(String, Vec<f32>)], what: &str) {
-    assert_eq!(got.len(), want.len());
-    for ((name, g), (_, w)) in got.iter().zip(want) {
-        let worst = g.iter().zip(w).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max);
-        assert!(worst <= TOL, "{what}: `{name}` differs by {worst}");
-    }
 }
 
 #[test]
@@ -193,54 +141,15 @@ impl beit::data::SegDataset for HalfIgnored {
     }
 }
 
-/// A 2-layer, 16-wide segmentation model on 32 px shapes of 8 px patches, with `head`.
-fn seg_config(head: beit::SegHead) -> beit::BeitConfig {
-    beit::BeitConfig {
-        architectures: vec!["BeitForSemanticSegmentation".into()],
-        hidden_size: 16,
-        num_hidden_layers: 2,
-        num_attention_heads: 2,
-        intermediate_size: 32,
-        image_size: 32,
-        patch_size: 8,
-        out_indices: Some(vec![1, 1, 2, 2]),
-        auxiliary_channels: 8,
-        num_labels: Some(beit::data::Shapes::CLASSES),
-        seg_head: head,
-        ..beit::BeitConfig::default()
-    }
-}
-
-/// Fine-tune a fresh segmentation model (UperNet, the FPN and the auxiliary FCN head:
-/// BatchNorm in 16 places) for 8 steps of 2 shapes with drop path, in `control`'s group;
-/// its history and weights.
-fn seg_run(control: &RunControl) -> (Summary, Vec<(String, Vec<f32>)>) {
-    let data = beit::data::Shapes::new(8, 32, 1).unwrap();
-    let train = TrainConfig { epochs: 2, batch_size: 2, drop_path: 0.1, seed: 3, ..TrainConfig::default() };
-    let cfg = FinetuneConfig { train, layer_decay: 0.9, label_smoothing: 0.0 };
-    let model = beit::BeitForSemanticSegmentation::new(&seg_config(beit::SegHead::Uper), &beit_backend_cpu::cpu(), 0).unwrap();
-    let s = beit::segmentation::finetune(&model, &data, None, &cfg, control, &mut Quiet).unwrap();
-    (s, weights(&model))
-}
-
-/// The weights of [`seg_run`] a group and a lone run must agree on. The biases of the FPN's
-/// transposed convolutions only reach the loss through a BatchNorm (`fpn1.1`, and
-/// UperNet's lateral 1x1 conv module), which takes their value out again: their gradients
-/// are 0 in exact arithmetic, rounding noise here, which AdamW scales up to whole steps.
-/// They can differ by 1e-5 where every other weight agrees to 1e-7.
-fn seg_compared(w: &[(String, Vec<f32>)]) -> Vec<(String, Vec<f32>)> {
-    w.iter().filter(|(name, _)| !["fpn1.0.bias", "fpn2.0.bias"].contains(&name.as_str())).cloned().collect()
-}
-
 /// BatchNorm synchronised over the group (SyncBN): 2 members on half batches train as one
 /// process on the whole, running statistics included. Each member's PSP branch at scale 1
 /// sees one value per channel: without the group's statistics that BatchNorm would fail.
 #[test]
 fn segmentation_members_normalise_by_the_whole_batch() {
-    let (want, alone) = seg_run(&RunControl::default());
+    let (want, alone) = seg_run(&RunControl::default(), &beit_backend_cpu::cpu());
     assert_eq!(want.steps, 8);
     assert!(alone.iter().any(|(name, _)| name.ends_with("bn.running_var")));
-    for (rank, (s, w)) in in_group(2, |_, group| seg_run(&RunControl { group: Some(group), ..RunControl::default() })).into_iter().enumerate() {
+    for (rank, (s, w)) in in_group(2, |_, group| seg_run(&RunControl { group: Some(group), ..RunControl::default() }, &beit_backend_cpu::cpu())).into_iter().enumerate() {
         assert_same_history(&s, &want, &format!("member {rank}"));
         assert_same_weights(&seg_compared(&w), &seg_compared(&alone), &format!("member {rank}"));
     }
@@ -375,7 +284,7 @@ fn two_mpi_ranks_match_one_process() {
     let cfg = config(alone_dir.path(), 4);
     let alone = model(&cfg, &beit_backend_cpu::cpu(), 3);
     let want = run(&alone, &cfg, &RunControl::default()).unwrap();
-    let (seg_want, seg_alone) = seg_run(&RunControl::default());
+    let (seg_want, seg_alone) = seg_run(&RunControl::default(), &beit_backend_cpu::cpu());
     // Shared memory; with Open MPI, TCP over loopback, and two hosts (network namespaces
     // of this machine, as root: `scripts/mpirun-two-hosts.sh`) talking TCP through a switch.
     let tcp = ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"];
@@ -443,6 +352,6 @@ fn mpi_rank(dir: &Path) {
     let s = run(&m, &cfg, &control).unwrap();
     assert_eq!(s.steps, 6);
     std::fs::write(dir.join(format!("weights-{}.json", launch.rank)), serde_json::to_string(&weights(&m)).unwrap()).unwrap();
-    let (s, w) = seg_run(&control);
+    let (s, w) = seg_run(&control, &beit_backend_cpu::cpu());
     std::fs::write(dir.join(format!("seg-{}.json", launch.rank)), serde_json::to_string(&(s.history, w)).unwrap()).unwrap();
 }

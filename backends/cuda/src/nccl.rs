@@ -112,6 +112,15 @@ impl Nccl {
         Ok(Nccl { comm: Mutex::new(Comm { handle, stream, aborted: false }), rank, size, device: device.clone(), backend, lib })
     }
 
+    /// cuda:`ordinal` and a group of one member on it, what a distributed step is checked
+    /// against a lone one with; or why there is none (no usable GPU, no NCCL library).
+    pub fn alone_on(ordinal: usize) -> std::result::Result<(Device, Nccl), String> {
+        let device = crate::open(ordinal).map_err(|e| format!("no usable GPU: {e}"))?;
+        Nccl::library().map_err(|e| format!("no NCCL: {e}"))?;
+        let id = Nccl::unique_id().map_err(|e| e.to_string())?;
+        Ok((device.clone(), Nccl::new(&device, 0, 1, id).map_err(|e| e.to_string())?))
+    }
+
     /// A group of every member of `bootstrap`, each on its own `device`, with `bootstrap`'s
     /// ranks: rank 0 makes the id ([`Nccl::unique_id`]) and `bootstrap` broadcasts it (as a
     /// U8 tensor on `device`). Every member first says whether it could load NCCL and use

@@ -12,20 +12,7 @@ use beit_engine::{DType, Device, Tensor};
 
 /// cuda:0 and a one-member NCCL group on it, or `None` after saying why the test is skipped.
 fn group(test: &str) -> Option<(Device, Nccl)> {
-    let dev = match beit_backend_cuda::open(0) {
-        Ok(dev) => dev,
-        Err(e) => {
-            eprintln!("SKIPPED {test} on cuda:0 (no usable GPU: {e})");
-            return None;
-        }
-    };
-    if let Err(e) = Nccl::library() {
-        eprintln!("SKIPPED {test} on cuda:0 (no NCCL: {e})");
-        return None;
-    }
-    let id = Nccl::unique_id().expect("ncclGetUniqueId");
-    let nccl = Nccl::new(&dev, 0, 1, id).expect("a one-member NCCL group");
-    Some((dev, nccl))
+    Nccl::alone_on(0).map_err(|why| eprintln!("SKIPPED {test} on cuda:0 ({why})")).ok()
 }
 
 #[test]

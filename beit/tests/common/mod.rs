@@ -8,6 +8,8 @@ use beit::tokenizer::Tokenizer;
 use beit::train::PretrainData;
 use beit::BeitConfig;
 
+pub mod group;
+
 /// Tokens from a fixed random patch projection: kernel = stride = 4 px.
 pub struct PatchTokenizer {
     weight: Tensor,
