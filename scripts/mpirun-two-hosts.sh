@@ -9,8 +9,9 @@
 #
 # Open MPI starts its daemon on each host through an ssh stand-in (`plm_rsh_agent`) that
 # enters the host's namespaces with a fresh environment, so only `-x VAR` reaches the
-# ranks. The ranks share the filesystem and talk over TCP through the switch; nothing is
-# created in this machine's own network namespace. Afterwards it prints the bytes each
+# ranks. The ranks share the filesystem and this machine's cores (unbound: each host's
+# daemon would bind its rank to "its" first core, the same one) and talk over TCP through
+# the switch; nothing is created in this machine's own network namespace. Afterwards it prints the bytes each
 # host sent and received. Needs root (ip netns); exits 77 when it cannot set up the hosts.
 set -u -o pipefail
 
@@ -50,60 +51,66 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 mkdir -p "$RUN"
+# Run a setup step; a failure means this machine cannot make the hosts: skip.
+try() { "$@" 2>"$RUN/err" || skip "$* failed: $(cat "$RUN/err")"; }
 for h in H A B; do
-    ip netns add $P$h 2>"$RUN/err" || skip "cannot create a network namespace: $(cat "$RUN/err")"
+    try ip netns add $P$h
     ip netns exec $P$h sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 2>/dev/null
-    ip -n $P$h link set lo up
+    try ip -n $P$h link set lo up
     : >"$RUN/uts.$h"
-    unshare --uts="$RUN/uts.$h" hostname ${NAME[$h]} 2>"$RUN/err" || skip "cannot create a UTS namespace: $(cat "$RUN/err")"
+    try unshare --uts="$RUN/uts.$h" hostname ${NAME[$h]}
 done
-ip -n ${P}H link add br0 type bridge 2>"$RUN/err" || skip "no bridge: $(cat "$RUN/err")"
-ip -n ${P}H link set br0 type bridge forward_delay 0 stp_state 0
-ip -n ${P}H addr add ${ADDR[H]}/24 dev br0
-ip -n ${P}H link set br0 up
+try ip -n ${P}H link add br0 type bridge
+try ip -n ${P}H link set br0 type bridge forward_delay 0 stp_state 0
+try ip -n ${P}H addr add ${ADDR[H]}/24 dev br0
+try ip -n ${P}H link set br0 up
 for h in A B; do
-    ip -n ${P}H link add veth$h type veth peer name eth0 netns $P$h 2>"$RUN/err" || skip "no veth: $(cat "$RUN/err")"
-    ip -n ${P}H link set veth$h master br0 up
-    ip -n $P$h addr add ${ADDR[$h]}/24 dev eth0
-    ip -n $P$h link set eth0 up
+    try ip -n ${P}H link add veth$h type veth peer name eth0 netns $P$h
+    try ip -n ${P}H link set veth$h master br0 up
+    try ip -n $P$h addr add ${ADDR[$h]}/24 dev eth0
+    try ip -n $P$h link set eth0 up
 done
-for _ in $(seq 50); do
-    [ "$(for h in A B; do ip -n $P$h -br link show eth0; done | grep -c LOWER_UP)" = 2 ] && break
-    sleep 0.1
-done
+links_up() { [ "$(for h in A B; do ip -n $P$h -br link show eth0; done | grep -c LOWER_UP)" = 2 ]; }
+for _ in $(seq 50); do links_up && break; sleep 0.1; done
+links_up || skip "the virtual links did not come up"
 
 printf '%s slots=1\n' ${NAME[A]} ${NAME[B]} >"$RUN/hostfile"
 # The ssh stand-in: `agent [ssh options] [user@]HOST COMMAND...`, COMMAND run by sh in
 # HOST's namespaces with the environment a login there would have.
-cat >"$RUN/agent" <<AGENT
-#!/bin/sh
-while [ \$# -gt 0 ]; do
-    case \$1 in
+{
+    echo '#!/usr/bin/env bash'
+    printf 'P=%q RUN=%q HOME_=%q PATH_=%q LDLP=%q\n' "$P" "$RUN" "${HOME:-/root}" "$PATH" "${LD_LIBRARY_PATH:-}"
+    cat <<'AGENT'
+while [ $# -gt 0 ]; do
+    case $1 in
         --) shift; break ;;
         -[BbcDEeFIiJLlmOopQRSWw]) shift 2 ;;
         -?*) shift ;;
         *) break ;;
     esac
 done
-case \${1#*@} in
-    ${NAME[A]}|${ADDR[A]}) h=A ;;
-    ${NAME[B]}|${ADDR[B]}) h=B ;;
-    *) echo "agent: unknown host \$1" >&2; exit 255 ;;
+case ${1#*@} in
+    beit-a|10.77.0.1) h=A ;;
+    beit-b|10.77.0.2) h=B ;;
+    *) echo "agent: unknown host $1" >&2; exit 255 ;;
 esac
 shift
-exec nsenter --net=/run/netns/$P\$h --uts=$RUN/uts.\$h -- env -i HOME="$HOME" PATH="$PATH" ${LD_LIBRARY_PATH:+LD_LIBRARY_PATH="$LD_LIBRARY_PATH"} /bin/sh -c "\$*"
+exec nsenter --net=/run/netns/$P$h --uts="$RUN/uts.$h" -- \
+    env -i HOME="$HOME_" PATH="$PATH_" ${LDLP:+LD_LIBRARY_PATH="$LDLP"} /bin/sh -c "$*"
 AGENT
+} >"$RUN/agent"
 chmod +x "$RUN/agent"
 
+# Bytes host A and B sent and received: "A_tx A_rx B_tx B_rx".
 bytes() {
     for h in A B; do
-        ip netns exec $P$h cat /sys/class/net/eth0/statistics/tx_bytes /sys/class/net/eth0/statistics/rx_bytes
+        nsenter --net=/run/netns/$P$h cat /proc/net/dev | sed 's/:/ /' | awk '$1 == "eth0" { print $10, $2 }'
     done | tr '\n' ' '
 }
 read -r a_tx a_rx b_tx b_rx <<<"$(bytes)"
 # In the background, so that a signal to this script cleans up at once.
 timeout -k 10 "${BEIT_TIMEOUT:-600}" nsenter --net=/run/netns/${P}H --uts="$RUN/uts.H" -- \
-    mpirun --allow-run-as-root --hostfile "$RUN/hostfile" -np 2 --map-by node \
+    mpirun --allow-run-as-root --hostfile "$RUN/hostfile" -np 2 --map-by node --bind-to none \
     --mca plm_rsh_agent "$RUN/agent" --mca pml ob1 --mca btl tcp,self \
     --mca btl_tcp_if_include $SUBNET --mca oob_tcp_if_include $SUBNET "$@" </dev/null &
 wait $!

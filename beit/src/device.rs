@@ -28,7 +28,7 @@ pub fn open_device(spec: &str) -> Result<Device> {
 pub fn device_group(processes: Arc<dyn Collective>, device: &Device) -> Result<Arc<dyn Collective>> {
     #[cfg(feature = "cuda")]
     if matches!(DeviceSpec::parse(&device.name())?, DeviceSpec::Cuda(_)) {
-        return Ok(Arc::new(beit_backend_cuda::Nccl::over(&*processes, device)?));
+        return Ok(Arc::new(beit_backend_cuda::Nccl::over(processes, device)?));
     }
     let _ = device;
     Ok(processes)

@@ -180,6 +180,34 @@ fn members_evaluate_their_parts_and_share_the_whole_sets_metrics() {
     }
 }
 
+/// The same on an image folder with a file that is not an image (8 files, parts of 4):
+/// each member reads its part of the loader's order, and the group scores the 7 readable
+/// images once each.
+#[test]
+fn members_evaluate_their_parts_of_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    for (class, n, blue) in [("a", 4, 40u8), ("b", 3, 200)] {
+        std::fs::create_dir(dir.path().join(class)).unwrap();
+        for i in 0..n {
+            let img = image::RgbImage::from_fn(12, 10, |x, y| image::Rgb([(x * 20 + i * 30) as u8, (y * 25) as u8, blue]));
+            img.save(dir.path().join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("b/broken.png"), b"not a png").unwrap();
+    let folder = beit::data::ImageFolder::labelled(dir.path()).unwrap();
+    assert_eq!(folder.len(), 8);
+    let data = ClassifyData::Folder { folder, size: 8 };
+    let device = beit_backend_cpu::cpu();
+    let mim = model(&config(Path::new("/nonexistent"), 4), &device, 3);
+    let classifier = classifier_from_pretrained(mim.state_dict(), mim.beit.config(), data.classes(), 0.0, 1, &device).unwrap();
+    let want = evaluate(&classifier, &data, 3).unwrap();
+    assert_eq!(want.samples, 7);
+    for (rank, m) in in_group(2, |_, group| evaluate_in(&classifier, &data, 3, &group).unwrap()).into_iter().enumerate() {
+        assert_eq!((m.samples, m.top1, &m.confusion), (7, want.top1, &want.confusion), "member {rank}");
+        assert!((m.loss - want.loss).abs() <= 1e-6 * want.loss, "member {rank}: loss {} vs {}", m.loss, want.loss);
+    }
+}
+
 /// The dVAE tokenizer trained by 2 members on half batches (the Gumbel noise of their
 /// samples, the codebook-usage term of the whole batch) is the dVAE of one process.
 #[test]

@@ -5,7 +5,7 @@
 //! opened or NCCL cannot be loaded.
 #![cfg(feature = "cuda")]
 
-use beit::engine::collective::Collective;
+use beit::engine::collective::{Collective, Single};
 use beit::engine::Device;
 use beit::train::*;
 use beit_backend_cuda::Nccl;
@@ -15,9 +15,11 @@ use std::sync::Arc;
 
 mod common;
 
-/// cuda:0 and a one-member NCCL group on it, or `None` after saying why the test is skipped.
+/// cuda:0 and a one-member NCCL group over [`Single`] on it, or `None` after saying why
+/// the test is skipped.
 fn group(test: &str) -> Option<(Device, Arc<dyn Collective>)> {
-    let (dev, nccl) = Nccl::alone_on(0).map_err(|why| eprintln!("SKIPPED {test} on cuda:0 ({why})")).ok()?;
+    let dev = Nccl::available(0).map_err(|why| eprintln!("SKIPPED {test} on cuda:0 ({why})")).ok()?;
+    let nccl = Nccl::over(Arc::new(Single), &dev).expect("a one-member NCCL group");
     Some((dev, Arc::new(nccl)))
 }
 

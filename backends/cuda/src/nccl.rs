@@ -29,6 +29,8 @@ pub struct Nccl {
     device: Device,
     backend: Arc<CudaBackend>,
     lib: &'static NcclLib,
+    /// The group the id came through ([`Nccl::over`]), ended with this one.
+    bootstrap: Option<Arc<dyn Collective>>,
 }
 
 /// The communicator and the stream its operations are enqueued on; `aborted` once
@@ -109,24 +111,25 @@ impl Nccl {
         // SAFETY: `handle` is a writable ncclComm_t; the id is passed by value as nccl.h declares.
         let r = unsafe { (lib.comm_init_rank)(&mut handle, c_size, UniqueId { internal: id }, c_rank) };
         lib.check(&device.name(), "ncclCommInitRank", r)?;
-        Ok(Nccl { comm: Mutex::new(Comm { handle, stream, aborted: false }), rank, size, device: device.clone(), backend, lib })
+        Ok(Nccl { comm: Mutex::new(Comm { handle, stream, aborted: false }), rank, size, device: device.clone(), backend, lib, bootstrap: None })
     }
 
-    /// cuda:`ordinal` and a group of one member on it, what a distributed step is checked
-    /// against a lone one with; or why there is none (no usable GPU, no NCCL library).
-    pub fn alone_on(ordinal: usize) -> std::result::Result<(Device, Nccl), String> {
+    /// cuda:`ordinal` when NCCL can run there, or why not (no usable GPU, no NCCL
+    /// library): what a check of a group decides to skip on.
+    pub fn available(ordinal: usize) -> std::result::Result<Device, String> {
         let device = crate::open(ordinal).map_err(|e| format!("no usable GPU: {e}"))?;
         Nccl::library().map_err(|e| format!("no NCCL: {e}"))?;
-        let id = Nccl::unique_id().map_err(|e| e.to_string())?;
-        Ok((device.clone(), Nccl::new(&device, 0, 1, id).map_err(|e| e.to_string())?))
+        Ok(device)
     }
 
     /// A group of every member of `bootstrap`, each on its own `device`, with `bootstrap`'s
     /// ranks: rank 0 makes the id ([`Nccl::unique_id`]) and `bootstrap` broadcasts it (as a
     /// U8 tensor on `device`). Every member first says whether it could load NCCL and use
     /// `device` (one sum over `bootstrap`), so a failure is an error on every member rather
-    /// than the others waiting in `ncclCommInitRank`.
-    pub fn over(bootstrap: &dyn Collective, device: &Device) -> Result<Nccl> {
+    /// than the others waiting in `ncclCommInitRank`. The group keeps `bootstrap` (MPI stays
+    /// initialised while it lives) and ends it too on [`Collective::abort`], so that the
+    /// other processes end as well rather than wait in NCCL.
+    pub fn over(bootstrap: Arc<dyn Collective>, device: &Device) -> Result<Nccl> {
         let (rank, size) = (bootstrap.rank(), bootstrap.world_size());
         let make_id = || if rank == 0 { Nccl::unique_id() } else { nccl().map(|_| [0; UNIQUE_ID_BYTES]) };
         let mine = gpu_backend(device).and_then(|_| make_id());
@@ -142,7 +145,9 @@ impl Nccl {
         let id = id.try_into().map_err(|v: Vec<u8>| {
             Error::invalid("Nccl::over", format!("received an id of {} bytes, not {UNIQUE_ID_BYTES}", v.len()))
         })?;
-        Nccl::new(device, rank, size, id)
+        let mut group = Nccl::new(device, rank, size, id)?;
+        group.bootstrap = Some(bootstrap);
+        Ok(group)
     }
 
     /// Error unless `t` is on this member's device.
@@ -232,12 +237,19 @@ impl Collective for Nccl {
 
     /// `ncclCommAbort`: this member's pending and later calls fail; the others' fail once
     /// NCCL sees the member gone (a group bootstrapped over MPI ends with MPI's abort).
-    fn abort(&self, _why: &str) {
-        let mut comm = self.comm.lock().unwrap_or_else(|p| p.into_inner());
-        if !std::mem::replace(&mut comm.aborted, true) {
-            // SAFETY: the handle came from ncclCommInitRank; `aborted` keeps it from being
-            // used (or destroyed) again.
-            let _ = unsafe { (self.lib.comm_abort)(comm.handle) };
+    /// `ncclCommAbort`, then the abort of the group the id came through (MPI's ends every
+    /// process of the run).
+    fn abort(&self, why: &str) {
+        {
+            let mut comm = self.comm.lock().unwrap_or_else(|p| p.into_inner());
+            if !std::mem::replace(&mut comm.aborted, true) {
+                // SAFETY: the handle came from ncclCommInitRank; `aborted` keeps it from being
+                // used (or destroyed) again.
+                let _ = unsafe { (self.lib.comm_abort)(comm.handle) };
+            }
+        }
+        if let Some(bootstrap) = &self.bootstrap {
+            bootstrap.abort(why);
         }
     }
 }

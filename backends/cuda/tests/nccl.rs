@@ -12,7 +12,10 @@ use beit_engine::{DType, Device, Tensor};
 
 /// cuda:0 and a one-member NCCL group on it, or `None` after saying why the test is skipped.
 fn group(test: &str) -> Option<(Device, Nccl)> {
-    Nccl::alone_on(0).map_err(|why| eprintln!("SKIPPED {test} on cuda:0 ({why})")).ok()
+    let dev = Nccl::available(0).map_err(|why| eprintln!("SKIPPED {test} on cuda:0 ({why})")).ok()?;
+    let id = Nccl::unique_id().expect("ncclGetUniqueId");
+    let nccl = Nccl::new(&dev, 0, 1, id).expect("a one-member NCCL group");
+    Some((dev, nccl))
 }
 
 #[test]
@@ -85,7 +88,7 @@ fn bad_arguments_are_errors() {
 #[test]
 fn over_a_bootstrap_group() {
     let Some((dev, _)) = group("over_a_bootstrap_group") else { return };
-    let nccl = Nccl::over(&Single, &dev).unwrap();
+    let nccl = Nccl::over(Arc::new(Single), &dev).unwrap();
     assert_eq!((nccl.rank(), nccl.world_size()), (0, 1));
     let t = Tensor::from_slice(&[1.5f32, -2.0, 3.25], &[3], &dev).unwrap();
     assert_eq!(nccl.all_reduce_sum(&t).unwrap().to_vec::<f32>().unwrap(), [1.5, -2.0, 3.25]);

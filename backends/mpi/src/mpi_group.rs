@@ -9,7 +9,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use mpi::Threading;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// The group of every process of an MPI run (`MPI_COMM_WORLD`): one member per process.
 ///
@@ -171,9 +171,14 @@ impl Collective for Mpi {
     }
 
     /// `MPI_Abort` with exit code 1: every process of the run ends (the caller logs `why`
-    /// first; MPI prints which rank aborted).
+    /// first; MPI prints which rank aborted). When another thread holds the communicator,
+    /// waiting in a call the other members may never make, it aborts through a handle of
+    /// its own rather than wait for it.
     fn abort(&self, _why: &str) {
-        let world = self.world.lock().unwrap_or_else(|p| p.into_inner());
-        world.0.abort(1)
+        match self.world.try_lock() {
+            Ok(world) => world.0.abort(1),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().0.abort(1),
+            Err(TryLockError::WouldBlock) => SimpleCommunicator::world().abort(1),
+        }
     }
 }

@@ -206,7 +206,8 @@ impl BeitForSemanticSegmentation {
 
     /// [`Self::forward`] on one member's shard of a data-parallel `group`'s batch: in
     /// training, BatchNorm normalises by the whole batch's statistics (SyncBN), as one
-    /// process on that batch would.
+    /// process on that batch would. `group` is the one the gradient buckets go through (a
+    /// training run's `CommThread`), so that the statistics' all-reduces queue with theirs.
     pub fn forward_in(&self, pixels: &Tensor, mode: Mode, group: Option<&Arc<dyn Collective>>) -> Result<SegOutput> {
         let stats = NormStats::of(mode.train, group);
         let (maps, hidden_states) = self.feature_maps(pixels, mode)?;

@@ -226,7 +226,7 @@ impl Dvae {
         let (q_mean, noise) = match part {
             None => (q.mean(&[0, 1, 2], false)?, gumbel(logits.shape(), seed, dev)?),
             Some(GroupPart { group, first, batch }) => {
-                let positions = logits.numel() / logits.shape()[3] / local * batch;
+                let positions = batch * logits.shape()[1] * logits.shape()[2];
                 let q_mean = q.sum(&[0, 1, 2], false)?.all_reduce_sum(group)?.mul_scalar(1.0 / positions as f64)?;
                 let mut whole = logits.shape().to_vec();
                 whole[0] = batch;
@@ -247,7 +247,8 @@ impl Dvae {
 /// A member's part of a batch a data-parallel group splits, for [`Dvae::loss_in`].
 #[derive(Clone, Copy, Debug)]
 pub struct GroupPart<'a> {
-    /// The group (the run's, see `beit::train::RunControl::group`).
+    /// The group, the one the gradient buckets go through (a training run's
+    /// `CommThread`), so that the loss's all-reduces and theirs keep one order.
     pub group: &'a Arc<dyn Collective>,
     /// The position of this member's first sample in the whole batch.
     pub first: usize,

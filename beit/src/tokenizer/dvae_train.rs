@@ -96,7 +96,8 @@ impl DvaeTrainConfig {
 /// `[B, C, S, S]` of step `state.step` and must depend only on it (and the seed) for a
 /// resumed run to see the same data; `samples` is the training set's size, which sets the
 /// epoch the metrics report. In a data-parallel group (`control.group`) every member gets
-/// the whole batch from `batch` and trains on its part of it, as [`Dvae::loss_in`].
+/// the whole batch from `batch` and trains on its part of it, as [`Dvae::loss_in`] (so
+/// each member also draws the whole batch's Gumbel noise).
 pub fn train_dvae(
     model: &Dvae,
     cfg: &DvaeTrainConfig,
@@ -129,16 +130,22 @@ pub fn train_dvae(
     let (group, shard) = (runner.group(), control.shard()?);
     let step_loss = |state: &TrainState| -> Result<StepLoss> {
         let (pixels, temperature, seed) = (batch(state)?, cfg.temperature(state.step), mix64(cfg.seed ^ mix64(state.step)));
-        let loss = match &group {
-            None => model.loss(&pixels, temperature, weights, seed)?,
+        let (loss, samples) = match &group {
+            None => (model.loss(&pixels, temperature, weights, seed)?, pixels.shape()[0]),
             Some(group) => {
-                let (whole, mine) = (pixels.shape()[0], shard.range(pixels.shape()[0]));
-                let pixels = pixels.narrow(0, mine.start, mine.len())?;
-                model.loss_in(&pixels, temperature, weights, seed, GroupPart { group, first: mine.start, batch: whole })?
+                // Every member has the whole batch (a folder's may be short of unreadable
+                // images: the parts need not be equal, but none may be empty).
+                let whole = pixels.shape()[0];
+                let mine = shard.part(whole);
+                if mine.is_empty() {
+                    return Err(Error::invalid("dvae training", format!("step {}: a batch of {whole} images cannot be split over {} members", state.step, shard.world())));
+                }
+                let part = GroupPart { group, first: mine.start, batch: whole };
+                (model.loss_in(&pixels.narrow(0, mine.start, mine.len())?, temperature, weights, seed, part)?, mine.len())
             }
         };
         let parts = vec![("recon", loss.recon), ("kl", loss.kl), ("usage", loss.usage), ("temperature", temperature)];
-        Ok(StepLoss { loss: loss.total, samples: pixels.shape()[0], terms: pixels.shape()[0], parts })
+        Ok(StepLoss { loss: loss.total, samples, terms: samples, parts })
     };
     runner.run(obs, step_loss, |_| Ok(None))
 }

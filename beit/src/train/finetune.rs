@@ -160,7 +160,9 @@ fn evaluate_over(model: &BeitForImageClassification, data: &ClassifyData, batch:
             }
         }
         ClassifyData::Folder { folder, size } => {
-            let mut batches = Batches::folder(folder, ClassifyTransform { size: *size, train: false }, vec![*size as usize], LoaderConfig::new(1), &device);
+            // One image a batch, from this member's part of the loader's order.
+            let config = LoaderConfig { skip: part.start as u64, ..LoaderConfig::new(1) };
+            let mut batches = Batches::folder(folder, ClassifyTransform { size: *size, train: false }, vec![*size as usize], config, &device);
             let mut state = TrainState { kind: "eval".into(), step: 0, epoch: 0, batch_in_epoch: 0, seed: 0, bad_streak: 0 };
             let (mut images, mut labels) = (Vec::new(), Vec::new());
             for i in part {

@@ -65,7 +65,10 @@ impl GradBuckets {
     /// member must call this with the same parameters. Buckets are sent in order (a bucket
     /// completed early waits for the ones before it), so every member makes the same calls,
     /// also when the backward pass makes its own (a synchronised BatchNorm's) through
-    /// `group`; a parameter gets the group's sum when any member computed its gradient.
+    /// `group`. A parameter gets the group's sum when any member computed its gradient;
+    /// but a bucket holding a parameter some members do not reach is sent after the walk
+    /// on those members and during it on the others, so such a graph must not also make
+    /// collectives in its backward pass (the orders would differ).
     pub fn backward(&self, loss: &Tensor, group: &CommThread) -> Result<(Gradients, CommTimes)> {
         let values: Vec<Tensor> = self.params.iter().map(Param::tensor).collect();
         let mut slot: HashMap<TensorId, (usize, usize)> = HashMap::new();

@@ -69,8 +69,12 @@ impl Tensor {
     }
 
     /// [`Tensor::batch_norm_train`] by the statistics of the whole `group`'s batch, every
-    /// member's samples (SyncBN): two all-reduces forward and two backward, which every
-    /// member makes in the same order.
+    /// member's samples (SyncBN): three all-reduces forward (the count, the sums, the
+    /// squared deviations) and two backward, which every member makes in the same order. In
+    /// training with gradient buckets, `group` must be the buckets' [`CommThread`], so that
+    /// these calls queue with theirs.
+    ///
+    /// [`CommThread`]: crate::collective::CommThread
     pub fn batch_norm_train_in(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64, group: &Arc<dyn Collective>) -> Result<(Tensor, BatchStats)> {
         self.batch_norm_over(weight, bias, eps, Some(group))
     }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 impl Tensor {
     /// The element-wise sum of `self` over `group`, on every member. Its gradient is the
     /// members' gradients of the sum, summed over `group` too, so every member's backward
-    /// pass must reach it, in the same order on every member.
+    /// pass must reach it, in the same order on every member; with gradient buckets,
+    /// `group` must be the buckets' [`CommThread`](crate::collective::CommThread).
     pub fn all_reduce_sum(&self, group: &Arc<dyn Collective>) -> Result<Tensor> {
         let sum = group.all_reduce_sum(self)?;
         let group = group.clone();
