@@ -3,10 +3,12 @@
 
 mod dalle;
 mod dvae;
+mod dvae_loss;
 mod dvae_train;
 
 pub use dalle::{DalleConfig, DalleEncoder};
-pub use dvae::{Dvae, DvaeConfig, DvaeLoss, GroupPart, LossWeights, DVAE_MODEL_TYPE};
+pub use dvae::{Dvae, DvaeConfig, DVAE_MODEL_TYPE};
+pub use dvae_loss::{DvaeLoss, GroupPart, LossWeights};
 pub use dvae_train::{codebook_usage, evaluate_dvae, train_dvae, DvaeEval, DvaeTrainConfig};
 
 use beit_engine::io::load_safetensors;
