@@ -124,7 +124,7 @@ pub fn finetune(
     let group = runner.group();
     let step_loss = |state: &TrainState| -> Result<StepLoss> {
         let picks = picks.of(state);
-        let mine = shard.range(picks.len());
+        let mine = shard.part(picks.len());
         let (pixels, labels) = seg_batch(train, &picks[mine.clone()], &device)?;
         let mode = Mode::train(mix64(tc.seed ^ mix64(state.step.wrapping_add(0x5E6)))).from_sample(mine.start);
         let out = model.forward_in(&pixels, mode, group.as_ref())?;

@@ -32,9 +32,7 @@ fn in_group<T: Send>(n: usize, member: impl Fn(usize, Arc<dyn Collective>) -> T 
 fn two_members_on_half_batches_match_one_process_on_the_whole() {
     let device = beit_backend_cpu::cpu();
     let alone_dir = tempfile::tempdir().unwrap();
-    let cfg = config(alone_dir.path(), 4);
-    let alone = model(&cfg, &device, 3);
-    let want = run(&alone, &cfg, &RunControl::default()).unwrap();
+    let (want, alone) = pretrain_run(alone_dir.path(), &device, &RunControl::default());
     assert_eq!(want.steps, 6);
 
     let group_dir = tempfile::tempdir().unwrap();
@@ -47,7 +45,7 @@ fn two_members_on_half_batches_match_one_process_on_the_whole() {
     });
     for (rank, (s, w)) in members.iter().enumerate() {
         assert_same_history(s, &want, &format!("member {rank}"));
-        assert_same_weights(w, &weights(&alone), &format!("member {rank}"));
+        assert_same_weights(w, &alone, &format!("member {rank}"));
     }
     assert_eq!(members[0].1, members[1].1, "the members' weights are identical");
     // Member 0 alone wrote: the same checkpoints as the lone run, one metrics line a step.
@@ -60,25 +58,18 @@ fn two_members_on_half_batches_match_one_process_on_the_whole() {
 fn a_group_of_one_goes_through_the_collectives_and_matches_a_process_alone() {
     let device = beit_backend_cpu::cpu();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), 4);
-    let alone = model(&cfg, &device, 3);
-    let want = run(&alone, &cfg, &RunControl::default()).unwrap();
-    let one = in_group(1, |_, group| {
-        let m = model(&cfg, &beit_backend_cpu::cpu(), 3);
-        (run(&m, &cfg, &RunControl { group: Some(group), ..RunControl::default() }).unwrap(), weights(&m))
-    });
+    let (want, alone) = pretrain_run(dir.path(), &device, &RunControl::default());
+    let one = in_group(1, |_, group| pretrain_run(dir.path(), &beit_backend_cpu::cpu(), &RunControl { group: Some(group), ..RunControl::default() }));
     assert_same_history(&one[0].0, &want, "a group of one");
     assert!(one[0].0.history.iter().all(|m| m.parts.contains_key("all_reduce_s")), "the buckets were reduced");
-    assert_same_weights(&one[0].1, &weights(&alone), "a group of one");
+    assert_same_weights(&one[0].1, &alone, "a group of one");
 }
 
 #[test]
 fn a_group_checkpoint_resumes_alone_and_a_lone_one_in_a_group() {
     let device = beit_backend_cpu::cpu();
     let straight_dir = tempfile::tempdir().unwrap();
-    let cfg = config(straight_dir.path(), 4);
-    let straight = model(&cfg, &device, 3);
-    let want = run(&straight, &cfg, &RunControl::default()).unwrap();
+    let (want, straight) = pretrain_run(straight_dir.path(), &device, &RunControl::default());
 
     // Steps 0..2 in a group of 2, 2..4 alone, 4..6 in a group of 4 (one image each).
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +85,7 @@ fn a_group_checkpoint_resumes_alone_and_a_lone_one_in_a_group() {
     });
     let history = [&first[0].history[..], &second.history[..], &third[0].0.history[..]].concat();
     assert_same_history(&Summary { history, ..Summary::default() }, &want, "2, 1, then 4 members");
-    assert_same_weights(&third[3].1, &weights(&straight), "2, 1, then 4 members");
+    assert_same_weights(&third[3].1, &straight, "2, 1, then 4 members");
 }
 
 #[test]
@@ -309,9 +300,7 @@ fn two_mpi_ranks_match_one_process() {
     };
     let open_mpi = String::from_utf8_lossy(&version.stdout).contains("Open MPI");
     let alone_dir = tempfile::tempdir().unwrap();
-    let cfg = config(alone_dir.path(), 4);
-    let alone = model(&cfg, &beit_backend_cpu::cpu(), 3);
-    let want = run(&alone, &cfg, &RunControl::default()).unwrap();
+    let (want, alone) = pretrain_run(alone_dir.path(), &beit_backend_cpu::cpu(), &RunControl::default());
     let (seg_want, seg_alone) = seg_run(&RunControl::default(), &beit_backend_cpu::cpu());
     // Shared memory; with Open MPI, TCP over loopback, and two hosts (network namespaces
     // of this machine, as root: `scripts/mpirun-two-hosts.sh`) talking TCP through a switch.
@@ -348,7 +337,7 @@ fn two_mpi_ranks_match_one_process() {
         if what == "two hosts" {
             // The gradients of 6 steps went through the switch: more than the weights' bytes.
             let sent: u64 = log.split("beit-a sent ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).expect("the bytes line");
-            let weight_bytes = 4 * weights(&alone).iter().map(|(_, w)| w.len() as u64).sum::<u64>();
+            let weight_bytes = 4 * alone.iter().map(|(_, w)| w.len() as u64).sum::<u64>();
             assert!(sent > weight_bytes, "{what}: only {sent} bytes sent, {weight_bytes} of weights:\n{log}");
         }
         let what = format!("2 MPI ranks, {what}");
@@ -357,7 +346,7 @@ fn two_mpi_ranks_match_one_process() {
         for rank in 0..2 {
             let text = std::fs::read_to_string(dir.path().join(format!("weights-{rank}.json"))).unwrap();
             let got: Vec<(String, Vec<f32>)> = serde_json::from_str(&text).unwrap();
-            assert_same_weights(&got, &weights(&alone), &format!("{what}, rank {rank}"));
+            assert_same_weights(&got, &alone, &format!("{what}, rank {rank}"));
             let text = std::fs::read_to_string(dir.path().join(format!("seg-{rank}.json"))).unwrap();
             let (history, got): (Vec<StepMetrics>, Vec<(String, Vec<f32>)>) = serde_json::from_str(&text).unwrap();
             let what = format!("{what}, rank {rank}, segmentation");

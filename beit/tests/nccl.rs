@@ -10,7 +10,6 @@ use beit::engine::Device;
 use beit::train::*;
 use beit_backend_cuda::Nccl;
 use common::group::*;
-use common::weights;
 use std::sync::Arc;
 
 mod common;
@@ -27,15 +26,11 @@ fn group(test: &str) -> Option<(Device, Arc<dyn Collective>)> {
 fn pretraining_in_a_one_member_nccl_group_is_the_lone_run() {
     let Some((dev, nccl)) = group("pretraining_in_a_one_member_nccl_group_is_the_lone_run") else { return };
     let (alone_dir, group_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cfg = config(alone_dir.path(), 4);
-    let alone = model(&cfg, &dev, 3);
-    let want = run(&alone, &cfg, &RunControl::default()).unwrap();
-    let cfg = config(group_dir.path(), 4);
-    let member = model(&cfg, &dev, 3);
-    let got = run(&member, &cfg, &RunControl { group: Some(nccl), ..RunControl::default() }).unwrap();
+    let (want, alone) = pretrain_run(alone_dir.path(), &dev, &RunControl::default());
+    let (got, member) = pretrain_run(group_dir.path(), &dev, &RunControl { group: Some(nccl), ..RunControl::default() });
     assert!(got.history.iter().all(|m| m.parts.contains_key("all_reduce_s")), "the buckets went through NCCL");
     assert_same_history(&got, &want, "one NCCL member");
-    assert_same_weights(&weights(&member), &weights(&alone), "one NCCL member");
+    assert_same_weights(&member, &alone, "one NCCL member");
 }
 
 #[test]

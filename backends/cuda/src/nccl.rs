@@ -6,7 +6,7 @@ use crate::alloc::{boxed, CudaStorage};
 use crate::gpu::CudaBackend;
 use crate::nccl_lib::{nccl, CommHandle, NcclLib, NcclResult, StreamHandle, UniqueId, UNIQUE_ID_BYTES};
 use crate::nccl_lib::{NCCL_FLOAT32, NCCL_FLOAT64, NCCL_INT64, NCCL_SUM, NCCL_UINT8};
-use beit_engine::collective::{check_root, Collective};
+use beit_engine::collective::{check_root, not_summable, Collective};
 use beit_engine::{DType, Device, Error, Result, Tensor};
 use std::ffi::{c_int, c_void};
 use std::fmt;
@@ -192,7 +192,7 @@ impl Collective for Nccl {
             DType::F32 => NCCL_FLOAT32,
             DType::F64 => NCCL_FLOAT64,
             DType::I64 => NCCL_INT64,
-            other => return Err(Error::invalid(OP, format!("cannot sum {other:?} tensors (f32, f64 or i64)"))),
+            other => return Err(not_summable(OP, other)),
         };
         let src = self.backend.contiguous(OP, t.view())?;
         let out = self.output_for(t)?;

@@ -1,6 +1,6 @@
 //! [`Mpi`]: `MPI_COMM_WORLD` as a [`Collective`], through the `mpi` crate.
 
-use beit_engine::collective::{check_root, Collective};
+use beit_engine::collective::{check_root, not_summable, Collective};
 use beit_engine::{DType, Error, HostData, Result, Tensor};
 use mpi::collective::SystemOperation;
 use mpi::datatype::Equivalence;
@@ -89,7 +89,7 @@ impl World {
             return Err(Error::invalid(op, "another member failed to read its tensor"));
         }
         if bad != 0 {
-            return Err(Error::invalid(op, format!("cannot sum {:?} tensors (f32, f64 or i64)", t.dtype())));
+            return Err(not_summable(op, t.dtype()));
         }
         if any_bad != 0 {
             return Err(Error::invalid(op, "another member passed a dtype that cannot be summed (f32, f64 or i64)"));
@@ -137,7 +137,7 @@ impl Collective for Mpi {
             HostData::F32(v) => HostData::F32(world.sum(&v)),
             HostData::F64(v) => HostData::F64(world.sum(&v)),
             HostData::I64(v) => HostData::I64(world.sum(&v)),
-            other => return Err(Error::invalid(OP, format!("cannot sum {:?} tensors (f32, f64 or i64)", other.dtype()))),
+            other => return Err(not_summable(OP, other.dtype())),
         };
         drop(world);
         Tensor::from_host_owned(sum, t.shape(), t.device())

@@ -47,7 +47,7 @@ pub struct Batch {
 }
 
 /// Which part of every global batch a member of a data-parallel group trains on: the
-/// `rank`-th of `world` equal slices, in the batch's order.
+/// `rank`-th of `world` slices, in the batch's order ([`Shard::part`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
     rank: usize,
@@ -76,15 +76,9 @@ impl Shard {
         self.world
     }
 
-    /// The positions of this member's samples in a batch of `batch`: `batch / world` of
-    /// them (the runner checks that `world` divides the training batch).
-    pub fn range(&self, batch: usize) -> std::ops::Range<usize> {
-        let local = batch / self.world;
-        self.rank * local..(self.rank + 1) * local
-    }
-
-    /// This member's part of `len` items that need not divide (an evaluation set): the
-    /// parts are as even as can be, in order, and cover every item once.
+    /// The positions of this member's items among `len` (a batch, an evaluation set): the
+    /// parts are in order, cover every item once, and are as even as can be (equal when
+    /// `world` divides `len`, as the runner checks it does a training batch).
     pub fn part(&self, len: usize) -> std::ops::Range<usize> {
         self.rank * len / self.world..(self.rank + 1) * len / self.world
     }
@@ -154,7 +148,7 @@ impl Loader {
                     if position <= skip {
                         continue;
                     }
-                    let samples: Vec<_> = chunk[shard.range(chunk.len())]
+                    let samples: Vec<_> = chunk[shard.part(chunk.len())]
                         .par_iter()
                         .filter_map(|&i| {
                             let (path, label) = &folder.items[i];

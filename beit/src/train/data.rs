@@ -184,7 +184,7 @@ impl<'a> Batches<'a> {
         match self {
             Batches::Memory { views, labels, picks, shard } => {
                 let pick = picks.of(state);
-                let pick = &pick[shard.range(pick.len())];
+                let pick = &pick[shard.part(pick.len())];
                 let index = Tensor::from_vec(pick.iter().map(|&i| i as i64).collect(), &[pick.len()], views[0].device())?;
                 let views = views.iter().map(|v| v.index_select(0, &index)).collect::<Result<_>>()?;
                 let labels = labels.map(|l| pick.iter().map(|&i| l[i]).collect()).unwrap_or_default();

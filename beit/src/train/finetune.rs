@@ -104,7 +104,7 @@ pub fn finetune(
         let b = batches.next(state)?;
         let labels = Tensor::from_vec(b.labels.clone(), &[b.labels.len()], &device)?;
         let seed = mix64(tc.seed ^ mix64(state.step.wrapping_add(0xF17E)));
-        let (logits, _) = model.forward(&b.views[0], None, Mode::train(seed).from_sample(shard.range(tc.batch_size).start))?;
+        let (logits, _) = model.forward(&b.views[0], None, Mode::train(seed).from_sample(shard.part(tc.batch_size).start))?;
         Ok(StepLoss::new(logits.cross_entropy(&labels, cfg.label_smoothing)?, b.labels.len()))
     };
     let group = runner.group();

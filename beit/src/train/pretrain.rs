@@ -104,7 +104,7 @@ pub fn pretrain(
         let b = batch.views[0].shape()[0];
         let ids = if memory_tokens.is_some() { batch.views[1].clone() } else { tokens(tokenizer, &batch.views[1], patches)? };
         // Masks and drop path of the whole batch's samples `first..first + b`.
-        let first = shard.range(tc.batch_size).start;
+        let first = shard.part(tc.batch_size).start;
         let masks: Vec<Mask> = (0..b).map(|i| masker.sample(&mut Rng::new(sample_seed(tc.seed, state.step, first + i)))).collect();
         let masked = MaskedPatches::from_masks(&masks, &device)?;
         // The targets: the ids of the masked patches, picked on the device.

@@ -33,6 +33,14 @@ pub fn model(cfg: &PretrainConfig, device: &Device, init_seed: u64) -> BeitForMa
     m
 }
 
+/// A fresh model (initial weights from seed 3) pretrained with [`config`] (batch 4, files
+/// in `dir`) in `control`'s group on `device`: its history and weights.
+pub fn pretrain_run(dir: &Path, device: &Device, control: &RunControl) -> (Summary, Vec<(String, Vec<f32>)>) {
+    let cfg = config(dir, 4);
+    let m = model(&cfg, device, 3);
+    (run(&m, &cfg, control).unwrap(), weights(&m))
+}
+
 /// Train `model` on 12 digits with `control`, on `model`'s device.
 pub fn run(model: &BeitForMaskedImageModeling, cfg: &PretrainConfig, control: &RunControl) -> beit::engine::Result<Summary> {
     let device = model.params()[0].device();

@@ -69,3 +69,9 @@ pub fn check_root(group: &dyn Collective, root: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// The error of a sum over a group of `dtype` tensors, which implementations do not add
+/// (they sum f32, f64 and i64).
+pub fn not_summable(op: &'static str, dtype: crate::DType) -> crate::Error {
+    crate::Error::invalid(op, format!("cannot sum {dtype:?} tensors (f32, f64 or i64)"))
+}
