@@ -184,6 +184,9 @@ pub fn adamw_buffers(
     if hp.step == 0 {
         return Err(Error::invalid(op, "the step count is 1-based"));
     }
+    if !(hp.grad_scale.is_finite() && hp.grad_scale >= 0.0) {
+        return Err(Error::invalid(op, format!("gradient scale {} is not finite and non-negative", hp.grad_scale)));
+    }
     let (dtype, len) = (param.dtype(), param.len());
     for (other, n) in [(grad.dtype(), grad.layout.numel()), (m.dtype(), m.len()), (v.dtype(), v.len())] {
         if other != dtype {

@@ -4,7 +4,7 @@
 use beit_backend_cpu::cpu;
 use beit_engine::io::{load_safetensors, StateDict};
 use beit_engine::nn::{Linear, Module, Param, VarBuilder};
-use beit_engine::optim::{clip_grad_norm, AdamW, AdamWConfig, ParamGroup, Schedule};
+use beit_engine::optim::{clip_factor, clip_grad_norm, grad_norm, AdamW, AdamWConfig, ParamGroup, Schedule};
 use beit_engine::rng::Rng;
 use beit_engine::{DType, Device, Error, Gradients, Result, Tensor};
 
@@ -300,6 +300,44 @@ fn clip_grad_norm_scales_to_the_max_norm() -> Result<()> {
         assert_eq!(grads.get(&p.tensor()).unwrap().to_vec_f64()?, vec![3.0, 0.0], "left unchanged");
     }
     assert!(clip_grad_norm(&mut make([0.0, 1.0])?, &params, 0.0).is_err());
+    Ok(())
+}
+
+/// The clip applied inside AdamW's update (`grad_norm`, `clip_factor`, `step_scaled`, as the
+/// training loop runs it) moves f32 parameters bit for bit as clipping the gradients first
+/// and stepping does: three steps of two Linear layers, clipped (norm above the max) and
+/// not (below it).
+#[test]
+fn clipping_inside_the_update_equals_clipping_first() -> Result<()> {
+    let dev = cpu();
+    for max_norm in [0.5, 1e3] {
+        let build = || Linear::new(&VarBuilder::new(&dev, DType::F32, 7).pp("fc"), 13, 5, true);
+        let (first, inside) = (build()?, build()?);
+        let opt = |m: &Linear| AdamW::new(vec![ParamGroup::new(m.params())], AdamWConfig { weight_decay: 0.05, ..AdamWConfig::default() });
+        let (mut opt_first, mut opt_inside) = (opt(&first)?, opt(&inside)?);
+        let mut rng = Rng::new(3);
+        for step in 0..3 {
+            let x = Tensor::randn(&[9, 13], 2.0, DType::F32, &mut rng, &dev)?;
+            let loss = |m: &Linear| m.forward(&x)?.sqr()?.mean_all();
+            let mut grads = loss(&first)?.backward()?;
+            let norm = clip_grad_norm(&mut grads, &first.params(), max_norm)?;
+            opt_first.step(&grads, 1e-2)?;
+            let grads = loss(&inside)?.backward()?;
+            let same_norm = grad_norm(&grads, &inside.params())?;
+            assert_eq!(norm.to_bits(), same_norm.to_bits(), "step {step}");
+            assert_eq!(max_norm < norm, clip_factor(norm, max_norm)? < 1.0, "step {step}: norm {norm}");
+            opt_inside.step_scaled(&grads, 1e-2, clip_factor(norm, max_norm)?)?;
+        }
+        for (a, b) in first.params().iter().zip(inside.params()) {
+            let bits = |p: &Param| -> Result<Vec<u32>> { Ok(p.tensor().to_vec_f64()?.iter().map(|&x| (x as f32).to_bits()).collect()) };
+            assert_eq!(bits(a)?, bits(&b)?, "{} (max norm {max_norm})", a.name());
+        }
+    }
+    let mut opt = AdamW::new(vec![], AdamWConfig::default())?;
+    for bad in [f64::NAN, -0.5, f64::INFINITY] {
+        assert!(opt.step_scaled(&Gradients::default(), 1e-3, bad).is_err(), "scale {bad}");
+        assert!(clip_factor(1.0, bad).is_err(), "max norm {bad}");
+    }
     Ok(())
 }
 

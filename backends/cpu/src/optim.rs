@@ -1,4 +1,4 @@
-//! The fused AdamW update (PyTorch semantics, decoupled weight decay).
+//! The fused AdamW update (PyTorch semantics, decoupled weight decay), with a gradient scale.
 
 use crate::CpuBackend;
 use crate::scalar::Real;
@@ -37,12 +37,14 @@ fn update<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &AdamWSte
     let step_size = T::of(hp.lr / (1.0 - hp.beta1.powf(t)));
     let bc2_sqrt = T::of((1.0 - hp.beta2.powf(t)).sqrt());
     let eps = T::of(hp.eps);
+    let scale = T::of(hp.grad_scale);
     p.par_chunks_mut(PAR_CHUNK)
         .zip(m.par_chunks_mut(PAR_CHUNK))
         .zip(v.par_chunks_mut(PAR_CHUNK))
         .zip(g.par_chunks(PAR_CHUNK))
         .for_each(|(((p, m), v), g)| {
             for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                let g = g * scale;
                 *m = b1 * *m + one_b1 * g;
                 *v = b2 * *v + one_b2 * g * g;
                 *p = *p * decay - step_size * *m / (v.sqrt() / bc2_sqrt + eps);
@@ -66,9 +68,10 @@ mod tests {
             let (mut ps, mut ms, mut vs) =
                 (CpuStorage::new(host(dtype, &p)), CpuStorage::new(host(dtype, &m)), CpuStorage::new(host(dtype, &v)));
             for step in 1..=2 {
-                let hp = AdamWStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.05, step };
+                let hp = AdamWStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.05, step, grad_scale: 0.5 };
                 let g = Tt::rand(dtype, &[200, n / 200], 1 + step).permute(&[1, 0]);
                 for (i, gi) in g.vals().into_iter().enumerate() {
+                    let gi = gi * hp.grad_scale;
                     p[i] -= hp.lr * hp.weight_decay * p[i];
                     m[i] = hp.beta1 * m[i] + (1.0 - hp.beta1) * gi;
                     v[i] = hp.beta2 * v[i] + (1.0 - hp.beta2) * gi * gi;
@@ -87,7 +90,7 @@ mod tests {
 
     #[test]
     fn mismatches_are_errors() {
-        let hp = AdamWStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 1 };
+        let hp = AdamWStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 1, grad_scale: 1.0 };
         let g = Tt::rand(DType::F32, &[3], 1);
         let mk = |d, n| CpuStorage::new(host(d, &vec![0.0; n]));
         let (mut p, mut m, mut v) = (mk(DType::F32, 3), mk(DType::F32, 3), mk(DType::F64, 3));
@@ -97,6 +100,10 @@ mod tests {
         let mut v = mk(DType::F32, 3);
         let zero = AdamWStep { step: 0, ..hp };
         assert!(matches!(B.adamw_step(&mut p, g.view(), &mut m, &mut v, &zero), Err(Error::Invalid { .. })));
+        for bad in [f64::NAN, -1.0, f64::INFINITY] {
+            let scaled = AdamWStep { grad_scale: bad, ..hp };
+            assert!(matches!(B.adamw_step(&mut p, g.view(), &mut m, &mut v, &scaled), Err(Error::Invalid { .. })));
+        }
         B.adamw_step(&mut p, g.view(), &mut m, &mut v, &hp).unwrap();
         assert!(vals(&(Box::new(p) as beit_engine::StorageBox)).iter().all(|x| x.abs() > 0.0));
     }

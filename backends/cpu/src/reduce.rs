@@ -1,4 +1,4 @@
-//! Sum / max / min over a set of dims, which the output keeps with size 1.
+//! Sum / max / min / sum of squares over a set of dims, which the output keeps with size 1.
 //!
 //! The source is walked in its own order with the output seen through it (stride 0 on
 //! the reduced dims), so both leading and trailing reductions read memory sequentially.
@@ -25,6 +25,11 @@ impl Reduce for CpuBackend {
             let s = Src::<T>::new(OP, src)?;
             Ok(boxed(dtype, match op {
                 ReduceOp::Sum => Fold { init: <T as Num>::Acc::default(), lift: T::acc, comb: T::acc_add }
+                    .run(s, dims)
+                    .into_iter()
+                    .map(T::from_acc)
+                    .collect(),
+                ReduceOp::SumSquares => Fold { init: <T as Num>::Acc::default(), lift: T::acc_square, comb: T::acc_add }
                     .run(s, dims)
                     .into_iter()
                     .map(T::from_acc)
@@ -152,7 +157,7 @@ mod tests {
         let out_shape: Vec<usize> =
             shape.iter().enumerate().map(|(d, &n)| if dims.contains(&d) { 1 } else { n }).collect();
         let init = match op {
-            ReduceOp::Sum => 0.0,
+            ReduceOp::Sum | ReduceOp::SumSquares => 0.0,
             ReduceOp::Max => f64::NEG_INFINITY,
             ReduceOp::Min => f64::INFINITY,
         };
@@ -167,6 +172,7 @@ mod tests {
             }
             out[o] = match op {
                 ReduceOp::Sum => out[o] + v,
+                ReduceOp::SumSquares => out[o] + v * v,
                 ReduceOp::Max => out[o].max(v),
                 ReduceOp::Min => out[o].min(v),
             };
@@ -193,7 +199,7 @@ mod tests {
                         dim_sets.push(vec![0, 1]);
                     }
                     for dims in &dim_sets {
-                        for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
+                        for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::SumSquares] {
                             let got = vals(&B.reduce(op, t.view(), dims).unwrap());
                             assert_close(&got, &naive(op, &t, dims), 1e-5);
                         }

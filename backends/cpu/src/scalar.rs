@@ -54,6 +54,8 @@ pub(crate) trait Num: Scalar {
     fn acc(self) -> Self::Acc;
     /// Add two accumulators.
     fn acc_add(a: Self::Acc, b: Self::Acc) -> Self::Acc;
+    /// The square, widened to the accumulator first (wrapping for integers).
+    fn acc_square(self) -> Self::Acc;
     /// Narrow an accumulator back.
     fn from_acc(a: Self::Acc) -> Self;
     /// a + b
@@ -81,6 +83,11 @@ macro_rules! num_float {
             }
             fn acc_add(a: f64, b: f64) -> f64 {
                 a + b
+            }
+            #[inline(always)]
+            fn acc_square(self) -> f64 {
+                let a = self as f64;
+                a * a
             }
             fn from_acc(a: f64) -> Self {
                 a as $t
@@ -128,6 +135,10 @@ impl Num for i64 {
     }
     fn acc_add(a: i64, b: i64) -> i64 {
         a.wrapping_add(b)
+    }
+    #[inline(always)]
+    fn acc_square(self) -> i64 {
+        self.wrapping_mul(self)
     }
     fn from_acc(a: i64) -> Self {
         a

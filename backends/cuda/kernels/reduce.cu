@@ -1,6 +1,7 @@
-// Sum / max / min over a set of dims. The host splits the input view into kept dims
-// (`kd`/`ko`, one output each, row-major) and reduced dims (`rd`/`ro`, `count` elements per
-// output). Float sums accumulate in double, integer sums wrap.
+// Sum / max / min / sum of squares over a set of dims. The host splits the input view into
+// kept dims (`kd`/`ko`, one output each, row-major) and reduced dims (`rd`/`ro`, `count`
+// elements per output). Each element is lifted (as it is, or squared) in the accumulator's
+// type, then combined. Float sums accumulate in double, integer sums and squares wrap.
 #include "common.cuh"
 
 template <typename T> struct Acc { typedef T type; };
@@ -10,23 +11,35 @@ struct WrapSumOp {
     __device__ __forceinline__ i64 operator()(i64 a, i64 b) const { return wrap_add(a, b); }
 };
 
+// The operation codes (`ReduceOp` in reduce.rs).
+enum { OP_SUM = 0, OP_MAX = 1, OP_MIN = 2, OP_SUM_SQUARES = 3 };
+
+struct Plain {
+    template <typename A> __device__ __forceinline__ A operator()(A x) const { return x; }
+};
+struct Square {
+    __device__ __forceinline__ double operator()(double x) const { return x * x; }
+    __device__ __forceinline__ i64 operator()(i64 x) const { return (i64)((unsigned long long)x * (unsigned long long)x); }
+};
+
 template <typename T, typename A> __device__ __forceinline__ A identity(int op) {
-    if (op == 0) return A(0);
+    if (op == OP_SUM || op == OP_SUM_SQUARES) return A(0);
     return op == 1 ? (A)(-INFINITY) : (A)INFINITY;
 }
 template <> __device__ __forceinline__ i64 identity<i64, i64>(int op) {
-    return op == 0 ? 0 : (op == 1 ? (i64)0x8000000000000000ULL : (i64)0x7fffffffffffffffLL);
+    if (op == OP_SUM || op == OP_SUM_SQUARES) return 0;
+    return op == OP_MAX ? (i64)0x8000000000000000ULL : (i64)0x7fffffffffffffffLL;
 }
 
 // One block per output: the threads split the reduced elements (for reductions whose
 // elements are close together, or few outputs).
-template <typename T, typename A, typename Op>
+template <typename T, typename A, typename Op, typename Lift>
 __device__ void reduce_rows(i64 outputs, i64 count, Dims kd, Offs ko, Dims rd, Offs ro, const T* src, T* out, Op op,
-                            A init) {
+                            Lift lift, A init) {
     ROW_LOOP(o, outputs) {
         const i64 base = offset1(kd, ko, o);
         A acc = init;
-        for (i64 r = threadIdx.x; r < count; r += blockDim.x) acc = op(acc, (A)src[base + offset1(rd, ro, r)]);
+        for (i64 r = threadIdx.x; r < count; r += blockDim.x) acc = op(acc, lift((A)src[base + offset1(rd, ro, r)]));
         acc = block_reduce(acc, op, init);
         if (threadIdx.x == 0) out[o] = (T)acc;
     }
@@ -34,16 +47,16 @@ __device__ void reduce_rows(i64 outputs, i64 count, Dims kd, Offs ko, Dims rd, O
 
 // Blocks of 32x8 threads: x picks one of 32 neighbouring outputs (coalesced reads when the
 // reduced dims are outer), y splits the reduced elements, then a shared-memory tree.
-template <typename T, typename A, typename Op>
+template <typename T, typename A, typename Op, typename Lift>
 __device__ void reduce_cols(i64 outputs, i64 count, Dims kd, Offs ko, Dims rd, Offs ro, const T* src, T* out, Op op,
-                            A init) {
+                            Lift lift, A init) {
     __shared__ A part[8][33];
     for (i64 tile = blockIdx.x; tile * 32 < outputs; tile += gridDim.x) {
         const i64 o = tile * 32 + threadIdx.x;
         A acc = init;
         if (o < outputs) {
             const i64 base = offset1(kd, ko, o);
-            for (i64 r = threadIdx.y; r < count; r += blockDim.y) acc = op(acc, (A)src[base + offset1(rd, ro, r)]);
+            for (i64 r = threadIdx.y; r < count; r += blockDim.y) acc = op(acc, lift((A)src[base + offset1(rd, ro, r)]));
         }
         part[threadIdx.y][threadIdx.x] = acc;
         __syncthreads();
@@ -60,9 +73,12 @@ __device__ void reduce_cols(i64 outputs, i64 count, Dims kd, Offs ko, Dims rd, O
                                                       Offs ro, const T* src, T* out, int op) {              \
         typedef Acc<T>::type A;                                                                             \
         const A init = identity<T, A>(op);                                                                  \
-        if (op == 0) reduce_##KIND<T, A>(outputs, count, kd, ko, rd, ro, src, out, SUM(), init);           \
-        else if (op == 1) reduce_##KIND<T, A>(outputs, count, kd, ko, rd, ro, src, out, MaxOp(), init);    \
-        else reduce_##KIND<T, A>(outputs, count, kd, ko, rd, ro, src, out, MinOp(), init);                 \
+        if (op == OP_SUM) reduce_##KIND<T, A>(outputs, count, kd, ko, rd, ro, src, out, SUM(), Plain(), init);  \
+        else if (op == OP_SUM_SQUARES)                                                                      \
+            reduce_##KIND<T, A>(outputs, count, kd, ko, rd, ro, src, out, SUM(), Square(), init);           \
+        else if (op == OP_MAX)                                                                              \
+            reduce_##KIND<T, A>(outputs, count, kd, ko, rd, ro, src, out, MaxOp(), Plain(), init);          \
+        else reduce_##KIND<T, A>(outputs, count, kd, ko, rd, ro, src, out, MinOp(), Plain(), init);         \
     }
 REDUCE(f32, rows, float, SumOp)
 REDUCE(f64, rows, double, SumOp)

@@ -17,6 +17,7 @@ struct Consts<T> {
     step_size: T,
     bc2_sqrt: T,
     eps: T,
+    grad_scale: T,
 }
 
 impl<T: Copy> Consts<T> {
@@ -32,6 +33,7 @@ impl<T: Copy> Consts<T> {
             step_size: to(hp.lr / (1.0 - hp.beta1.powf(t))),
             bc2_sqrt: to((1.0 - hp.beta2.powf(t)).sqrt()),
             eps: to(hp.eps),
+            grad_scale: to(hp.grad_scale),
         }
     }
 }

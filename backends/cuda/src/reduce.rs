@@ -1,4 +1,4 @@
-//! Sum / max / min over a set of dims (kernels/reduce.cu).
+//! Sum / max / min / sum of squares over a set of dims (kernels/reduce.cu).
 
 use crate::alloc::{boxed, CudaStorage};
 use crate::driver::{args, row_threads, Grid};
@@ -52,7 +52,9 @@ impl CudaBackend {
                 let r = split.rank();
                 let partial = self.reduce_impl(op, View { storage: src.storage, layout: &split }, &[r - 1])?;
                 let pl = Layout::contiguous(&split.shape()[..r - 1]);
-                return self.reduce_impl(op, View { storage: &partial, layout: &pl }, &[r - 2]);
+                // The chunks' sums of squares are summed.
+                let then = if op == ReduceOp::SumSquares { ReduceOp::Sum } else { op };
+                return self.reduce_impl(then, View { storage: &partial, layout: &pl }, &[r - 2]);
             }
         }
         let reduced_far = rd.rank() > 0 && (0..rd.rank()).all(|k| ro.stride(k) != 1);
@@ -66,6 +68,7 @@ impl CudaBackend {
             ReduceOp::Sum => 0,
             ReduceOp::Max => 1,
             ReduceOp::Min => 2,
+            ReduceOp::SumSquares => 3,
         };
         let name = format!("reduce_{kind}_{}", suffix(dtype));
         let (o64, c64, sp, o) = (outputs as i64, count as i64, s.at(0), out.at(0));

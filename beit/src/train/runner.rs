@@ -8,7 +8,7 @@ use super::{Evaluation, Observer, RunControl, RunFiles, StepMetrics, Summary};
 use super::parallel::DataParallel;
 use beit_engine::collective::Collective;
 use beit_engine::nn::Param;
-use beit_engine::optim::{clip_grad_norm, AdamW, AdamWConfig, ParamGroup, Schedule};
+use beit_engine::optim::{clip_factor, grad_norm as global_norm, AdamW, AdamWConfig, ParamGroup, Schedule};
 use beit_engine::{Error, Result, Tensor};
 use serde::Serialize;
 use std::io::Write;
@@ -260,17 +260,19 @@ impl<'a> Runner<'a> {
         let mut grad_norm = None;
         let mut problem = (!value.is_finite()).then(|| format!("non-finite loss {value}"));
         if problem.is_none() {
-            let (mut grads, comm) = self.parallel.backward(&loss_t, share)?;
+            let (grads, comm) = self.parallel.backward(&loss_t, share)?;
             if let Some(comm) = comm {
                 parts.extend([("all_reduce_s", comm.all_reduce), ("all_reduce_exposed_s", comm.exposed)]);
             }
-            match clip_grad_norm(&mut grads, &self.trainable, self.plan.clip_grad.unwrap_or(f64::MAX)) {
-                Ok(norm) => grad_norm = Some(norm),
+            match global_norm(&grads, &self.trainable) {
+                Ok(norm) => {
+                    grad_norm = Some(norm);
+                    // The clip is applied inside AdamW's update, not by scaling every gradient first.
+                    let scale = self.plan.clip_grad.map_or(Ok(1.0), |max| clip_factor(norm, max))?;
+                    self.opt.step_scaled(&grads, lr, scale)?;
+                }
                 Err(Error::NonFinite(what)) => problem = Some(format!("non-finite value in {what}")),
                 Err(e) => return Err(e),
-            }
-            if problem.is_none() {
-                self.opt.step(&grads, lr)?;
             }
         }
         self.state.step += 1;

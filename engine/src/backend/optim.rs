@@ -18,6 +18,9 @@ pub struct AdamWStep {
     pub weight_decay: f64,
     /// 1-based step count, for bias correction.
     pub step: u64,
+    /// Factor each gradient is multiplied by first (in the parameter's dtype): a global
+    /// gradient-norm clip's, applied without a scaled copy of the gradients; 1 for none.
+    pub grad_scale: f64,
 }
 
 /// Optimiser steps.

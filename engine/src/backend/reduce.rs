@@ -12,6 +12,9 @@ pub enum ReduceOp {
     Max,
     /// Minimum.
     Min,
+    /// Sum of squares, each square widened as the sum's terms are (no squared copy: for
+    /// norms).
+    SumSquares,
 }
 
 /// Reductions.

@@ -1,4 +1,5 @@
-//! Reductions: sum, mean, max, min over dims, and summing a broadcast gradient back.
+//! Reductions: sum, mean, max, min and sum of squares over dims, and summing a broadcast
+//! gradient back.
 
 use crate::{CmpOp, Error, ReduceOp, Result, Tensor};
 
@@ -32,6 +33,21 @@ impl Tensor {
     pub fn sum_all(&self) -> Result<Tensor> {
         let dims: Vec<isize> = (0..self.rank() as isize).collect();
         self.sum(&dims, false)
+    }
+
+    /// `Σ x²` over `dims`, without a squared copy (for norms); the gradient is `2·x·g`.
+    pub fn sum_squares(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        let dims = self.reduce_dims(dims, "sum_squares")?;
+        let y = self.reduce_raw(ReduceOp::SumSquares, &dims)?;
+        let x = self.clone();
+        let y = y.track_as("sum_squares", &[self], move |g, _| Ok(vec![Some(g.broadcast_as(x.shape())?.mul(&x)?.mul_scalar(2.0)?)]));
+        drop_dims(y, &dims, keepdim)
+    }
+
+    /// `Σ x²` of every element, as a 0-dim tensor.
+    pub fn sum_squares_all(&self) -> Result<Tensor> {
+        let dims: Vec<isize> = (0..self.rank() as isize).collect();
+        self.sum_squares(&dims, false)
     }
 
     /// Mean over `dims`.

@@ -121,10 +121,22 @@ impl AdamW {
     /// One step with base learning rate `lr` (scaled per group), for every parameter that
     /// has a gradient in `grads`. All gradients are checked (shape, dtype, device) before
     /// any parameter changes. Gradients are not checked for NaN here: call
-    /// [`super::clip_grad_norm`] first, which refuses a non-finite norm.
+    /// [`super::clip_grad_norm`] (or [`super::grad_norm`]) first, which refuses a
+    /// non-finite norm.
     pub fn step(&mut self, grads: &Gradients, lr: f64) -> Result<()> {
+        self.step_scaled(grads, lr, 1.0)
+    }
+
+    /// [`AdamW::step`] on the gradients multiplied by `grad_scale`, inside the update: a
+    /// global norm clip ([`super::clip_factor`] of [`super::grad_norm`]) without writing
+    /// scaled gradients. The same values as scaling them first with
+    /// [`Tensor::mul_scalar`].
+    pub fn step_scaled(&mut self, grads: &Gradients, lr: f64, grad_scale: f64) -> Result<()> {
         if !non_negative(lr) {
             return Err(Error::invalid("AdamW", format!("learning rate {lr} is not finite and non-negative")));
+        }
+        if !non_negative(grad_scale) {
+            return Err(Error::invalid("AdamW", format!("gradient scale {grad_scale} is not finite and non-negative")));
         }
         let _guard = crate::no_grad();
         let mut work = Vec::new();
@@ -156,7 +168,7 @@ impl AdamW {
                     e.insert(State { m: zeros()?, v: zeros()?, step: 0 })
                 }
             };
-            let hp = AdamWStep { lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay, step: st.step + 1 };
+            let hp = AdamWStep { lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay, step: st.step + 1, grad_scale };
             let (m, v) = (exclusive_storage(&mut st.m, false)?, exclusive_storage(&mut st.v, false)?);
             p.update(|param| device.backend().adamw_step(param, g.view(), m, v, &hp))?;
             st.step = hp.step;

@@ -1,28 +1,24 @@
-//! Global gradient-norm clipping.
+//! Global gradient-norm clipping: the norm ([`grad_norm`]), the factor it calls for
+//! ([`clip_factor`]), and both applied to the gradients ([`clip_grad_norm`]). A training
+//! loop can instead pass the factor to [`super::AdamW::step_scaled`], which applies it inside
+//! the update, without a scaled copy of every gradient.
 
 use crate::nn::Param;
 use crate::{Error, Gradients, Result, Tensor};
 
-/// Scale the gradients of `params` so that their global L2 norm is at most `max_norm`
-/// (PyTorch's `clip_grad_norm_`: factor `max_norm / (norm + 1e-6)` when the norm exceeds
-/// `max_norm`) and return the norm before clipping. Parameters without a gradient are
-/// skipped. A NaN or infinite norm is an [`Error::NonFinite`] naming the first parameter
-/// whose gradient is not finite, and leaves the gradients unchanged, so that a diverged
-/// step cannot silently reach the weights.
+/// The global L2 norm of the gradients of `params` (those without one are skipped). A NaN
+/// or infinite norm is an [`Error::NonFinite`] naming the first parameter whose gradient is
+/// not finite, so that a diverged step cannot silently reach the weights.
 ///
-/// The squared norms are summed on the device: one host synchronisation per call (per
-/// run of parameters sharing a device and dtype), not one per parameter.
-pub fn clip_grad_norm(grads: &mut Gradients, params: &[Param], max_norm: f64) -> Result<f64> {
-    if !(max_norm.is_finite() && max_norm > 0.0) {
-        return Err(Error::invalid("clip_grad_norm", format!("max_norm must be positive and finite, got {max_norm}")));
-    }
+/// Each gradient's squares are summed on its device without a squared copy
+/// ([`Tensor::sum_squares_all`]): one host synchronisation per call (per run of parameters
+/// sharing a device and dtype), not one per parameter.
+pub fn grad_norm(grads: &Gradients, params: &[Param]) -> Result<f64> {
     let _guard = crate::no_grad();
-    let mut with_grad = Vec::new();
+    let with_grad: Vec<(&Param, &Tensor)> = params.iter().filter_map(|p| grads.get(&p.tensor()).map(|g| (p, g))).collect();
     let (mut total, mut acc): (f64, Option<Tensor>) = (0.0, None);
-    for p in params {
-        let t = p.tensor();
-        let Some(g) = grads.get(&t) else { continue };
-        let sq = g.sqr()?.sum_all()?;
+    for (_, g) in &with_grad {
+        let sq = g.sum_squares_all()?;
         acc = Some(match acc {
             Some(a) if a.dtype() == sq.dtype() && a.device().same(sq.device()) => a.add(&sq)?,
             Some(a) => {
@@ -31,26 +27,44 @@ pub fn clip_grad_norm(grads: &mut Gradients, params: &[Param], max_norm: f64) ->
             }
             None => sq,
         });
-        with_grad.push((p, t));
     }
     if let Some(a) = acc {
         total += a.to_scalar()?;
     }
     let norm = total.sqrt();
-    if !norm.is_finite() {
-        for (p, t) in &with_grad {
-            let sq = grads.get(t).map(|g| g.sqr()?.sum_all()?.to_scalar()).transpose()?;
-            if sq.is_some_and(|s| !s.is_finite()) {
-                return Err(Error::NonFinite(format!("the gradient of `{}` (global norm {norm})", p.name())));
-            }
-        }
-        return Err(Error::NonFinite(format!("the global gradient norm ({norm})")));
+    if norm.is_finite() {
+        return Ok(norm);
     }
-    let scale = max_norm / (norm + 1e-6);
+    for (p, g) in &with_grad {
+        if !g.sum_squares_all()?.to_scalar()?.is_finite() {
+            return Err(Error::NonFinite(format!("the gradient of `{}` (global norm {norm})", p.name())));
+        }
+    }
+    Err(Error::NonFinite(format!("the global gradient norm ({norm})")))
+}
+
+/// The factor that brings gradients of global norm `norm` to at most `max_norm`
+/// (PyTorch's `clip_grad_norm_`: `max_norm / (norm + 1e-6)` when that is below 1, else 1).
+/// `max_norm` must be positive and finite.
+pub fn clip_factor(norm: f64, max_norm: f64) -> Result<f64> {
+    if !(max_norm.is_finite() && max_norm > 0.0) {
+        return Err(Error::invalid("clip_grad_norm", format!("max_norm must be positive and finite, got {max_norm}")));
+    }
+    Ok((max_norm / (norm + 1e-6)).min(1.0))
+}
+
+/// Scale the gradients of `params` so that their global L2 norm is at most `max_norm`
+/// ([`clip_factor`] of [`grad_norm`], with its errors; the gradients are unchanged on an
+/// error) and return the norm before clipping.
+pub fn clip_grad_norm(grads: &mut Gradients, params: &[Param], max_norm: f64) -> Result<f64> {
+    let norm = grad_norm(grads, params)?;
+    let scale = clip_factor(norm, max_norm)?;
     if scale < 1.0 {
-        for (_, t) in &with_grad {
-            if let Some(g) = grads.remove(t) {
-                grads.insert(t, g.mul_scalar(scale)?);
+        let _guard = crate::no_grad();
+        for p in params {
+            let t = p.tensor();
+            if let Some(g) = grads.remove(&t) {
+                grads.insert(&t, g.mul_scalar(scale)?);
             }
         }
     }

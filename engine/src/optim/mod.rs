@@ -5,5 +5,5 @@ mod clip;
 mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig, ParamGroup};
-pub use clip::clip_grad_norm;
+pub use clip::{clip_factor, clip_grad_norm, grad_norm};
 pub use schedule::Schedule;

@@ -151,7 +151,8 @@ conformance! {
     }
 
     /// `where` with bool, u8 and i64 values; gathers of bool rows; i64 scatter-adds with
-    /// repeated indices (i64 and u32 index tensors); i64 sums over rows and columns.
+    /// repeated indices (i64 and u32 index tensors); i64 sums over rows and columns, and sums
+    /// of squares that wrap (2^40 squared).
     fn integer_select_gather_sum(dev: &Device) -> Result<()> {
         let cond = Tensor::from_host(&HostData::Bool(vec![1, 0, 1, 1, 0, 0]), &[2, 3], dev)?;
         let on: Vec<u8> = vec![1, 1, 1, 0, 0, 0];
@@ -184,6 +185,8 @@ conformance! {
         let cols_sum: Vec<i64> = (0..40).map(|c| (0..40).map(|r| big[r * 40 + c]).sum()).collect();
         same("i64 sum of rows", t.sum(&[1], false)?.to_host()?, HostData::I64(rows_sum));
         same("i64 sum of columns", t.sum(&[0], false)?.to_host()?, HostData::I64(cols_sum));
+        let rows_sq: Vec<i64> = (0..40).map(|r| (0..40).fold(0i64, |a, c| a.wrapping_add(big[r * 40 + c].wrapping_mul(big[r * 40 + c])))).collect();
+        same("i64 sum of squares of rows", t.sum_squares(&[1], false)?.to_host()?, HostData::I64(rows_sq));
         same("i64 max of columns", t.max(&[0], false)?.to_host()?, HostData::I64((0..40).map(|c| (0..40).map(|r| big[r * 40 + c]).max().unwrap()).collect()));
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! Reductions over dims: sum, mean, max, min (with and without keepdim, negative dims,
-//! down to a 0-dim result), on permuted and narrowed inputs.
+//! Reductions over dims: sum, mean, max, min, sum of squares (with and without keepdim,
+//! negative dims, down to a 0-dim result), on permuted and narrowed inputs.
 
 use beit_conformance::{assert_close, conformance, float_dtypes, op_cases, Array, Gen, Input, OpCase};
 use beit_engine::Result;
@@ -46,6 +46,15 @@ op_cases! {
         let x = Input::new(Gen::new(14).normal(&[12, 50], 1.0)).transposed();
         OpCase::new(vec![x], |x| x[0].max(&[0], true), |x| r::max(&x[0], &[0], true))
     };
+    /// Σ x² over dims 0 and 2 of a permuted `[3, 4, 5]`, dropped.
+    sum_squares_dims => OpCase::new(vec![permuted(15)], |x| x[0].sum_squares(&[0, 2], false), |x| r::sum_squares(&x[0], &[0, 2], false));
+    /// Σ x² of everything, to a 0-dim result.
+    sum_squares_all => OpCase::new(vec![padded(16)], |x| x[0].sum_squares_all(), |x| r::sum_squares(&x[0], &[0, 1, 2], false));
+    /// Σ x² over the 40 rows of `[40, 70]`, kept (the column kernel).
+    sum_squares_rows_of_wide => {
+        let x = Gen::new(17).normal(&[40, 70], 1.0);
+        OpCase::new(vec![x.into()], |x| x[0].sum_squares(&[0], true), |x| r::sum_squares(&x[0], &[0], true))
+    };
     /// A `[1, 7, 1]` input: size-1 dims reduced and kept.
     min_size_one => {
         let x = Gen::new(12).normal(&[1, 7, 1], 1.0);
@@ -54,8 +63,8 @@ op_cases! {
 }
 
 conformance! {
-    /// Long runs (2^17 elements, the two-pass split on GPUs): sum, mean and max of all, and a
-    /// sum of each of two rows, against float64 sums (forward only: finite differences over
+    /// Long runs (2^17 elements, the two-pass split on GPUs): sum, mean, max and sum of
+    /// squares of all, and a sum of each of two rows, against float64 sums (forward only: finite differences over
     /// 2^17 inputs would take minutes; the reduction gradients are checked above).
     fn long_runs(dev: &Device) -> Result<()> {
         let x = Gen::new(15).normal(&[2, 1 << 16], 1.0);
@@ -71,6 +80,7 @@ conformance! {
             check("mean_all", t.mean_all()?, r::mean(&xr, &[0, 1], false))?;
             check("max_all", t.max(&[0, 1], false)?, r::max(&xr, &[0, 1], false))?;
             check("row sums", t.sum(&[1], false)?, r::sum(&xr, &[1], false))?;
+            check("sum_squares_all", t.sum_squares_all()?, r::sum_squares(&xr, &[0, 1], false))?;
         }
         Ok(())
     }
@@ -83,6 +93,11 @@ mod r {
     /// Sum over `dims`.
     pub fn sum(x: &Array, dims: &[usize], keepdim: bool) -> Array {
         x.fold(dims, keepdim, 0.0, |a, b| a + b)
+    }
+
+    /// Sum of squares over `dims`.
+    pub fn sum_squares(x: &Array, dims: &[usize], keepdim: bool) -> Array {
+        x.fold(dims, keepdim, 0.0, |a, b| a + b * b)
     }
 
     /// Mean over `dims`.

@@ -95,9 +95,7 @@ unsafe fn half_tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: 
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn masks(ncols: usize) -> [__m256i; 2] {
-    let n = _mm256_set1_epi32(ncols as i32);
-    let lanes = |q0: i32| _mm256_setr_epi32(q0, q0 + 1, q0 + 2, q0 + 3, q0 + 4, q0 + 5, q0 + 6, q0 + 7);
-    [_mm256_cmpgt_epi32(n, lanes(0)), _mm256_cmpgt_epi32(n, lanes(8))]
+    [lane_mask(ncols.min(8)), lane_mask(ncols.saturating_sub(8))]
 }
 
 /// Packs rows `r0..r0+mc`, columns `k0..k0+kc` of `a`: tile `t` (rows `t·MR..`) starts at
@@ -112,9 +110,13 @@ unsafe fn a_block(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize, dst: &mut 
         let out = &mut dst[t * MR * kc..];
         let src = |i: usize| a.at(r0 + start + i, k0);
         if a.rs == 1 {
-            // Column-major A: each k-step's rows are contiguous.
-            for (p, chunk) in out[..rows * kc].chunks_exact_mut(rows).enumerate() {
-                chunk.copy_from_slice(std::slice::from_raw_parts(src(0).offset(p as isize * a.cs), rows));
+            // Column-major A (a transposed activation, as in weight gradients): each k-step's
+            // rows are contiguous, one masked load (a call to copy so few values costs more
+            // than the copy); full stores as below.
+            let lanes = lane_mask(rows);
+            for p in 0..kc {
+                let v = _mm256_maskload_ps(src(0).offset(p as isize * a.cs), lanes);
+                store_step(out, p * rows, rows, v);
             }
             continue;
         }
@@ -122,16 +124,7 @@ unsafe fn a_block(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize, dst: &mut 
         for p in (0..full_k).step_by(8) {
             let r: [__m256; 8] = std::array::from_fn(|i| if i < rows { _mm256_loadu_ps(src(i).add(p)) } else { _mm256_setzero_ps() });
             for (q, v) in transpose8(r).iter().enumerate() {
-                // A full store's lanes past `rows` land where the next steps go, which are
-                // written after it; past the end of `dst`, only `rows` lanes are stored.
-                let at = (p + q) * rows;
-                if at + 8 <= out.len() {
-                    _mm256_storeu_ps(out.as_mut_ptr().add(at), *v);
-                } else {
-                    let mut lanes = [0.0f32; 8];
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), *v);
-                    out[at..at + rows].copy_from_slice(&lanes[..rows]);
-                }
+                store_step(out, (p + q) * rows, rows, *v);
             }
         }
         for i in 0..rows {
@@ -140,6 +133,31 @@ unsafe fn a_block(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize, dst: &mut 
             }
         }
     }
+}
+
+/// Stores the first `rows` lanes of `v`, one k-step of a tile, at `out[at..]`. A full store's
+/// lanes past `rows` land where the next steps go, which are written after it; past the end
+/// of `out`, only `rows` lanes are stored.
+///
+/// # Safety
+/// The CPU has AVX2; `at + rows ≤ out.len()`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store_step(out: &mut [f32], at: usize, rows: usize, v: __m256) {
+    if at + 8 <= out.len() {
+        _mm256_storeu_ps(out.as_mut_ptr().add(at), v);
+    } else {
+        let mut lanes = [0.0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+        out[at..at + rows].copy_from_slice(&lanes[..rows]);
+    }
+}
+
+/// The mask (all ones: loaded) of the first `n ≤ 8` lanes of a vector.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn lane_mask(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 }
 
 /// Packs rows `k0..k0+kc`, columns `c0..c0+nc` of `b` into `dst`: panel `j` (columns
@@ -156,9 +174,14 @@ pub(super) unsafe fn b_block(b: Mat, k0: usize, c0: usize, kc: usize, nc: usize,
         let out = &mut dst[j * NR * kc..][..NR * kc];
         let src = b.at(k0, c0 + start);
         if b.cs == 1 {
-            for (p, row) in out.chunks_exact_mut(NR).enumerate() {
-                row[..cols].copy_from_slice(std::slice::from_raw_parts(src.offset(p as isize * b.rs), cols));
-                row[cols..].fill(0.0);
+            // Row-major B (a weight in the input gradient): each k-step's columns are
+            // contiguous, four masked loads; masked-off lanes load as zero.
+            let lanes: [__m256i; 4] = std::array::from_fn(|q| lane_mask(cols.saturating_sub(8 * q).min(8)));
+            for p in 0..kc {
+                let (from, to) = (src.offset(p as isize * b.rs), out.as_mut_ptr().add(p * NR));
+                for (q, &mask) in lanes.iter().enumerate() {
+                    _mm256_storeu_ps(to.add(8 * q), _mm256_maskload_ps(from.wrapping_add(8 * q), mask));
+                }
             }
         } else if b.rs == 1 {
             transposed_panel(src, b.cs, kc, cols, out.as_mut_ptr());

@@ -32,10 +32,11 @@ pub(super) unsafe fn a_block(a: Mat, r0: usize, k0: usize, mc: usize, kc: usize,
         }
         if a.rs == 1 {
             // Column-major A (a transposed activation, as in weight gradients): each k-step's
-            // rows are contiguous.
+            // rows are contiguous, one masked load and store (a call to copy so few values
+            // costs more than the copy).
             let s = src(0);
             for p in 0..kc {
-                std::ptr::copy_nonoverlapping(s.offset(p as isize * a.cs), out.add(p * rows), rows);
+                _mm512_mask_storeu_ps(out.add(p * rows), mask, _mm512_maskz_loadu_ps(mask, s.offset(p as isize * a.cs)));
             }
             continue;
         }
