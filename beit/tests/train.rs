@@ -284,3 +284,33 @@ fn one_mim_step_matches_torch_adamw() {
     }
     assert_eq!(checked, step.names().filter(|n| n.starts_with("updated.")).count());
 }
+
+/// Every trainable parameter's gradient comes out of backward contiguous, so that the norm
+/// and AdamW read it in place (a strided one is copied every step): BEiT MIM (the fixture
+/// model: Linear weights, which the forward multiplies by as `wᵀ`, layer scales, the mask
+/// token) and segmentation with UperNet and the auxiliary head (convolutions, transposed
+/// convolutions, BatchNorm). The one exception is a relative position table: its bias is
+/// gathered through the table's transpose, so that the bias comes out contiguous, and its
+/// gradient is that transpose's (a few thousand values: copying it costs microseconds).
+#[test]
+fn gradients_come_out_contiguous() {
+    let device = beit_backend_cpu::cpu();
+    let strided = |grads: &beit::engine::Gradients, params: &[beit::engine::nn::Param]| -> Vec<String> {
+        assert!(params.iter().any(|p| grads.get(&p.tensor()).is_some()), "no gradients at all");
+        let strided = |p: &&beit::engine::nn::Param| grads.get(&p.tensor()).is_some_and(|g| !g.is_contiguous());
+        params.iter().filter(strided).map(|p| p.name().to_string()).filter(|n| !n.ends_with("relative_position_bias_table")).collect()
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/train");
+    let Beit::MaskedImageModeling(model) = Beit::from_pretrained(&dir, &device).unwrap().0 else { panic!("MIM fixture") };
+    let step = beit::engine::io::load_safetensors(dir.join("step.safetensors"), &device).unwrap();
+    let masked = beit::masker::MaskedPatches::from_tensor(&step.get("bool_masked_pos").unwrap()).unwrap();
+    let loss = model.loss(&step.get("pixel_values").unwrap(), &masked, &step.get("labels").unwrap(), beit::Mode::train(0)).unwrap();
+    assert_eq!(strided(&loss.backward().unwrap(), &model.trainable_params()), Vec::<String>::new(), "MIM");
+
+    let seg = beit::BeitForSemanticSegmentation::new(&common::group::seg_config(beit::SegHead::Uper), &device, 0).unwrap();
+    let pixels = Tensor::randn(&[2, 3, 32, 32], 1.0, beit::engine::DType::F32, &mut beit::engine::rng::Rng::new(1), &device).unwrap();
+    let labels = Tensor::from_vec((0..2 * 32 * 32).map(|i| (i % beit::data::Shapes::CLASSES) as i64).collect(), &[2, 32, 32], &device).unwrap();
+    let out = seg.forward_in(&pixels, beit::Mode::train(0), None).unwrap();
+    let grads = seg.loss(&out, &labels).unwrap().backward().unwrap();
+    assert_eq!(strided(&grads, &seg.trainable_params()), Vec::<String>::new(), "segmentation");
+}

@@ -39,9 +39,12 @@ impl Tensor {
             let gb = if !needs[1] {
                 None
             } else if b.rank() == 2 {
-                // Weight gradient of a broadcast 2-D rhs: one GEMM over all rows.
+                // Weight gradient of a broadcast 2-D rhs: one GEMM over all rows, written in
+                // b's own order: a Linear's `wᵀ` gets `(gᵀ·a)ᵀ`, so that w's gradient (its
+                // transpose) is contiguous and the optimiser reads it in place.
                 let rows = g.numel() / n.max(1);
-                Some(a.reshape(&[rows, k])?.t()?.matmul(&g.reshape(&[rows, n])?)?)
+                let (a2, g2) = (a.reshape(&[rows, k])?, g.reshape(&[rows, n])?);
+                Some(if b.t()?.is_contiguous() && !b.is_contiguous() { g2.t()?.matmul(&a2)?.t()? } else { a2.t()?.matmul(&g2)? })
             } else {
                 Some(a.t()?.matmul(g)?.sum_to_shape(b.shape())?)
             };
