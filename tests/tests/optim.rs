@@ -326,6 +326,7 @@ fn clipping_inside_the_update_equals_clipping_first() -> Result<()> {
             let same_norm = grad_norm(&grads, &inside.params())?;
             assert_eq!(norm.to_bits(), same_norm.to_bits(), "step {step}");
             assert_eq!(max_norm < norm, clip_factor(norm, max_norm)? < 1.0, "step {step}: norm {norm}");
+            assert_eq!(max_norm < norm, max_norm == 0.5, "step {step}: the first case clips and the second does not (norm {norm})");
             opt_inside.step_scaled(&grads, 1e-2, clip_factor(norm, max_norm)?)?;
         }
         for (a, b) in first.params().iter().zip(inside.params()) {
@@ -337,6 +338,7 @@ fn clipping_inside_the_update_equals_clipping_first() -> Result<()> {
     for bad in [f64::NAN, -0.5, f64::INFINITY] {
         assert!(opt.step_scaled(&Gradients::default(), 1e-3, bad).is_err(), "scale {bad}");
         assert!(clip_factor(1.0, bad).is_err(), "max norm {bad}");
+        assert!(clip_factor(bad, 1.0).is_err(), "norm {bad}");
     }
     Ok(())
 }

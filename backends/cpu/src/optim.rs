@@ -68,7 +68,7 @@ mod tests {
             let (mut ps, mut ms, mut vs) =
                 (CpuStorage::new(host(dtype, &p)), CpuStorage::new(host(dtype, &m)), CpuStorage::new(host(dtype, &v)));
             for step in 1..=2 {
-                let hp = AdamWStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.05, step, grad_scale: 0.5 };
+                let hp = AdamWStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.05, step, grad_scale: 0.7 };
                 let g = Tt::rand(dtype, &[200, n / 200], 1 + step).permute(&[1, 0]);
                 for (i, gi) in g.vals().into_iter().enumerate() {
                     let gi = gi * hp.grad_scale;

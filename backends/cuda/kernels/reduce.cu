@@ -24,7 +24,7 @@ struct Square {
 
 template <typename T, typename A> __device__ __forceinline__ A identity(int op) {
     if (op == OP_SUM || op == OP_SUM_SQUARES) return A(0);
-    return op == 1 ? (A)(-INFINITY) : (A)INFINITY;
+    return op == OP_MAX ? (A)(-INFINITY) : (A)INFINITY;
 }
 template <> __device__ __forceinline__ i64 identity<i64, i64>(int op) {
     if (op == OP_SUM || op == OP_SUM_SQUARES) return 0;

@@ -45,18 +45,30 @@ pub fn grad_norm(grads: &Gradients, params: &[Param]) -> Result<f64> {
 
 /// The factor that brings gradients of global norm `norm` to at most `max_norm`
 /// (PyTorch's `clip_grad_norm_`: `max_norm / (norm + 1e-6)` when that is below 1, else 1).
-/// `max_norm` must be positive and finite.
+/// `norm` must be finite and non-negative (a non-finite one calls for skipping the step,
+/// which no factor does), `max_norm` positive and finite.
 pub fn clip_factor(norm: f64, max_norm: f64) -> Result<f64> {
-    if !(max_norm.is_finite() && max_norm > 0.0) {
-        return Err(Error::invalid("clip_grad_norm", format!("max_norm must be positive and finite, got {max_norm}")));
+    const OP: &str = "clip_factor";
+    check_max_norm(OP, max_norm)?;
+    if !(norm.is_finite() && norm >= 0.0) {
+        return Err(Error::invalid(OP, format!("the gradient norm must be finite and non-negative, got {norm}")));
     }
     Ok((max_norm / (norm + 1e-6)).min(1.0))
+}
+
+/// `max_norm` is positive and finite.
+fn check_max_norm(op: &'static str, max_norm: f64) -> Result<()> {
+    if !(max_norm.is_finite() && max_norm > 0.0) {
+        return Err(Error::invalid(op, format!("max_norm must be positive and finite, got {max_norm}")));
+    }
+    Ok(())
 }
 
 /// Scale the gradients of `params` so that their global L2 norm is at most `max_norm`
 /// ([`clip_factor`] of [`grad_norm`], with its errors; the gradients are unchanged on an
 /// error) and return the norm before clipping.
 pub fn clip_grad_norm(grads: &mut Gradients, params: &[Param], max_norm: f64) -> Result<f64> {
+    check_max_norm("clip_grad_norm", max_norm)?;
     let norm = grad_norm(grads, params)?;
     let scale = clip_factor(norm, max_norm)?;
     if scale < 1.0 {
