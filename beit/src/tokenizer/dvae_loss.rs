@@ -61,7 +61,8 @@ impl Dvae {
         };
         let usage = q_mean.mul(&q_mean.log()?.add_scalar(log_v)?)?.sum_all()?;
         let codes = logits.add(&noise.to_dtype(logits.dtype())?)?.mul_scalar(1.0 / temperature)?.softmax_last()?;
-        let recon = self.decode(&codes)?.sub(pixels)?.sqr()?.mean_all()?;
+        let diff = self.decode(&codes)?.sub(pixels)?;
+        let recon = diff.sum_squares_all()?.mul_scalar(1.0 / diff.numel().max(1) as f64)?;
         let total = recon.add(&kl.mul_scalar(weights.kl)?)?.add(&usage.mul_scalar(weights.usage)?)?;
         // One read back for all four values.
         let terms = [&total, &recon, &kl, &usage].into_iter().map(|t| t.detach().reshape(&[1])).collect::<Result<Vec<_>>>()?;

@@ -192,7 +192,7 @@ pub fn evaluate_dvae(model: &Dvae, batches: impl IntoIterator<Item = Result<Tens
             histogram[id as usize] += 1;
         }
         let truth = unmap_pixels(&pixels)?;
-        sq_err += unmap_pixels(&model.decode_ids(&ids)?)?.sub(&truth)?.sqr()?.sum_all()?.to_scalar()?;
+        sq_err += unmap_pixels(&model.decode_ids(&ids)?)?.sub(&truth)?.sum_squares_all()?.to_scalar()?;
         let b = pixels.shape()[0];
         let truth = truth.to_vec_f64()?;
         let per = truth.len() / b;

@@ -83,10 +83,10 @@ impl Tensor {
         let c = self.check_bn("batch_norm", &[weight, bias])?;
         let dims: Vec<isize> = (0..self.rank() as isize).filter(|&d| d != 1).collect();
         let local = self.numel() / c.max(1);
-        // Sums over every other dim (and over the group), `[1, C, 1, ...]`.
-        let total = |t: &Tensor| match group {
-            Some(g) => t.sum(&dims, true)?.all_reduce_sum(g),
-            None => t.sum(&dims, true),
+        // Per-channel sums `[1, C, 1, ...]` (over every other dim), over the group too.
+        let over_group = |s: Tensor| match group {
+            Some(g) => s.all_reduce_sum(g),
+            None => Ok(s),
         };
         let count = match group {
             Some(g) => g.all_reduce_sum(&Tensor::from_vec(vec![local as i64], &[1], self.device())?)?.to_scalar()? as usize,
@@ -98,9 +98,9 @@ impl Tensor {
                 format!("training needs more than one value per channel, got input {:?}", self.shape()),
             ));
         }
-        let mean = total(self)?.mul_scalar(1.0 / count as f64)?;
+        let mean = over_group(self.sum(&dims, true)?)?.mul_scalar(1.0 / count as f64)?;
         let centred = self.sub(&mean)?;
-        let var = total(&centred.sqr()?)?.mul_scalar(1.0 / count as f64)?;
+        let var = over_group(centred.sum_squares(&dims, true)?)?.mul_scalar(1.0 / count as f64)?;
         let mut y = centred.mul(&var.add_scalar(eps)?.powf(-0.5)?)?;
         if let Some(w) = weight {
             y = y.mul(&self.per_channel(w)?)?;
