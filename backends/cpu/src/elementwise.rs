@@ -3,7 +3,7 @@
 use crate::CpuBackend;
 use crate::scalar::{Num, Real, Scalar};
 use crate::storage::{any_dispatch, boxed, float_dispatch, same_dtype, same_shape, Src};
-use crate::strided::{map1, map2, map3};
+use crate::strided::{map1, map1_runs, map2, map3};
 use beit_engine::backend::Elementwise;
 use beit_engine::{BinaryOp, CmpOp, DType, Error, Result, StorageBox, UnaryOp, View};
 
@@ -83,7 +83,7 @@ fn unary_t<T: Real>(op: UnaryOp, s: Src<T>) -> Vec<T> {
             #[inline(always)]
             |x| T::one() / (T::one() + (-x).fexp()),
         ),
-        UnaryOp::Gelu => map1(s, T::gelu),
+        UnaryOp::Gelu => map1_runs(s, T::gelu_to, T::gelu),
         UnaryOp::Affine { mul, add } => {
             let (mul, add) = (T::of(mul), T::of(add));
             map1(s, |x| x * mul + add)

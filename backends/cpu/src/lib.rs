@@ -18,6 +18,8 @@ mod erf;
 mod fastmath;
 mod gemm;
 mod index;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 mod linear;
 mod loss;
 mod matmul;

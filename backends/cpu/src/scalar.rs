@@ -186,6 +186,13 @@ pub(crate) trait Real:
     fn erf(self) -> Self;
     /// GELU, erf form: x·Φ(x).
     fn gelu(self) -> Self;
+    /// `out[i] = xs[i].gelu()`; in f32 in explicit SIMD.
+    fn gelu_to(xs: &[Self], out: &mut [Self]) {
+        fastmath::simd(
+            #[inline(always)]
+            || out.iter_mut().zip(xs).for_each(|(y, &x)| *y = x.gelu()),
+        )
+    }
     /// d GELU/dx = Φ(x) + x·φ(x).
     fn gelu_grad(self) -> Self;
     /// The `(rows, columns)` tile of [`Real::gemm`] when it is our own GEMM, which packs
@@ -222,6 +229,9 @@ impl Real for f32 {
     }
     fn exp_shifted(xs: &mut [Self], shift: Self) {
         crate::vmath::exp_shifted_in_place(xs, shift)
+    }
+    fn gelu_to(xs: &[Self], out: &mut [Self]) {
+        crate::vmath::gelu_to(xs, out)
     }
     fn erf(self) -> Self {
         erf::erf(self as f64) as f32

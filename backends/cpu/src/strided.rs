@@ -121,19 +121,28 @@ impl<const N: usize> Walk<N> {
 
 /// `f` applied to every element of a view, in row-major order.
 pub(crate) fn map1<A: Copy + Sync, O: Scalar>(a: Src<A>, f: impl Fn(A) -> O + Sync) -> Vec<O> {
+    let run = |xs: &[A], out: &mut [O]| {
+        simd(
+            #[inline(always)]
+            || {
+                for (o, &x) in out.iter_mut().zip(xs) {
+                    *o = f(x);
+                }
+            },
+        )
+    };
+    map1_runs(a, run, &f)
+}
+
+/// [`map1`] with `run(xs, out)` on each run of unit stride (`out` as long as `xs`), `f` on
+/// each element of the others.
+pub(crate) fn map1_runs<A: Copy + Sync, O: Scalar>(a: Src<A>, run: impl Fn(&[A], &mut [O]) + Sync, f: impl Fn(A) -> O + Sync) -> Vec<O> {
     let walk = Walk::new(a.layout.shape(), [a.layout]);
     let [sa] = walk.inner_strides();
     walk.fill(|out, [oa]| {
         let n = out.len();
         if sa == 1 {
-            simd(
-                #[inline(always)]
-                || {
-                    for (o, &x) in out.iter_mut().zip(&a.data[oa..oa + n]) {
-                        *o = f(x);
-                    }
-                },
-            );
+            run(&a.data[oa..oa + n], out);
         } else {
             for (k, o) in out.iter_mut().enumerate() {
                 *o = f(a.data[oa + k * sa]);

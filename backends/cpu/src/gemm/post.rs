@@ -1,7 +1,12 @@
 //! [`Post`]: the epilogue [`super::sgemm`] applies to each output tile while it is in L1.
 
-use crate::fastmath::widest;
-use crate::vmath;
+use super::Isa;
+use crate::fastmath::gelu_f32;
+#[cfg(target_arch = "x86_64")]
+use crate::{
+    lanes::{Lanes, Pair},
+    vmath,
+};
 
 /// What is applied to each element `v` of `A·B` at `(r, c)`, in this order: `C[r, c] + v`
 /// (with `accumulate`), `v + bias[c] + row_bias[r]`, GELU, `residual[r, c] + scale[c]·v`.
@@ -58,75 +63,129 @@ impl Post {
         }
     }
 
-    /// Applies the epilogue to the `rows × cols` block at `c` (row stride `ldc`), compiled
-    /// for the widest registers; GELU by [`vmath::gelu_in_place`], between the bias and the
-    /// residual passes.
+    /// Applies the epilogue to the `rows × cols` block at `c` (row stride `ldc`) in one pass,
+    /// in explicit SIMD for instruction set `isa` (the GEMM's); each row's last
+    /// `cols mod lanes` elements, as every element elsewhere, by [`Post::element`].
     ///
     /// # Safety
-    /// The block and the epilogue's operands for it are in bounds.
-    pub(super) unsafe fn apply(&self, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
-        let pass = |post: Post| {
-            widest(
-                #[inline(always)]
-                || post.apply_any(rows, cols, c, ldc),
-            )
-        };
-        if !self.gelu {
-            return pass(*self);
+    /// The block and the epilogue's operands for it are in bounds; the CPU has `isa`.
+    pub(super) unsafe fn apply(&self, isa: Option<Isa>, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
+        #[cfg(target_arch = "x86_64")]
+        match isa {
+            Some(Isa::Avx512) => return x86::apply_avx512(self, rows, cols, c, ldc),
+            Some(Isa::Avx2) => return x86::apply_avx2(self, rows, cols, c, ldc),
+            None => {}
         }
-        if !(self.bias.is_null() && self.row_bias.is_null()) {
-            pass(Post { residual: std::ptr::null(), ..*self });
-        }
-        for i in 0..rows {
-            vmath::gelu_in_place(std::slice::from_raw_parts_mut(c.add(i * ldc), cols));
-        }
-        if !self.residual.is_null() {
-            pass(Post { bias: std::ptr::null(), row_bias: std::ptr::null(), ..*self });
-        }
+        self.apply_from(0, rows, cols, c, ldc)
     }
 
-    /// The loops of [`Post::apply`] but GELU: bias, row bias, residual.
+    /// [`Post::element`] on columns `first..cols` of each row of the block.
     ///
     /// # Safety
     /// As for [`Post::apply`].
     #[inline(always)]
-    unsafe fn apply_any(&self, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
-        let at = |p: *const f32, j: usize, n: usize| if p.is_null() { None } else { Some(std::slice::from_raw_parts(p.add(j), n)) };
+    unsafe fn apply_from(&self, first: usize, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
         for i in 0..rows {
-            let out = std::slice::from_raw_parts_mut(c.add(i * ldc), cols);
-            let residual = if self.residual.is_null() { self.residual } else { self.residual.add(i * ldc) };
-            let row_bias = if self.row_bias.is_null() { None } else { Some(*self.row_bias.add(i)) };
-            // 16 columns at a time in a fixed-size array: one vector register each, also for
-            // the 32-column tiles, where a loop over the slice would run its scalar remainder.
-            for (j, chunk) in out.chunks_mut(16).enumerate().map(|(q, ch)| (16 * q, ch)) {
-                let n = chunk.len();
-                let lanes = |src: &[f32]| -> [f32; 16] {
-                    // A full chunk is one vector load; a copy of n < 16 would be a call.
-                    <[f32; 16]>::try_from(src).unwrap_or_else(|_| std::array::from_fn(|q| src.get(q).copied().unwrap_or(0.0)))
-                };
-                let mut v = lanes(chunk);
-                let lanes = |p: *const f32| at(p, j, n).map_or([0.0; 16], lanes);
-                if !self.bias.is_null() {
-                    let b = lanes(self.bias);
-                    v.iter_mut().zip(b).for_each(|(x, b)| *x += b);
-                }
-                if let Some(b) = row_bias {
-                    v.iter_mut().for_each(|x| *x += b);
-                }
-                if !residual.is_null() {
-                    let r = lanes(residual);
-                    if self.scale.is_null() {
-                        v.iter_mut().zip(r).for_each(|(x, r)| *x += r);
-                    } else {
-                        let s = lanes(self.scale);
-                        v.iter_mut().zip(r).zip(s).for_each(|((x, r), s)| *x = r + s * *x);
-                    }
-                }
-                match <&mut [f32; 16]>::try_from(&mut *chunk) {
-                    Ok(full) => *full = v,
-                    Err(_) => chunk.iter_mut().zip(v).for_each(|(c, x)| *c = x),
-                }
+            for j in first..cols {
+                let p = c.add(i * ldc + j);
+                *p = self.element(i, j, ldc, *p);
             }
         }
+    }
+
+    /// The epilogue of element `(i, j)` of the block, whose product is `v`.
+    ///
+    /// # Safety
+    /// As for [`Post::apply`].
+    #[inline(always)]
+    unsafe fn element(&self, i: usize, j: usize, ldc: usize, mut v: f32) -> f32 {
+        if !self.bias.is_null() {
+            v += *self.bias.add(j);
+        }
+        if !self.row_bias.is_null() {
+            v += *self.row_bias.add(i);
+        }
+        if self.gelu {
+            v = gelu_f32(v);
+        }
+        if self.residual.is_null() {
+            return v;
+        }
+        let r = *self.residual.add(i * ldc + j);
+        if self.scale.is_null() {
+            r + v
+        } else {
+            r + *self.scale.add(j) * v
+        }
+    }
+
+    /// [`Post::apply`] in vectors of `V`: the same operations as [`Post::element`] (GELU by
+    /// [`vmath::gelu_lanes`]), in the same order, without fused multiply-adds; in pairs of
+    /// vectors first ([`Pair`], for GELU's sake), then one vector, then by element.
+    ///
+    /// # Safety
+    /// As for [`Post::apply`], in a function compiled for `V`'s instruction set.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn apply_lanes<V: Lanes>(&self, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
+        let (in_pairs, whole) = (cols / (2 * V::N) * (2 * V::N), cols / V::N * V::N);
+        self.apply_columns::<Pair<V>>(0..in_pairs, rows, c, ldc);
+        self.apply_columns::<V>(in_pairs..whole, rows, c, ldc);
+        self.apply_from(whole, rows, cols, c, ldc)
+    }
+
+    /// [`Post::apply_lanes`] on `columns` (a whole number of vectors `V`) of each row.
+    ///
+    /// # Safety
+    /// As for [`Post::apply_lanes`].
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn apply_columns<V: Lanes>(&self, columns: std::ops::Range<usize>, rows: usize, c: *mut f32, ldc: usize) {
+        let load = |p: *const f32, j: usize| if p.is_null() { None } else { Some(V::load(p.add(j))) };
+        for i in 0..rows {
+            let out = c.add(i * ldc);
+            let row_bias = (!self.row_bias.is_null()).then(|| V::splat(*self.row_bias.add(i)));
+            let residual = if self.residual.is_null() { self.residual } else { self.residual.add(i * ldc) };
+            for j in columns.clone().step_by(V::N) {
+                let mut v = V::load(out.add(j));
+                if let Some(b) = load(self.bias, j) {
+                    v = v.add(b);
+                }
+                if let Some(b) = row_bias {
+                    v = v.add(b);
+                }
+                if self.gelu {
+                    v = vmath::gelu_lanes(v);
+                }
+                if let Some(r) = load(residual, j) {
+                    v = r.add(load(self.scale, j).map_or(v, |s| s.mul(v)));
+                }
+                v.store(out.add(j));
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Post;
+    use std::arch::x86_64::*;
+
+    /// [`Post::apply`] with AVX-512F.
+    ///
+    /// # Safety
+    /// As for [`Post::apply`]; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn apply_avx512(post: &Post, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
+        post.apply_lanes::<__m512>(rows, cols, c, ldc)
+    }
+
+    /// [`Post::apply`] with AVX2 and FMA.
+    ///
+    /// # Safety
+    /// As for [`Post::apply`]; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn apply_avx2(post: &Post, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
+        post.apply_lanes::<__m256>(rows, cols, c, ldc)
     }
 }

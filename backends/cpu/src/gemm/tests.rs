@@ -99,7 +99,9 @@ fn epilogues_match_f64() {
     if !available() {
         return;
     }
-    for (m, k, n) in [(3, 7, 5), (30, 270, 40)] {
+    // Rows of 5 columns, and of 32 + 8 and 32 + 29: the epilogue's pairs of vectors, single
+    // vectors and elements.
+    for (m, k, n) in [(3, 7, 5), (30, 270, 40), (7, 33, 61)] {
         check((m, k, n), (false, true), (true, false, None));
         check((m, k, n), (false, true), (true, true, None));
         check((m, k, n), (false, true), (true, false, Some(true)));
