@@ -3,7 +3,7 @@
 use crate::CpuBackend;
 use crate::scalar::{Num, Real, Scalar};
 use crate::storage::{any_dispatch, boxed, float_dispatch, same_dtype, same_shape, Src};
-use crate::strided::{map1, map1_runs, map2, map3};
+use crate::strided::{map1, map1_runs, map2, map2_runs, map3};
 use beit_engine::backend::Elementwise;
 use beit_engine::{BinaryOp, CmpOp, DType, Error, Result, StorageBox, UnaryOp, View};
 
@@ -60,7 +60,7 @@ impl Elementwise for CpuBackend {
         let dtype = x.dtype();
         float_dispatch!(OP, dtype, T => {
             let (xs, g) = (Src::<T>::new(OP, x)?, Src::<T>::new(OP, dy)?);
-            Ok(boxed(dtype, map2(xs, g, #[inline(always)] |x, g| g * x.gelu_grad())))
+            Ok(boxed(dtype, map2_runs(xs, g, T::gelu_backward_to, |x, g| g * x.gelu_grad())))
         })
     }
 }

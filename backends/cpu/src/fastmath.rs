@@ -122,10 +122,12 @@ pub(crate) fn gelu_f32(x: f32) -> f32 {
     x * norm_cdf_f32(x)
 }
 
+/// 1/√(2π), the scale of the normal density φ.
+pub(crate) const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
 /// d GELU/dx in f32: Φ(x) + x·φ(x).
 #[inline(always)]
 pub(crate) fn gelu_grad_f32(x: f32) -> f32 {
-    const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
     norm_cdf_f32(x) + x * FRAC_1_SQRT_2PI * exp_f32(-0.5 * x * x)
 }
 

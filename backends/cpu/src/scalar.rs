@@ -195,6 +195,13 @@ pub(crate) trait Real:
     }
     /// d GELU/dx = Φ(x) + x·φ(x).
     fn gelu_grad(self) -> Self;
+    /// `out[i] = dys[i]·xs[i].gelu_grad()`; in f32 in explicit SIMD.
+    fn gelu_backward_to(xs: &[Self], dys: &[Self], out: &mut [Self]) {
+        fastmath::simd(
+            #[inline(always)]
+            || out.iter_mut().zip(xs.iter().zip(dys)).for_each(|(o, (&x, &dy))| *o = dy * x.gelu_grad()),
+        )
+    }
     /// The `(rows, columns)` tile of [`Real::gemm`] when it is our own GEMM, which packs
     /// strided operands itself; `None` for `matrixmultiply`.
     fn gemm_tiles() -> Option<(usize, usize)> {
@@ -232,6 +239,9 @@ impl Real for f32 {
     }
     fn gelu_to(xs: &[Self], out: &mut [Self]) {
         crate::vmath::gelu_to(xs, out)
+    }
+    fn gelu_backward_to(xs: &[Self], dys: &[Self], out: &mut [Self]) {
+        crate::vmath::gelu_backward_to(xs, dys, out)
     }
     fn erf(self) -> Self {
         erf::erf(self as f64) as f32

@@ -157,19 +157,33 @@ pub(crate) fn map2<A: Copy + Sync, B: Copy + Sync, O: Scalar>(
     b: Src<B>,
     f: impl Fn(A, B) -> O + Sync,
 ) -> Vec<O> {
+    let run = |xs: &[A], ys: &[B], out: &mut [O]| {
+        simd(
+            #[inline(always)]
+            || {
+                for ((o, &x), &y) in out.iter_mut().zip(xs).zip(ys) {
+                    *o = f(x, y);
+                }
+            },
+        )
+    };
+    map2_runs(a, b, run, &f)
+}
+
+/// [`map2`] with `run(xs, ys, out)` on each run where both views have unit stride (all three
+/// of one length), `f` on each element of the others.
+pub(crate) fn map2_runs<A: Copy + Sync, B: Copy + Sync, O: Scalar>(
+    a: Src<A>,
+    b: Src<B>,
+    run: impl Fn(&[A], &[B], &mut [O]) + Sync,
+    f: impl Fn(A, B) -> O + Sync,
+) -> Vec<O> {
     let walk = Walk::new(a.layout.shape(), [a.layout, b.layout]);
     let [sa, sb] = walk.inner_strides();
     walk.fill(|out, [oa, ob]| {
         let n = out.len();
         match (sa, sb) {
-            (1, 1) => simd(
-                #[inline(always)]
-                || {
-                    for ((o, &x), &y) in out.iter_mut().zip(&a.data[oa..oa + n]).zip(&b.data[ob..ob + n]) {
-                        *o = f(x, y);
-                    }
-                },
-            ),
+            (1, 1) => run(&a.data[oa..oa + n], &b.data[ob..ob + n], out),
             (1, 0) => simd(
                 #[inline(always)]
                 || {

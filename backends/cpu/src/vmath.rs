@@ -5,7 +5,7 @@
 //! cycles an element on Zen 3, against 5 here); the tail of a slice shorter than a vector
 //! takes the scalar functions. The instruction set is the GEMM's ([`gemm::isa`]).
 
-use crate::fastmath::{exp_f32, gelu_f32};
+use crate::fastmath::{exp_f32, gelu_f32, gelu_grad_f32, FRAC_1_SQRT_2PI};
 #[cfg(target_arch = "x86_64")]
 use crate::gemm::{self, Isa};
 
@@ -20,6 +20,19 @@ pub(crate) fn gelu_to(xs: &[f32], out: &mut [f32]) {
         None => {}
     }
     out.iter_mut().zip(xs).for_each(|(y, &x)| *y = gelu_f32(x));
+}
+
+/// `dy · GELU'(x)` for each `x` of `xs` and `dy` of `dys`, into `out` (all of one length).
+pub(crate) fn gelu_backward_to(xs: &[f32], dys: &[f32], out: &mut [f32]) {
+    assert!(dys.len() == xs.len() && out.len() == xs.len(), "vmath::gelu_backward_to: input and output lengths");
+    // SAFETY (each arm): `isa` found the features the function is compiled for.
+    #[cfg(target_arch = "x86_64")]
+    match gemm::isa() {
+        Some(Isa::Avx512) => return unsafe { x86::gelu_backward_avx512(xs, dys, out) },
+        Some(Isa::Avx2) => return unsafe { x86::gelu_backward_avx2(xs, dys, out) },
+        None => {}
+    }
+    out.iter_mut().zip(xs.iter().zip(dys)).for_each(|(o, (&x, &dy))| *o = dy * gelu_grad_f32(x));
 }
 
 /// `e^(x − shift)` of every element `x` of `xs`, in place.
@@ -40,7 +53,7 @@ pub(crate) use x86::gelu as gelu_lanes;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{exp_f32, gelu_f32};
+    use super::{exp_f32, gelu_f32, gelu_grad_f32, FRAC_1_SQRT_2PI};
     use crate::lanes::{Lanes, Pair};
     use std::arch::x86_64::*;
 
@@ -61,9 +74,9 @@ mod x86 {
         x.nan_or(y.scale_pow2(shifted, round))
     }
 
-    /// GELU, x·Φ(x), with Φ from erfc as [`gelu_f32`].
+    /// Φ(x) from erfc, as the scalar `norm_cdf_f32`.
     #[inline(always)]
-    pub(crate) unsafe fn gelu<V: Lanes>(x: V) -> V {
+    unsafe fn norm_cdf<V: Lanes>(x: V) -> V {
         use crate::fastmath::ERFC_POLY as C;
         let s = V::splat;
         let one = s(1.0);
@@ -74,63 +87,106 @@ mod x86 {
         let high = pair(6).fma(t2, pair(4));
         let poly = pair(8).fma(t4.mul(t4), high.fma(t4, low));
         let lower = s(0.5).mul(t).mul(exp(s(-0.5).mul(x).fma(x, poly)));
-        x.mul(x.where_negative(lower, one.sub(lower)))
+        x.where_negative(lower, one.sub(lower))
     }
 
-    /// `out[i] = f(xs[i])` for the `n` elements at `xs` (`out` may be `xs`): `f` in pairs of
-    /// vectors ([`Pair`]: two chains of the long functions here interleaved run 25% faster
-    /// on Zen 3 than one), then `f` on one vector `V`, the scalar `tail` on the rest.
+    /// GELU, x·Φ(x), as [`gelu_f32`].
+    #[inline(always)]
+    pub(crate) unsafe fn gelu<V: Lanes>(x: V) -> V {
+        x.mul(norm_cdf(x))
+    }
+
+    /// d GELU/dx = Φ(x) + x·φ(x), as [`gelu_grad_f32`].
+    #[inline(always)]
+    unsafe fn gelu_grad<V: Lanes>(x: V) -> V {
+        let s = V::splat;
+        norm_cdf(x).add(x.mul(s(FRAC_1_SQRT_2PI)).mul(exp(s(-0.5).mul(x).mul(x))))
+    }
+
+    /// `out[i] = f(i)` for `i < n`: `pairs(i)` on pairs of vectors ([`Pair`]: two chains of
+    /// the long functions here interleaved run 25% faster on Zen 3 than one), then `one(i)`
+    /// on one vector `V`, the scalar `tail(i)` on the rest. Each reads its inputs at `i`
+    /// before the store, so that an input may be `out`.
     ///
     /// # Safety
-    /// `xs` and `out` address `n` values each.
+    /// `out` and the inputs the functions read address `n` values each.
     #[inline(always)]
-    unsafe fn each<V: Lanes>(n: usize, xs: *const f32, out: *mut f32, pairs: impl Fn(Pair<V>) -> Pair<V>, f: impl Fn(V) -> V, tail: impl Fn(f32) -> f32) {
+    unsafe fn each<V: Lanes>(n: usize, out: *mut f32, pairs: impl Fn(usize) -> Pair<V>, one: impl Fn(usize) -> V, tail: impl Fn(usize) -> f32) {
         let (in_pairs, whole) = (n / (2 * V::N) * (2 * V::N), n / V::N * V::N);
         for i in (0..in_pairs).step_by(2 * V::N) {
-            pairs(Pair::load(xs.add(i))).store(out.add(i));
+            pairs(i).store(out.add(i));
         }
         if whole > in_pairs {
-            f(V::load(xs.add(in_pairs))).store(out.add(in_pairs));
+            one(in_pairs).store(out.add(in_pairs));
         }
-        (whole..n).for_each(|i| *out.add(i) = tail(*xs.add(i)));
+        (whole..n).for_each(|i| *out.add(i) = tail(i));
     }
 
-    /// [`super::gelu_to`] with AVX-512F.
+    /// [`super::gelu_to`] in vectors `V`.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `out` is as long as `xs`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn gelu_avx512(xs: &[f32], out: &mut [f32]) {
-        each::<__m512>(xs.len(), xs.as_ptr(), out.as_mut_ptr(), |v| gelu(v), |v| gelu(v), gelu_f32)
+    /// In a function compiled for `V`'s instruction set; `out` is as long as `xs`.
+    #[inline(always)]
+    unsafe fn gelu_on<V: Lanes>(xs: &[f32], out: &mut [f32]) {
+        let x = xs.as_ptr();
+        each::<V>(xs.len(), out.as_mut_ptr(), |i| gelu(Pair::load(x.add(i))), |i| gelu(V::load(x.add(i))), |i| gelu_f32(*x.add(i)))
     }
 
-    /// [`super::gelu_to`] with AVX2 and FMA.
+    /// [`super::gelu_backward_to`] in vectors `V`.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; `out` is as long as `xs`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gelu_avx2(xs: &[f32], out: &mut [f32]) {
-        each::<__m256>(xs.len(), xs.as_ptr(), out.as_mut_ptr(), |v| gelu(v), |v| gelu(v), gelu_f32)
+    /// In a function compiled for `V`'s instruction set; `dys` and `out` are as long as `xs`.
+    #[inline(always)]
+    unsafe fn gelu_backward_on<V: Lanes>(xs: &[f32], dys: &[f32], out: &mut [f32]) {
+        let (x, dy) = (xs.as_ptr(), dys.as_ptr());
+        each::<V>(
+            xs.len(),
+            out.as_mut_ptr(),
+            |i| Pair::<V>::load(dy.add(i)).mul(gelu_grad(Pair::load(x.add(i)))),
+            |i| V::load(dy.add(i)).mul(gelu_grad(V::load(x.add(i)))),
+            |i| *dy.add(i) * gelu_grad_f32(*x.add(i)),
+        )
     }
 
-    /// [`super::exp_shifted_in_place`] with AVX-512F.
+    /// [`super::exp_shifted_in_place`] in vectors `V`.
     ///
     /// # Safety
-    /// The CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn exp_avx512(xs: &mut [f32], shift: f32) {
-        let (sv, sp) = (__m512::splat(shift), Pair::<__m512>::splat(shift));
-        each::<__m512>(xs.len(), xs.as_ptr(), xs.as_mut_ptr(), |v| exp(v.sub(sp)), |v| exp(v.sub(sv)), |x| exp_f32(x - shift))
+    /// In a function compiled for `V`'s instruction set.
+    #[inline(always)]
+    unsafe fn exp_on<V: Lanes>(xs: &mut [f32], shift: f32) {
+        let (x, sv, sp) = (xs.as_mut_ptr(), V::splat(shift), Pair::<V>::splat(shift));
+        each::<V>(xs.len(), x, |i| exp(Pair::load(x.add(i)).sub(sp)), |i| exp(V::load(x.add(i)).sub(sv)), |i| exp_f32(*x.add(i) - shift))
     }
 
-    /// [`super::exp_shifted_in_place`] with AVX2 and FMA.
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn exp_avx2(xs: &mut [f32], shift: f32) {
-        let (sv, sp) = (__m256::splat(shift), Pair::<__m256>::splat(shift));
-        each::<__m256>(xs.len(), xs.as_ptr(), xs.as_mut_ptr(), |v| exp(v.sub(sp)), |v| exp(v.sub(sv)), |x| exp_f32(x - shift))
+    /// The functions above compiled for AVX-512F (`$avx512`) and for AVX2 and FMA (`$avx2`).
+    macro_rules! compiled {
+        ($($generic:ident => $avx512:ident, $avx2:ident ($($arg:ident: $ty:ty),*);)*) => {
+            $(
+                /// The generic function of the same stem with AVX-512F.
+                ///
+                /// # Safety
+                /// The CPU has AVX-512F; as for the generic function.
+                #[target_feature(enable = "avx512f")]
+                pub(super) unsafe fn $avx512($($arg: $ty),*) {
+                    $generic::<__m512>($($arg),*)
+                }
+
+                /// The generic function of the same stem with AVX2 and FMA.
+                ///
+                /// # Safety
+                /// The CPU has AVX2 and FMA; as for the generic function.
+                #[target_feature(enable = "avx2,fma")]
+                pub(super) unsafe fn $avx2($($arg: $ty),*) {
+                    $generic::<__m256>($($arg),*)
+                }
+            )*
+        };
+    }
+
+    compiled! {
+        gelu_on => gelu_avx512, gelu_avx2(xs: &[f32], out: &mut [f32]);
+        gelu_backward_on => gelu_backward_avx512, gelu_backward_avx2(xs: &[f32], dys: &[f32], out: &mut [f32]);
+        exp_on => exp_avx512, exp_avx2(xs: &mut [f32], shift: f32);
     }
 }
 
@@ -139,26 +195,52 @@ mod tests {
     use super::*;
     use crate::erf;
 
-    /// Every form this CPU runs, by name: (GELU, e^(x − shift)).
-    #[allow(clippy::type_complexity)]
-    fn forms() -> Vec<(&'static str, fn(&[f32], &mut [f32]), fn(&mut [f32], f32))> {
-        let mut out: Vec<(&'static str, fn(&[f32], &mut [f32]), fn(&mut [f32], f32))> = vec![
-            ("dispatch", gelu_to, exp_shifted_in_place),
-            ("scalar", |xs, ys| ys.iter_mut().zip(xs).for_each(|(y, x)| *y = gelu_f32(*x)), |xs, s| xs.iter_mut().for_each(|x| *x = exp_f32(*x - s))),
+    /// One form of the functions here.
+    struct Form {
+        name: &'static str,
+        gelu: fn(&[f32], &mut [f32]),
+        gelu_backward: fn(&[f32], &[f32], &mut [f32]),
+        exp: fn(&mut [f32], f32),
+    }
+
+    /// Every form this CPU runs.
+    fn forms() -> Vec<Form> {
+        let mut out = vec![
+            Form { name: "dispatch", gelu: gelu_to, gelu_backward: gelu_backward_to, exp: exp_shifted_in_place },
+            Form {
+                name: "scalar",
+                gelu: |xs, ys| ys.iter_mut().zip(xs).for_each(|(y, x)| *y = gelu_f32(*x)),
+                gelu_backward: |xs, dys, out| out.iter_mut().zip(xs.iter().zip(dys)).for_each(|(o, (x, dy))| *o = dy * gelu_grad_f32(*x)),
+                exp: |xs, s| xs.iter_mut().for_each(|x| *x = exp_f32(*x - s)),
+            },
         ];
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
             // SAFETY (each): pushed only where the CPU has the features.
             if has!("avx2") && has!("fma") {
-                out.push(("avx2", |xs, ys| unsafe { x86::gelu_avx2(xs, ys) }, |xs, s| unsafe { x86::exp_avx2(xs, s) }));
+                out.push(Form {
+                    name: "avx2",
+                    gelu: |xs, ys| unsafe { x86::gelu_avx2(xs, ys) },
+                    gelu_backward: |xs, dys, out| unsafe { x86::gelu_backward_avx2(xs, dys, out) },
+                    exp: |xs, s| unsafe { x86::exp_avx2(xs, s) },
+                });
             }
             if has!("avx512f") {
-                out.push(("avx512", |xs, ys| unsafe { x86::gelu_avx512(xs, ys) }, |xs, s| unsafe { x86::exp_avx512(xs, s) }));
+                out.push(Form {
+                    name: "avx512",
+                    gelu: |xs, ys| unsafe { x86::gelu_avx512(xs, ys) },
+                    gelu_backward: |xs, dys, out| unsafe { x86::gelu_backward_avx512(xs, dys, out) },
+                    exp: |xs, s| unsafe { x86::exp_avx512(xs, s) },
+                });
             }
         }
         out
     }
+
+    /// Lengths that end in each part of [`x86`]'s loops for both vector widths (pairs,
+    /// one vector, elements); `usize::MAX`: the whole grid.
+    const LENGTHS: [usize; 12] = [usize::MAX, 0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 47];
 
     /// A grid of [-20, 20] (not a multiple of any vector width long), with the special values.
     fn grid() -> Vec<f32> {
@@ -170,8 +252,8 @@ mod tests {
     #[test]
     fn gelu_matches_f64_in_every_form_and_tail() {
         let xs = grid();
-        for (name, gelu, _) in forms() {
-            for len in [xs.len(), 0, 1, 7, 8, 9, 15, 16, 17, 31, 33] {
+        for Form { name, gelu, .. } in forms() {
+            for len in LENGTHS.map(|l| l.min(xs.len())) {
                 let mut ys = vec![f32::NAN; len];
                 gelu(&xs[..len], &mut ys);
                 for (&x, &y) in xs.iter().zip(&ys) {
@@ -185,9 +267,30 @@ mod tests {
     }
 
     #[test]
+    fn gelu_backward_matches_f64_in_every_form_and_tail() {
+        let xs = grid();
+        let dys: Vec<f32> = (0..xs.len()).map(|i| 1.5 - (i % 7) as f32 * 0.5).collect();
+        for Form { name, gelu_backward, .. } in forms() {
+            for len in LENGTHS.map(|l| l.min(xs.len())) {
+                let mut out = vec![f32::NAN; len];
+                gelu_backward(&xs[..len], &dys[..len], &mut out);
+                for ((&x, &dy), &got) in xs.iter().zip(&dys).zip(&out) {
+                    let (x64, dy64) = (x as f64, dy as f64);
+                    let want = dy64 * erf::gelu_grad(x64);
+                    // GELU' = Φ(x) + x·φ(x) crosses zero: the error relative to its terms.
+                    let terms = dy64.abs() * (0.5 * erf::erfc(-x64 / 2f64.sqrt()) + (x64 * (-0.5 * x64 * x64).exp()).abs());
+                    let err = (got as f64 - want).abs();
+                    let ok = if want.is_nan() { got.is_nan() } else { err <= (1e-6 + 2.5e-7 * x64 * x64) * terms || err < 1e-37 };
+                    assert!(ok, "{name} (length {len}): {dy}·gelu'({x}) = {got}, want {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn exp_matches_f64_in_every_form_and_tail() {
         let xs = grid();
-        for (name, _, exp) in forms() {
+        for Form { name, exp, .. } in forms() {
             for (len, shift) in [(xs.len(), 0.0), (xs.len(), 3.5), (0, 0.0), (9, -1.0), (17, 2.0), (33, 0.25)] {
                 let mut ys = xs[..len].to_vec();
                 exp(&mut ys, shift);
