@@ -60,7 +60,7 @@ impl Elementwise for CpuBackend {
         let dtype = x.dtype();
         float_dispatch!(OP, dtype, T => {
             let (xs, g) = (Src::<T>::new(OP, x)?, Src::<T>::new(OP, dy)?);
-            Ok(boxed(dtype, map2_runs(xs, g, T::gelu_backward_to, |x, g| g * x.gelu_grad())))
+            Ok(boxed(dtype, map2_runs(xs, g, T::gelu_backward_to, #[inline(always)] |x, g| g * x.gelu_grad())))
         })
     }
 }

@@ -4,8 +4,11 @@
 
 use std::arch::x86_64::*;
 
-/// One instruction set's vector of f32 lanes. Every method is inlined into a function
-/// compiled for that instruction set, which is what makes calling it sound.
+/// One instruction set's vector of f32 lanes.
+///
+/// # Safety
+/// Every method needs the CPU to have the vector's instruction set; callers use them inside
+/// functions compiled for it (`#[target_feature]`), into which they are inlined.
 pub(crate) trait Lanes: Copy {
     /// f32 lanes per vector.
     const N: usize;
@@ -160,4 +163,11 @@ impl<V: Lanes> Lanes for Pair<V> {
         self.1.store(p.add(V::N))
     }
     pairwise!(add(o), sub(o), mul(o), div(o), fma(b, c), max(o), min(o), abs(), where_negative(neg, other), nan_or(v), scale_pow2(shifted, round));
+}
+
+/// `(in_pairs, whole)` for `n` values: how many of them fill whole [`Pair`]s of `V`, and how
+/// many whole vectors of `V` (the pairs plus at most one vector).
+#[inline(always)]
+pub(crate) fn spans<V: Lanes>(n: usize) -> (usize, usize) {
+    (n / (2 * V::N) * (2 * V::N), n / V::N * V::N)
 }

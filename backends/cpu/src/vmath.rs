@@ -1,11 +1,11 @@
-//! GELU and e^x over f32 slices in explicit SIMD (AVX-512F, or AVX2 + FMA), the formulas of
+//! GELU, its derivative and e^x over f32 slices in explicit SIMD (AVX-512F, or AVX2 + FMA), the formulas of
 //! [`crate::fastmath`] with fused multiply-adds and polynomials in Estrin's form. A loop of
 //! the scalar functions is bound by the latency of its one long chain of dependent
 //! operations (and LLVM left GELU in the GEMM epilogue's 16-lane chunks partly scalar: 18
 //! cycles an element on Zen 3, against 5 here); the tail of a slice shorter than a vector
 //! takes the scalar functions. The instruction set is the GEMM's ([`gemm::isa`]).
 
-use crate::fastmath::{exp_f32, gelu_f32, gelu_grad_f32, FRAC_1_SQRT_2PI};
+use crate::fastmath::{exp_f32, gelu_f32, gelu_grad_f32};
 #[cfg(target_arch = "x86_64")]
 use crate::gemm::{self, Isa};
 
@@ -53,8 +53,9 @@ pub(crate) use x86::gelu as gelu_lanes;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{exp_f32, gelu_f32, gelu_grad_f32, FRAC_1_SQRT_2PI};
-    use crate::lanes::{Lanes, Pair};
+    use super::{exp_f32, gelu_f32, gelu_grad_f32};
+    use crate::fastmath::FRAC_1_SQRT_2PI;
+    use crate::lanes::{spans, Lanes, Pair};
     use std::arch::x86_64::*;
 
     /// e^x: Cephes' reduction and polynomial, as [`exp_f32`].
@@ -91,6 +92,9 @@ mod x86 {
     }
 
     /// GELU, x·Φ(x), as [`gelu_f32`].
+    ///
+    /// # Safety
+    /// In a function compiled for `V`'s instruction set ([`Lanes`]).
     #[inline(always)]
     pub(crate) unsafe fn gelu<V: Lanes>(x: V) -> V {
         x.mul(norm_cdf(x))
@@ -103,16 +107,16 @@ mod x86 {
         norm_cdf(x).add(x.mul(s(FRAC_1_SQRT_2PI)).mul(exp(s(-0.5).mul(x).mul(x))))
     }
 
-    /// `out[i] = f(i)` for `i < n`: `pairs(i)` on pairs of vectors ([`Pair`]: two chains of
-    /// the long functions here interleaved run 25% faster on Zen 3 than one), then `one(i)`
-    /// on one vector `V`, the scalar `tail(i)` on the rest. Each reads its inputs at `i`
-    /// before the store, so that an input may be `out`.
+    /// Fills `out[..n]`: `pairs(i)` gives the values from `i` on for a pair of vectors
+    /// ([`Pair`]: two chains of the long functions here interleaved run 25% faster on Zen 3
+    /// than one), then `one(i)` for one vector `V`, the scalar `tail(i)` for each value
+    /// left. Each reads its inputs at `i` before the store, so that an input may be `out`.
     ///
     /// # Safety
     /// `out` and the inputs the functions read address `n` values each.
     #[inline(always)]
     unsafe fn each<V: Lanes>(n: usize, out: *mut f32, pairs: impl Fn(usize) -> Pair<V>, one: impl Fn(usize) -> V, tail: impl Fn(usize) -> f32) {
-        let (in_pairs, whole) = (n / (2 * V::N) * (2 * V::N), n / V::N * V::N);
+        let (in_pairs, whole) = spans::<V>(n);
         for i in (0..in_pairs).step_by(2 * V::N) {
             pairs(i).store(out.add(i));
         }
@@ -240,7 +244,7 @@ mod tests {
 
     /// Lengths that end in each part of [`x86`]'s loops for both vector widths (pairs,
     /// one vector, elements); `usize::MAX`: the whole grid.
-    const LENGTHS: [usize; 12] = [usize::MAX, 0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 47];
+    const LENGTHS: [usize; 14] = [usize::MAX, 0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 47, 48, 63];
 
     /// A grid of [-20, 20] (not a multiple of any vector width long), with the special values.
     fn grid() -> Vec<f32> {

@@ -212,7 +212,7 @@ unsafe fn sgemm_with(isa: Isa, m: usize, k: usize, n: usize, a: impl Rows, b: &i
         return;
     }
     if k == 0 {
-        return empty_product(Some(isa), m, n, c, ldc, post);
+        return empty_product(isa, m, n, c, ldc, post);
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("gemm::sgemm runs only where `available()`");
@@ -238,7 +238,7 @@ pub(crate) unsafe fn bf16_gemm(m: usize, pairs: usize, n: usize, a: Mat, b: &imp
         return;
     }
     if pairs == 0 {
-        return empty_product(Some(Isa::Avx512), m, n, c, ldc, post);
+        return empty_product(Isa::Avx512, m, n, c, ldc, post);
     }
     #[cfg(target_arch = "x86_64")]
     drive::<bf16::Avx512Bf16>(m, pairs, n, a, b, c, ldc, post)
@@ -267,7 +267,7 @@ unsafe fn prefetch_rows(rows: usize, c: *const f32, ldc: usize) {
 ///
 /// # Safety
 /// As for [`sgemm`]; the CPU has `isa`.
-unsafe fn empty_product(isa: Option<Isa>, m: usize, n: usize, c: *mut f32, ldc: usize, post: &Post) {
+unsafe fn empty_product(isa: Isa, m: usize, n: usize, c: *mut f32, ldc: usize, post: &Post) {
     if !post.accumulate {
         for i in 0..m {
             std::ptr::write_bytes(c.add(i * ldc), 0, n);
@@ -313,7 +313,7 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: impl Rows, b: &impl Pa
             let tile = c.add((ic + ir) * ldc + jc + jr);
             A::kernel(rows, kc, a_ptr.add(ir * kc), bq.add(jr / NR * bs), tile, ldc, cols, pc > 0 || post.accumulate);
             if pc + kc == k && !post.is_none() {
-                post.offset(ic + ir, jc + jr, ldc).apply(Some(A::ISA), rows, cols, tile, ldc);
+                post.offset(ic + ir, jc + jr, ldc).apply(A::ISA, rows, cols, tile, ldc);
             }
         };
         let blocks = |len: usize, step: usize| (0..len).step_by(step).map(move |i| (i, step.min(len - i)));

@@ -1,10 +1,10 @@
 //! [`Post`]: the epilogue [`super::sgemm`] applies to each output tile while it is in L1.
 
 use super::Isa;
-use crate::fastmath::gelu_f32;
 #[cfg(target_arch = "x86_64")]
 use crate::{
-    lanes::{Lanes, Pair},
+    fastmath::gelu_f32,
+    lanes::{spans, Lanes, Pair},
     vmath,
 };
 
@@ -69,20 +69,21 @@ impl Post {
     ///
     /// # Safety
     /// The block and the epilogue's operands for it are in bounds; the CPU has `isa`.
-    pub(super) unsafe fn apply(&self, isa: Option<Isa>, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
+    pub(super) unsafe fn apply(&self, isa: Isa, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
         #[cfg(target_arch = "x86_64")]
         match isa {
-            Some(Isa::Avx512) => return x86::apply_avx512(self, rows, cols, c, ldc),
-            Some(Isa::Avx2) => return x86::apply_avx2(self, rows, cols, c, ldc),
-            None => {}
+            Isa::Avx512 => x86::apply_avx512(self, rows, cols, c, ldc),
+            Isa::Avx2 => x86::apply_avx2(self, rows, cols, c, ldc),
         }
-        self.apply_from(0, rows, cols, c, ldc)
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("gemm runs only where `available()` ({isa:?}, {rows} × {cols} at {c:?}, {ldc})")
     }
 
     /// [`Post::element`] on columns `first..cols` of each row of the block.
     ///
     /// # Safety
     /// As for [`Post::apply`].
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn apply_from(&self, first: usize, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
         for i in 0..rows {
@@ -97,6 +98,7 @@ impl Post {
     ///
     /// # Safety
     /// As for [`Post::apply`].
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn element(&self, i: usize, j: usize, ldc: usize, mut v: f32) -> f32 {
         if !self.bias.is_null() {
@@ -120,15 +122,15 @@ impl Post {
     }
 
     /// [`Post::apply`] in vectors of `V`: the same operations as [`Post::element`] (GELU by
-    /// [`vmath::gelu_lanes`]), in the same order, without fused multiply-adds; in pairs of
-    /// vectors first ([`Pair`], for GELU's sake), then one vector, then by element.
+    /// [`vmath::gelu_lanes`]), in the same order, with no fused multiply-adds outside GELU;
+    /// in pairs of vectors first ([`Pair`], for GELU's sake), then one vector, then by element.
     ///
     /// # Safety
     /// As for [`Post::apply`], in a function compiled for `V`'s instruction set.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn apply_lanes<V: Lanes>(&self, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
-        let (in_pairs, whole) = (cols / (2 * V::N) * (2 * V::N), cols / V::N * V::N);
+        let (in_pairs, whole) = spans::<V>(cols);
         self.apply_columns::<Pair<V>>(0..in_pairs, rows, c, ldc);
         self.apply_columns::<V>(in_pairs..whole, rows, c, ldc);
         self.apply_from(whole, rows, cols, c, ldc)
@@ -141,6 +143,9 @@ impl Post {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn apply_columns<V: Lanes>(&self, columns: std::ops::Range<usize>, rows: usize, c: *mut f32, ldc: usize) {
+        if columns.is_empty() {
+            return;
+        }
         let load = |p: *const f32, j: usize| if p.is_null() { None } else { Some(V::load(p.add(j))) };
         for i in 0..rows {
             let out = c.add(i * ldc);
@@ -187,5 +192,66 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn apply_avx2(post: &Post, rows: usize, cols: usize, c: *mut f32, ldc: usize) {
         post.apply_lanes::<__m256>(rows, cols, c, ldc)
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::Post;
+    use crate::{gemm, vmath};
+
+    /// The vector epilogue equals its per-element form bit for bit, with GELU as
+    /// `vmath::gelu_to` computes it over each row (vectors, then elements), for blocks that end
+    /// in each part of its loops: pairs of vectors, one vector, elements.
+    #[test]
+    fn epilogue_is_its_element_form_bit_for_bit() {
+        let Some(isa) = gemm::isa() else {
+            return;
+        };
+        let val = |i: usize| ((i * 7919) % 1000) as f32 / 250.0 - 2.0;
+        for cols in [5, 8, 16, 24, 29, 32, 47, 64] {
+            let (rows, ldc) = (3, cols + 2);
+            let bias: Vec<f32> = (0..cols).map(|j| val(j + 11)).collect();
+            let row_bias: Vec<f32> = (0..rows).map(|i| val(i + 23)).collect();
+            let scale: Vec<f32> = (0..cols).map(|j| val(j + 37)).collect();
+            let residual: Vec<f32> = (0..rows * ldc).map(|i| val(i + 41)).collect();
+            let product: Vec<f32> = (0..rows * ldc).map(val).collect();
+            for (gelu, terms) in [(false, 0), (false, 1), (false, 2), (true, 0), (true, 2)] {
+                let ptr = |on: bool, v: &[f32]| if on { v.as_ptr() } else { std::ptr::null() };
+                let post = Post {
+                    accumulate: false,
+                    bias: ptr(terms >= 1, &bias),
+                    row_bias: ptr(terms >= 2, &row_bias),
+                    gelu,
+                    scale: ptr(terms >= 2, &scale),
+                    residual: ptr(terms >= 1, &residual),
+                };
+                let mut got = product.clone();
+                // SAFETY: the block, its operands and the padding columns are inside the vectors.
+                unsafe { post.apply(isa, rows, cols, got.as_mut_ptr(), ldc) };
+                let mut want = product.clone();
+                for (i, row) in want.chunks_mut(ldc).enumerate() {
+                    let row = &mut row[..cols];
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = if terms >= 1 { *v + bias[j] } else { *v };
+                        *v = if terms >= 2 { *v + row_bias[i] } else { *v };
+                    }
+                    if gelu {
+                        let pre = row.to_vec();
+                        vmath::gelu_to(&pre, row);
+                    }
+                    for (j, v) in row.iter_mut().enumerate() {
+                        let r = residual[i * ldc + j];
+                        *v = match terms {
+                            0 => *v,
+                            1 => r + *v,
+                            _ => r + scale[j] * *v,
+                        };
+                    }
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{cols} columns, gelu {gelu}, terms {terms}");
+            }
+        }
     }
 }
