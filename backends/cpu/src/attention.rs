@@ -3,7 +3,7 @@
 //! `S·v` written straight into the heads-merged output. f32 with AVX-512F or AVX2;
 //! otherwise composed of the primitive kernels.
 
-use crate::matmul::OutPtr;
+use crate::blocks::OutPtr;
 use crate::rows::softmax_row;
 use crate::storage::{boxed, Src};
 use crate::{fastmath, gemm, pool, CpuBackend};

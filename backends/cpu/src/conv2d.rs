@@ -5,9 +5,10 @@
 //! block at a time as it is packed ([`gemm::Bf16Rows`]). Other dtypes and CPUs are composed
 //! of im2col and matmul.
 
-use crate::matmul::{for_blocks, OutPtr};
+use crate::blocks::{for_blocks, OutPtr};
 use crate::storage::{boxed, Src};
 use crate::{gemm, pool, CpuBackend};
+use gemm::Panels;
 use beit_engine::checks::{conv2d_shapes, conv2d_weight_grad_shapes};
 use beit_engine::backend::conv as composed;
 use beit_engine::{ConvGeom, DType, Result, StorageBox, View};
@@ -60,10 +61,10 @@ fn products(xs: &[f32], a: impl gemm::Rows, post: &gemm::Post, g: &ConvGeom, (o,
             let c = c.add((b * o + rows.start) * p + cols.start).0;
             let (m, n) = (rows.len(), cols.len());
             if pointwise(g) {
-                let src = gemm::Mat { ptr: img, rs: p as isize, cs: 1 }.from(0, cols.start);
+                let src = gemm::Mat { ptr: img, rs: p as isize, cs: 1 }.cols_from(cols.start);
                 gemm::sgemm(m, k, n, a, &src, c, p, &post);
             } else {
-                let src = gemm::Patches { x: img, geom: *g, by_pixel: false, first_col: cols.start };
+                let src = gemm::Patches { x: img, geom: *g, by_pixel: false, first_col: 0 }.cols_from(cols.start);
                 gemm::sgemm(m, k, n, a, &src, c, p, &post);
             }
         }
@@ -92,10 +93,10 @@ pub(crate) fn conv2d_weight_grad(x: View, dy: View, g: &ConvGeom) -> Result<Stor
                 let c = c.add(rows.start * k + cols.start).0;
                 let (m, n) = (rows.len(), cols.len());
                 if pointwise(g) {
-                    let src = gemm::Mat { ptr: img, rs: 1, cs: p as isize }.from(0, cols.start);
+                    let src = gemm::Mat { ptr: img, rs: 1, cs: p as isize }.cols_from(cols.start);
                     gemm::sgemm(m, p, n, a, &src, c, k, &post);
                 } else {
-                    let src = gemm::Patches { x: img, geom: *g, by_pixel: true, first_col: cols.start };
+                    let src = gemm::Patches { x: img, geom: *g, by_pixel: true, first_col: 0 }.cols_from(cols.start);
                     gemm::sgemm(m, p, n, a, &src, c, k, &post);
                 }
             }

@@ -6,11 +6,13 @@
 //! kernels read arbitrary strided views and write fresh row-major buffers, in parallel on
 //! rayon's global pool. Matmul, Linear layers and convolutions run on our GEMM (`gemm/`,
 //! AVX-512 or AVX2 + FMA) where the CPU has it, else on `matrixmultiply`'s, one
-//! single-threaded call per rayon task; Linear weights may be pre-packed for inference
-//! (`packed.rs`).
+//! single-threaded call per rayon task (`blocks.rs`; on our GEMM, the threads of one product
+//! first pack the operand they share together, `gemm/threads.rs`); Linear weights may be
+//! pre-packed for inference (`packed.rs`).
 #![warn(missing_docs)]
 
 mod attention;
+mod blocks;
 mod conv;
 mod conv2d;
 mod elementwise;

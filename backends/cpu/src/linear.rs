@@ -3,7 +3,7 @@
 //! activations against bf16 weights in the faster bf16 form of this CPU
 //! ([`gemm::bf16_form`]); other dtypes and CPUs composed of the primitive kernels.
 
-use crate::matmul::{for_blocks, OutPtr};
+use crate::blocks::{for_blocks, OutPtr};
 use crate::packed::PackedWeight;
 use crate::storage::{boxed, CpuStorage, Src};
 use crate::{gemm, pool, CpuBackend};
@@ -11,7 +11,7 @@ use beit_engine::backend::Memory;
 use beit_engine::checks::linear_shapes;
 use beit_engine::backend::matmul as composed;
 use beit_engine::{DType, Epilogue, Layout, Result, StorageBox, View};
-use gemm::Bf16Gemm;
+use gemm::{Bf16Gemm, Panels};
 use std::borrow::Cow;
 use std::ops::Range;
 
@@ -93,7 +93,8 @@ fn linear_in(x: View, w: View, weight: Weight, epi: &Epilogue) -> Result<Storage
     let mut out = pool::reuse::<f32>(m * n);
     let c = OutPtr(out.as_mut_ptr());
     // Runs `gemm(rows, cols, a, c, post)` on each thread's block of the output: `rows` rows
-    // of A from `a`, output columns `cols`, C from `c`.
+    // of A from `a`, output columns `cols`, C from `c` (the bf16 products, whose A is packed
+    // as bf16 pairs).
     let blocks = |gemm: &BlockGemm| {
         for_blocks(1, m, k, n, gemm::tile(), |_, rows, cols| {
             // SAFETY: the blocks are disjoint and inside the output; the epilogue's operands
@@ -104,13 +105,14 @@ fn linear_in(x: View, w: View, weight: Weight, epi: &Epilogue) -> Result<Storage
             }
         })
     };
-    // SAFETY (each arm): the operands are inside their buffers (`at`, `bf16_form`, `PackedWeight`).
+    // SAFETY (each arm): the operands are inside their buffers (`at`, `bf16_form`,
+    // `PackedWeight`); the epilogue's operands are contiguous with the output's shape.
     match weight {
-        Weight::F32(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::sgemm(rows, k, cols.len(), a, &b.from(0, cols.start), c, n, post) }),
-        Weight::Widen(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::sgemm(rows, k, cols.len(), a, &b.from(cols.start), c, n, post) }),
-        Weight::Dot(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::bf16_gemm(rows, k / 2, cols.len(), a, &b.from(0, cols.start), c, n, post) }),
-        Weight::PackedF32(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::sgemm(rows, k, cols.len(), a, &b.from(cols.start), c, n, post) }),
-        Weight::PackedDot(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::bf16_gemm(rows, k / 2, cols.len(), a, &b.from(cols.start), c, n, post) }),
+        Weight::F32(b) => unsafe { gemm::sgemm_threads(m, k, n, a, &b, c, n, &post) },
+        Weight::Widen(b) => unsafe { gemm::sgemm_threads(m, k, n, a, &b, c, n, &post) },
+        Weight::PackedF32(b) => unsafe { gemm::sgemm_threads(m, k, n, a, &b, c, n, &post) },
+        Weight::Dot(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::bf16_gemm(rows, k / 2, cols.len(), a, &b.cols_from(cols.start), c, n, post) }),
+        Weight::PackedDot(b) => blocks(&|rows, cols, a, c, post| unsafe { gemm::bf16_gemm(rows, k / 2, cols.len(), a, &b.cols_from(cols.start), c, n, post) }),
         Weight::Composed => unreachable!("handled above"),
     }
     Ok(boxed(DType::F32, out))

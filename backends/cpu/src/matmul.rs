@@ -1,19 +1,18 @@
-//! The matrix products: batched matmul on `matrixmultiply`'s single-threaded gemm (here,
-//! parallelised with rayon over batch entries when there are enough, else over blocks of
-//! rows or columns), Linear layers with fused epilogues (`linear.rs`) and their pre-packed
-//! weights (`packed.rs`).
+//! The matrix products: batched matmul on our GEMM (f32 where [`crate::gemm`] runs; one
+//! product cut between threads packs the operand they share once) or `matrixmultiply`'s
+//! single-threaded gemm, parallelised with rayon over batch entries when there are enough,
+//! else over blocks of rows or columns ([`crate::blocks`]); Linear layers with fused
+//! epilogues (`linear.rs`) and their pre-packed weights (`packed.rs`).
 
+use crate::blocks::{for_blocks, OutPtr};
 use crate::pool;
 use crate::scalar::Real;
 use crate::storage::{boxed, float_dispatch, Src};
 use crate::{linear, packed, CpuBackend};
 use beit_engine::backend::Matmul;
 use beit_engine::{BackendStorage, Epilogue, Layout, Result, StorageBox, View};
-use rayon::prelude::*;
 use std::ops::Range;
 
-/// Below this many multiply-adds a matmul runs on the calling thread.
-const PAR_MIN_MACS: usize = 1 << 18;
 /// Operand blocks of at most this many elements are re-laid out before the gemm call.
 const RELAYOUT_MAX: usize = 1 << 16;
 /// Row/column blocks are multiples of this for `matrixmultiply` (its widest tile).
@@ -79,23 +78,6 @@ impl<'a, T: Real> Operand<'a, T> {
     }
 }
 
-/// The pointer to a shared output, for threads that write disjoint blocks of it.
-#[derive(Clone, Copy)]
-pub(crate) struct OutPtr<T>(pub(crate) *mut T);
-// SAFETY: every task writes a block no other task touches.
-unsafe impl<T> Send for OutPtr<T> {}
-unsafe impl<T> Sync for OutPtr<T> {}
-
-impl<T> OutPtr<T> {
-    /// The pointer `n` elements further.
-    ///
-    /// # Safety
-    /// The result must stay inside the output buffer.
-    pub(crate) unsafe fn add(self, n: usize) -> Self {
-        OutPtr(self.0.add(n))
-    }
-}
-
 struct Gemm<'a, T> {
     a: Operand<'a, T>,
     b: Operand<'a, T>,
@@ -144,6 +126,10 @@ impl<'a, T: Real> Gemm<'a, T> {
             return pool::filled(len, T::zero());
         }
         let mut out = pool::reuse(len);
+        // SAFETY: the operands were bounds-checked by `Src::new`; C is entry 0's output.
+        if batch == 1 && unsafe { T::gemm_threads(m, self.k, n, self.a.at(0, 0, 0), self.b.at(0, 0, 0), out.as_mut_ptr()) } {
+            return out;
+        }
         let base = OutPtr(out.as_mut_ptr());
         let tiles = T::gemm_tiles().unwrap_or((TILE, TILE));
         for_blocks(batch, m, self.k, n, tiles, |i, rows, cols| {
@@ -152,47 +138,6 @@ impl<'a, T: Real> Gemm<'a, T> {
             unsafe { self.block(i, rows, cols, base.add(i * m * n)) }
         });
         out
-    }
-}
-
-/// Runs `f(entry, rows, cols)` over blocks covering `batch` outputs of `m × n` (inner
-/// dimension `k`), in parallel unless the work is small: each entry's longer side is split
-/// into `threads / gcd(batch, threads)` blocks (multiples of `tiles`' rows or columns), so
-/// that the blocks divide evenly among the threads with as few splits (each repacks the
-/// other operand) as possible.
-pub(crate) fn for_blocks<F>(batch: usize, m: usize, k: usize, n: usize, tiles: (usize, usize), f: F)
-where
-    F: Fn(usize, Range<usize>, Range<usize>) + Send + Sync,
-{
-    let small = batch * m * n * k < PAR_MIN_MACS;
-    let threads = rayon::current_num_threads();
-    let per_entry = if m * n * k < PAR_MIN_MACS { 1 } else { threads / gcd(batch, threads) };
-    let split_rows = m >= n;
-    let len = if split_rows { m } else { n };
-    let tile = if split_rows { tiles.0 } else { tiles.1 };
-    let step = len.div_ceil(per_entry).div_ceil(tile).max(1) * tile;
-    let blocks = len.div_ceil(step);
-    let run = |t: usize| {
-        let (i, j) = (t / blocks, t % blocks);
-        let part = j * step..((j + 1) * step).min(len);
-        if split_rows {
-            f(i, part, 0..n)
-        } else {
-            f(i, 0..m, part)
-        }
-    };
-    if small || batch * blocks == 1 {
-        (0..batch * blocks).for_each(run);
-    } else {
-        (0..batch * blocks).into_par_iter().for_each(run);
-    }
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
     }
 }
 

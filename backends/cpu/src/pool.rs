@@ -3,7 +3,7 @@
 //!
 //! [`crate::CpuStorage`] reports its vector here when created ([`adopt`]) and hands it back
 //! when dropped ([`recycle`]); kernels take their output vectors from here ([`reuse`],
-//! [`filled`]). Reused vectors keep their (initialised, stale) elements, so a kernel that
+//! [`filled`]), and scratch vectors too, handed back with [`give_back`]. Reused vectors keep their (initialised, stale) elements, so a kernel that
 //! overwrites its whole output needs no zero fill and no unsafe code.
 //!
 //! The pool counts the bytes (capacities, not lengths) of the pool-sized buffers that are
@@ -226,6 +226,15 @@ pub(crate) fn reuse<T: Scalar>(len: usize) -> Vec<T> {
         }
         None => vec![T::default(); len],
     }
+}
+
+/// Takes back a scratch vector from [`reuse`] that never became a `CpuStorage`, keeping it
+/// for reuse if the bounds allow: it is counted live for an instant (raising the
+/// high-water mark to include it, as it was part of the working set), then returned.
+pub(crate) fn give_back<T: Scalar>(v: Vec<T>) {
+    let data = T::into_host(v);
+    adopt(&data);
+    recycle(data)
 }
 
 /// A vector of `len` copies of `value`.

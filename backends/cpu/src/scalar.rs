@@ -207,6 +207,16 @@ pub(crate) trait Real:
     fn gemm_tiles() -> Option<(usize, usize)> {
         None
     }
+    /// C = A·B for strided A `[m, k]`, B `[k, n]` and a row-major C `[m, n]` (overwritten) on
+    /// all threads, when this type has our GEMM ([`crate::gemm::sgemm_threads`]: the operand
+    /// that the threads share is packed once); false (nothing written) where it has not.
+    ///
+    /// # Safety
+    /// As for [`Real::gemm`].
+    unsafe fn gemm_threads(m: usize, k: usize, n: usize, a: (*const Self, isize, isize), b: (*const Self, isize, isize), c: *mut Self) -> bool {
+        let _ = (m, k, n, a, b, c);
+        false
+    }
     /// C = A·B for strided A `[m, k]`, B `[k, n]`, C `[m, n]` (overwritten, row-major for
     /// our GEMM), on this thread.
     ///
@@ -269,6 +279,15 @@ impl Real for f32 {
             return crate::gemm::sgemm(m, k, n, a, &b, c.0, c.1 as usize, &crate::gemm::Post::NONE);
         }
         matrixmultiply::sgemm(m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, 0.0, c.0, c.1, c.2)
+    }
+    unsafe fn gemm_threads(m: usize, k: usize, n: usize, a: (*const Self, isize, isize), b: (*const Self, isize, isize), c: *mut Self) -> bool {
+        use crate::gemm::{sgemm_threads, Mat, Post};
+        if !crate::gemm::available() {
+            return false;
+        }
+        let (a, b) = (Mat { ptr: a.0, rs: a.1, cs: a.2 }, Mat { ptr: b.0, rs: b.1, cs: b.2 });
+        sgemm_threads(m, k, n, a, &b, crate::blocks::OutPtr(c), n, &Post::NONE);
+        true
     }
     fn gemm_tiles() -> Option<(usize, usize)> {
         if crate::gemm::available() {

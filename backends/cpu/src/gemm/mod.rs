@@ -8,7 +8,8 @@
 //! Each instruction set is one [`Arch`] with its own [`Blocking`]: [`avx512`] (14 × 32 in
 //! 28 zmm; one A tile in L1 while the B panels stream from L2) and [`avx2`] (6 × 32, in two
 //! 6 × 16 halves of 12 ymm; BLIS's order, one B panel in L1 while the A tiles stream from
-//! L2). One call runs on the calling thread; `matmul` splits the work between threads.
+//! L2). One call runs on the calling thread; [`sgemm_threads`] cuts a product between the
+//! threads and packs the operand they all read once, for all of them.
 
 /// `$tile::<R>(args…)` for the run-time row count `$rows`: one of the literals `1..$mr`,
 /// or else `$mr`, so that each row count gets a kernel with its loops unrolled.
@@ -33,9 +34,13 @@ mod pack;
 mod operands;
 mod patches;
 mod post;
+mod threads;
 mod widen;
 
-pub(crate) use operands::{prepack, Mat, Panels, Prepacked, Rows};
+pub(crate) use operands::{prepack, Mat, PackedRows, Panels, Prepacked, Rows};
+pub(crate) use threads::sgemm_threads;
+#[cfg(test)]
+use threads::sgemm_threads_with;
 pub(crate) use patches::Patches;
 pub(crate) use post::Post;
 pub(crate) use widen::{Bf16Rows, Bf16Weight};
@@ -120,9 +125,8 @@ pub(crate) fn bf16_form() -> Option<Bf16Gemm> {
 /// The micro-kernel's tile `(rows, columns)` on this CPU: callers that split a product
 /// between threads cut it at multiples of these.
 pub(crate) fn tile() -> (usize, usize) {
-    #[cfg(target_arch = "x86_64")]
     if let Some(isa) = isa() {
-        return (isa.blocking().mr, NR);
+        return (isa.mr(), NR);
     }
     (16, NR)
 }
@@ -136,7 +140,8 @@ struct Blocking {
     kc: usize,
     /// Rows of a packed A block (a multiple of `mr`). Without `panel_outer`, A is packed
     /// once per block and B once per A block (once when `m ≤ mc`); with it, B once per
-    /// block and A once per B block (once when `n ≤ nc`).
+    /// block and A once per B block (once when `n ≤ nc`). An operand packed whole
+    /// ([`Prepacked`], [`PackedRows`]) is read in place instead.
     mc: usize,
     /// Columns of a packed B block (`kc × nc`; BEiT's widths are multiples).
     nc: usize,
@@ -149,6 +154,14 @@ struct Blocking {
 }
 
 impl Isa {
+    /// Rows of this instruction set's micro-kernel tile.
+    pub(crate) fn mr(self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        return self.blocking().mr;
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("gemm runs only where `available()` ({self:?})")
+    }
+
     /// The block sizes of this instruction set.
     #[cfg(target_arch = "x86_64")]
     fn blocking(self) -> Blocking {
@@ -244,6 +257,22 @@ pub(crate) unsafe fn bf16_gemm(m: usize, pairs: usize, n: usize, a: Mat, b: &imp
     drive::<bf16::Avx512Bf16>(m, pairs, n, a, b, c, ldc, post)
 }
 
+/// Packs rows `r0..r0+mc` of `a [·, k]` whole (depth `k`) into `dst` in the form of
+/// [`PackedRows`] for instruction set `isa`: tile `t` at `t·mr·k`.
+///
+/// # Safety
+/// The CPU has `isa`; every element of the rows is readable; `dst` holds
+/// `mc.div_ceil(mr)·mr·k` values.
+pub(super) unsafe fn pack_rows(isa: Isa, a: Mat, r0: usize, mc: usize, k: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Avx512 => avx512::Avx512::pack_a(a, r0, 0, mc, k, dst),
+        Isa::Avx2 => avx2::Avx2::pack_a(a, r0, 0, mc, k, dst),
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("gemm runs only where `available()` ({isa:?}, {a:?}, {r0}, {mc}, {k}, {})", dst.len());
+}
+
 /// Starts loading the `rows` rows of an output tile (32 f32 from `c`, stride `ldc`) into
 /// L1: a tile that accumulates over depth blocks is out of cache by the time its kernel
 /// ends (its rows are far apart), so the kernel calls this first and its final adds do
@@ -294,9 +323,17 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: impl Rows, b: &impl Pa
         // The kernel reads through these while the packing writes through slices made from them.
         let (b_ptr, b_len, a_ptr, a_len) = (bp.as_mut_ptr(), bp.len(), ap.as_mut_ptr(), ap.len());
         let (bp, ap) = (|| std::slice::from_raw_parts_mut(b_ptr, b_len), || std::slice::from_raw_parts_mut(a_ptr, a_len));
-        let mut pack_a = |ic: usize, pc: usize, mc: usize, kc: usize| {
-            let (a, r0, k0) = a.block(ic, pc, mc, kc, wide);
-            A::pack_a(a, r0, k0, mc, kc, ap());
+        let whole = a.packed();
+        assert!(whole.is_none_or(|p| (p.isa, p.m, p.k) == (A::ISA, m, k)), "gemm: packed rows of another shape or instruction set");
+        // A block (ic, pc)'s tiles: packed into `ap`, or where `a` keeps them packed whole;
+        // tile `ir` at `first + ir·per_row + depth·rows`.
+        let mut pack_a = |ic: usize, pc: usize, mc: usize, kc: usize| match whole {
+            Some(p) => (p.ptr.add(ic * p.k), p.k, pc),
+            None => {
+                let (a, r0, k0) = a.block(ic, pc, mc, kc, wide);
+                A::pack_a(a, r0, k0, mc, kc, ap());
+                (a_ptr.cast_const(), kc, 0)
+            }
         };
         // B block (pc, jc)'s panels: where `b` keeps them, or packed into `bp`; the first
         // panel and the distance between panels.
@@ -306,12 +343,14 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: impl Rows, b: &impl Pa
                 (b_ptr.cast_const(), NR * kc)
             })
         };
-        // One micro-kernel call on the packed blocks at (ic, pc, jc) (B's panels from
-        // `panels`), plus the epilogue after the last depth block.
-        let tile = |(ic, mc): (usize, usize), (pc, kc): (usize, usize), (jc, nc): (usize, usize), (bq, bs): (*const f32, usize), ir: usize, jr: usize| {
+        // One micro-kernel call on the packed blocks at (ic, pc, jc) (A's tiles from
+        // `pack_a`, B's panels from `panels`), plus the epilogue after the last depth block.
+        type Tiles = (*const f32, usize, usize);
+        let tile = |(ic, mc): (usize, usize), (pc, kc): (usize, usize), (jc, nc): (usize, usize), (aq, per_row, depth): Tiles, (bq, bs): (*const f32, usize), ir: usize, jr: usize| {
             let (rows, cols) = (mr.min(mc - ir), NR.min(nc - jr));
             let tile = c.add((ic + ir) * ldc + jc + jr);
-            A::kernel(rows, kc, a_ptr.add(ir * kc), bq.add(jr / NR * bs), tile, ldc, cols, pc > 0 || post.accumulate);
+            let a = aq.add(ir * per_row + depth * rows);
+            A::kernel(rows, kc, a, bq.add(jr / NR * bs), tile, ldc, cols, pc > 0 || post.accumulate);
             if pc + kc == k && !post.is_none() {
                 post.offset(ic + ir, jc + jr, ldc).apply(A::ISA, rows, cols, tile, ldc);
             }
@@ -323,9 +362,9 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: impl Rows, b: &impl Pa
                 for (pc, kc) in blocks(k, block_k) {
                     let bq = panels(pc, jc, kc, nc);
                     for (ic, mc) in blocks(m, block_m) {
-                        pack_a(ic, pc, mc, kc);
+                        let aq = pack_a(ic, pc, mc, kc);
                         for jr in (0..nc).step_by(NR) {
-                            (0..mc).step_by(mr).for_each(|ir| tile((ic, mc), (pc, kc), (jc, nc), bq, ir, jr));
+                            (0..mc).step_by(mr).for_each(|ir| tile((ic, mc), (pc, kc), (jc, nc), aq, bq, ir, jr));
                         }
                     }
                 }
@@ -334,11 +373,11 @@ unsafe fn drive<A: Arch>(m: usize, k: usize, n: usize, a: impl Rows, b: &impl Pa
         }
         for (ic, mc) in blocks(m, block_m) {
             for (pc, kc) in blocks(k, block_k) {
-                pack_a(ic, pc, mc, kc);
+                let aq = pack_a(ic, pc, mc, kc);
                 for (jc, nc) in blocks(n, block_n) {
                     let bq = panels(pc, jc, kc, nc);
                     for ir in (0..mc).step_by(mr) {
-                        (0..nc).step_by(NR).for_each(|jr| tile((ic, mc), (pc, kc), (jc, nc), bq, ir, jr));
+                        (0..nc).step_by(NR).for_each(|jr| tile((ic, mc), (pc, kc), (jc, nc), aq, bq, ir, jr));
                     }
                 }
             }

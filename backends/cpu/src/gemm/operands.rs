@@ -1,5 +1,6 @@
-//! The operands of [`super::sgemm`]: a strided f32 matrix ([`Mat`]), and the traits by which
-//! the GEMM packs its B ([`Panels`]) and A ([`Rows`]) operands block by block.
+//! The operands of [`super::sgemm`]: a strided f32 matrix ([`Mat`]), the traits by which
+//! the GEMM packs its B ([`Panels`]) and A ([`Rows`]) operands block by block, and the
+//! operands it reads packed whole, in place ([`Prepacked`], [`PackedRows`]).
 
 use super::{Isa, NR};
 #[cfg(target_arch = "x86_64")]
@@ -56,6 +57,14 @@ pub(crate) trait Panels: Sync {
         let _ = (k0, c0);
         None
     }
+
+    /// The operand from column `c` on (a multiple of [`NR`] for a [`Prepacked`] one).
+    ///
+    /// # Safety
+    /// Column `c` is inside the operand.
+    unsafe fn cols_from(&self, c: usize) -> Self
+    where
+        Self: Sized;
 }
 
 /// A B operand `[k, n]` stored whole in packed form ([`prepack`]): panel `j` (columns
@@ -73,17 +82,6 @@ pub(crate) struct Prepacked {
 unsafe impl Send for Prepacked {}
 unsafe impl Sync for Prepacked {}
 
-impl Prepacked {
-    /// The operand from column `c` on, a multiple of [`NR`].
-    ///
-    /// # Safety
-    /// Column `c` is inside the operand.
-    pub(crate) unsafe fn from(&self, c: usize) -> Prepacked {
-        debug_assert!(c.is_multiple_of(NR));
-        Prepacked { ptr: self.ptr.add(c * self.k), ..*self }
-    }
-}
-
 impl Panels for Prepacked {
     unsafe fn pack(&self, _: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
         unreachable!("the GEMM reads a prepacked operand's panels in place ({k0}, {c0}, {kc}, {nc}, {})", dst.len())
@@ -91,6 +89,11 @@ impl Panels for Prepacked {
 
     fn prepacked(&self, k0: usize, c0: usize) -> Option<(*const f32, usize)> {
         Some((self.ptr.wrapping_add(c0 * self.k + k0 * NR), NR * self.k))
+    }
+
+    unsafe fn cols_from(&self, c: usize) -> Prepacked {
+        debug_assert!(c.is_multiple_of(NR));
+        Prepacked { ptr: self.ptr.add(c * self.k), ..*self }
     }
 }
 
@@ -114,10 +117,15 @@ impl Panels for Mat {
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("gemm runs only where `available()` ({isa:?}, {k0}, {c0}, {kc}, {nc}, {})", dst.len());
     }
+
+    unsafe fn cols_from(&self, c: usize) -> Mat {
+        self.from(0, c)
+    }
 }
 
-/// An A operand that [`super::sgemm`] packs block by block: a strided f32 matrix ([`Mat`])
-/// or a row-major bf16 matrix ([`super::Bf16Rows`]) widened to f32 a block at a time.
+/// An A operand of [`super::sgemm`]: a strided f32 matrix ([`Mat`]) or a row-major bf16
+/// matrix ([`super::Bf16Rows`]) widened to f32 a block at a time, which the GEMM packs block
+/// by block, or rows packed whole ([`PackedRows`]), which it reads in place.
 pub(crate) trait Rows: Copy + Sync {
     /// The f32 matrix holding block `(r0.., k0..)` of `mc × kc` and the block's origin in
     /// it: the operand itself, or the block widened into `scratch` (then the matrix points
@@ -132,6 +140,50 @@ pub(crate) trait Rows: Copy + Sync {
     /// # Safety
     /// Row `r` is inside the operand's buffer.
     unsafe fn rows_from(&self, r: usize) -> Self;
+
+    /// The operand's rows packed whole, when it keeps them so (then [`Rows::block`] is not
+    /// called). None: the GEMM packs it block by block.
+    fn packed(&self) -> Option<PackedRows> {
+        None
+    }
+}
+
+/// An A operand `[m, k]` stored whole in the packed form of [`super::Arch::pack_a`] with
+/// depth `k` ([`super::pack_rows`]): tile `t` (rows `t·mr..`) at `t·mr·k`, `rows_t` values
+/// per k, for instruction set `isa`'s `mr`. The GEMM reads its tiles in place, for a
+/// product of exactly these `m` rows and depth `k`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PackedRows {
+    /// Tile 0, depth 0.
+    pub ptr: *const f32,
+    /// Rows.
+    pub m: usize,
+    /// The depth of the product.
+    pub k: usize,
+    /// The instruction set whose tiles these are.
+    pub isa: Isa,
+}
+
+// SAFETY: as for `Mat`.
+unsafe impl Send for PackedRows {}
+unsafe impl Sync for PackedRows {}
+
+impl Rows for PackedRows {
+    unsafe fn block(&self, r0: usize, k0: usize, mc: usize, kc: usize, _: &mut Vec<f32>) -> (Mat, usize, usize) {
+        unreachable!("the GEMM reads packed rows in place ({r0}, {k0}, {mc}, {kc})")
+    }
+
+    /// # Safety
+    /// As for [`Rows::rows_from`]; row `r` also starts a tile (a multiple of `mr`), else the
+    /// tiles from there on are not those of a packing from row `r`.
+    unsafe fn rows_from(&self, r: usize) -> PackedRows {
+        debug_assert!(r <= self.m && r.is_multiple_of(self.isa.mr()), "PackedRows::rows_from({r}): not the start of a tile");
+        PackedRows { ptr: self.ptr.add(r * self.k), m: self.m - r, ..*self }
+    }
+
+    fn packed(&self) -> Option<PackedRows> {
+        Some(*self)
+    }
 }
 
 impl Rows for Mat {

@@ -83,6 +83,10 @@ impl Panels for Patches {
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("gemm runs only where `available()` ({isa:?}, {self:?}, {k0}, {c0}, {kc}, {nc}, {})", dst.len());
     }
+
+    unsafe fn cols_from(&self, c: usize) -> Patches {
+        Patches { first_col: self.first_col + c, ..*self }
+    }
 }
 
 /// [`Panels::pack`] of [`Patches`] element by element: the AVX2 GEMM's for the weight

@@ -16,6 +16,11 @@ fn vals(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The bit patterns of `v`, to compare results exactly.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 /// `post(A·B)` with A `[m, k]` stored row-major (`a_t`: column-major), B `[k, n]`
 /// stored row-major (`b_t`: column-major, as a transposed weight) against f64 loops.
 fn check((m, k, n): (usize, usize, usize), (a_t, b_t): (bool, bool), (bias, gelu, res): (bool, bool, Option<bool>)) {
@@ -242,7 +247,6 @@ fn prepacked_b_matches_packing_per_call() {
         return;
     }
     let post_of = |bias: &[f32]| Post { bias: bias.as_ptr(), gelu: true, ..Post::NONE };
-    let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (m, k, n) in [(5, 7, 33), (197, 300, 800), (900, 520, 70), (30, 64, 3100)] {
         let (av, bv, bias) = (vals(m * k, 21), vals(k * n, 22), vals(n, 23));
         let a = Mat { ptr: av.as_ptr(), rs: k as isize, cs: 1 };
@@ -259,7 +263,7 @@ fn prepacked_b_matches_packing_per_call() {
                 let (mut plain, mut read) = (vec![0.0; m * cols], vec![0.0; m * cols]);
                 unsafe {
                     sgemm_with(isa, m, k, cols, a, &b.from(0, c0), plain.as_mut_ptr(), cols, &post);
-                    sgemm_with(isa, m, k, cols, a, &pre.from(c0), read.as_mut_ptr(), cols, &post);
+                    sgemm_with(isa, m, k, cols, a, &pre.cols_from(c0), read.as_mut_ptr(), cols, &post);
                 }
                 assert!(bits(&plain) == bits(&read), "{isa:?} {m}x{k}x{n} from column {c0}");
             }
@@ -273,10 +277,82 @@ fn prepacked_b_matches_packing_per_call() {
                     prepack(&pairs, k / 2, n, &mut packed);
                     let pre = Prepacked { ptr: packed.as_ptr(), k: k / 2 };
                     bf16_gemm(m, k / 2, cols, a, &pairs.from(0, c0), plain.as_mut_ptr(), cols, &post);
-                    bf16_gemm(m, k / 2, cols, a, &pre.from(c0), read.as_mut_ptr(), cols, &post);
+                    bf16_gemm(m, k / 2, cols, a, &pre.cols_from(c0), read.as_mut_ptr(), cols, &post);
                 }
                 assert!(bits(&plain) == bits(&read), "bf16 {m}x{k}x{n} from column {c0}");
             }
         }
     }
+}
+
+/// A packed whole ([`pack_rows`] read as [`PackedRows`]) gives the bits of the GEMM's own
+/// block-by-block packing, on every instruction set: several A blocks and depth blocks,
+/// a ragged last tile, row- and column-major A, and the rows from the second tile on.
+#[test]
+fn rows_packed_whole_give_the_same_bits() {
+    for isa in isas() {
+        let mr = isa.mr();
+        for (m, k, n) in [(29, 300, 70), (905, 520, 33), (150, 40, 100)] {
+            for a_t in [false, true] {
+                let (av, bv) = (vals(m * k, 31), vals(k * n, 32));
+                let a = if a_t { Mat { ptr: av.as_ptr(), rs: 1, cs: m as isize } } else { Mat { ptr: av.as_ptr(), rs: k as isize, cs: 1 } };
+                let b = Mat { ptr: bv.as_ptr(), rs: n as isize, cs: 1 };
+                let mut tiles = vec![f32::NAN; m.div_ceil(mr) * mr * k];
+                let (mut want, mut got, mut tail) = (vec![0.0f32; m * n], vec![0.0f32; m * n], vec![0.0f32; (m - mr) * n]);
+                // SAFETY: the operands cover the shapes; C is separate.
+                unsafe {
+                    sgemm_with(isa, m, k, n, a, &b, want.as_mut_ptr(), n, &Post::NONE);
+                    pack_rows(isa, a, 0, m, k, &mut tiles);
+                    let packed = PackedRows { ptr: tiles.as_ptr(), m, k, isa };
+                    sgemm_with(isa, m, k, n, packed, &b, got.as_mut_ptr(), n, &Post::NONE);
+                    sgemm_with(isa, m - mr, k, n, packed.rows_from(mr), &b, tail.as_mut_ptr(), n, &Post::NONE);
+                }
+                assert!(bits(&got) == bits(&want), "{isa:?} {m}x{k}x{n} a_t={a_t}: packed rows differ");
+                assert!(bits(&tail) == bits(&want[mr * n..]), "{isa:?} {m}x{k}x{n} a_t={a_t}: packed rows from row {mr} differ");
+            }
+        }
+    }
+}
+
+/// [`sgemm_threads`] on 3 threads, on every instruction set, cut by rows (B packed once:
+/// f32, and bf16 widened as it is packed; or B pre-packed already) and by columns (A packed
+/// once), with an epilogue, gives the bits of one thread's GEMM.
+#[test]
+fn products_on_threads_give_one_threads_bits() {
+    use crate::blocks::{OutPtr, Shared, Split};
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    pool.install(|| {
+        for isa in isas() {
+            for ((m, k, n), shared) in [((600, 300, 200), Shared::B), ((100, 300, 700), Shared::A), ((97, 520, 3100), Shared::A)] {
+                assert_eq!(Split::new(1, m, k, n, tile()).shared(), Some(shared), "{m}x{k}x{n} is not cut as the test needs");
+                for a_t in [false, true] {
+                    let (av, wv) = (vals(m * k, 41), vals(n * k, 42));
+                    let a = if a_t { Mat { ptr: av.as_ptr(), rs: 1, cs: m as isize } } else { Mat { ptr: av.as_ptr(), rs: k as isize, cs: 1 } };
+                    let (bias, scale, res) = (vals(n, 43), vals(n, 44), vals(m * n, 45));
+                    let post = Post { bias: bias.as_ptr(), gelu: true, scale: scale.as_ptr(), residual: res.as_ptr(), ..Post::NONE };
+                    // B = wᵀ of a weight `w [n, k]`: f32, pre-packed f32, and bf16.
+                    let b = Mat { ptr: wv.as_ptr(), rs: 1, cs: k as isize };
+                    let mut panels = vec![0.0f32; n.div_ceil(NR) * NR * k];
+                    let w16: Vec<half::bf16> = wv.iter().map(|&x| half::bf16::from_f32(x)).collect();
+                    let b16 = Bf16Weight { ptr: w16.as_ptr(), ld: k };
+                    let out = || (vec![0.0f32; m * n], vec![0.0f32; m * n]);
+                    let [(mut want, mut got), (mut want_pre, mut got_pre), (mut want16, mut got16)] = [out(), out(), out()];
+                    // SAFETY: the operands cover the shapes; C is separate.
+                    unsafe {
+                        prepack(&b, k, n, &mut panels);
+                        let pre = Prepacked { ptr: panels.as_ptr(), k };
+                        sgemm_with(isa, m, k, n, a, &b, want.as_mut_ptr(), n, &post);
+                        sgemm_threads_with(isa, m, k, n, a, &b, OutPtr(got.as_mut_ptr()), n, &post);
+                        sgemm_with(isa, m, k, n, a, &pre, want_pre.as_mut_ptr(), n, &post);
+                        sgemm_threads_with(isa, m, k, n, a, &pre, OutPtr(got_pre.as_mut_ptr()), n, &post);
+                        sgemm_with(isa, m, k, n, a, &b16, want16.as_mut_ptr(), n, &post);
+                        sgemm_threads_with(isa, m, k, n, a, &b16, OutPtr(got16.as_mut_ptr()), n, &post);
+                    }
+                    for (got, want, how) in [(&got, &want, "f32"), (&got_pre, &want_pre, "pre-packed"), (&got16, &want16, "bf16")] {
+                        assert!(bits(got) == bits(want), "{isa:?} {m}x{k}x{n} a_t={a_t}, B {how}: threads differ from one thread");
+                    }
+                }
+            }
+        }
+    });
 }

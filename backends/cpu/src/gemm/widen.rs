@@ -25,16 +25,6 @@ pub(crate) struct Bf16Weight {
 unsafe impl Send for Bf16Weight {}
 unsafe impl Sync for Bf16Weight {}
 
-impl Bf16Weight {
-    /// B's columns from `c` on (w's rows).
-    ///
-    /// # Safety
-    /// Row `c` is inside w's buffer.
-    pub(crate) unsafe fn from(&self, c: usize) -> Bf16Weight {
-        Bf16Weight { ptr: self.ptr.add(c * self.ld), ..*self }
-    }
-}
-
 impl Panels for Bf16Weight {
     unsafe fn pack(&self, isa: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {
         for (j, start) in (0..nc).step_by(NR).enumerate() {
@@ -54,6 +44,11 @@ impl Panels for Bf16Weight {
                 }
             }
         }
+    }
+
+    /// B's columns from `c` on (w's rows).
+    unsafe fn cols_from(&self, c: usize) -> Bf16Weight {
+        Bf16Weight { ptr: self.ptr.add(c * self.ld), ..*self }
     }
 }
 
