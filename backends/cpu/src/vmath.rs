@@ -209,6 +209,7 @@ mod tests {
 
     /// Every form this CPU runs.
     fn forms() -> Vec<Form> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut out = vec![
             Form { name: "dispatch", gelu: gelu_to, gelu_backward: gelu_backward_to, exp: exp_shifted_in_place },
             Form {
