@@ -3,8 +3,9 @@
 //!
 //! [`crate::CpuStorage`] reports its vector here when created ([`adopt`]) and hands it back
 //! when dropped ([`recycle`]); kernels take their output vectors from here ([`reuse`],
-//! [`filled`]), and scratch vectors too, handed back with [`give_back`]. Reused vectors keep their (initialised, stale) elements, so a kernel that
-//! overwrites its whole output needs no zero fill and no unsafe code.
+//! [`filled`]), and scratch vectors too, handed back with [`give_back`]. Reused vectors
+//! keep their (initialised, stale) elements, so a kernel that overwrites its whole output
+//! needs no zero fill and no unsafe code.
 //!
 //! The pool counts the bytes (capacities, not lengths) of the pool-sized buffers that are
 //! live, i.e. held by a `CpuStorage`, and remembers their high-water mark. It keeps a

@@ -98,14 +98,26 @@ impl Panels for Prepacked {
 }
 
 /// `b [k, n]` packed into `dst` (`n.div_ceil(NR)·NR·k` values, every one written) in the
-/// form that [`Prepacked`] reads.
+/// form that [`Prepacked`] reads, by all threads.
 ///
 /// # Safety
 /// [`super::available`] is true; every element of `b` is readable.
 pub(crate) unsafe fn prepack(b: &impl Panels, k: usize, n: usize, dst: &mut [f32]) {
     let isa = super::isa().expect("gemm::prepack runs only where `available()`");
+    prepack_with(isa, b, k, n, dst)
+}
+
+/// [`prepack`] with instruction set `isa`: whole panels shared out among the threads.
+///
+/// # Safety
+/// As for [`prepack`]; the CPU has `isa`.
+pub(super) unsafe fn prepack_with(isa: Isa, b: &impl Panels, k: usize, n: usize, dst: &mut [f32]) {
     assert_eq!(dst.len(), n.div_ceil(NR) * NR * k, "gemm::prepack: the destination's length");
-    b.pack(isa, 0, 0, k, n, dst)
+    super::threads::in_parts(dst, n.div_ceil(NR), NR * k, |first, count, part| {
+        let c0 = first * NR;
+        // SAFETY: columns `c0..` of the block are inside `b`; `part` holds `count` panels.
+        unsafe { b.pack(isa, 0, c0, k, (count * NR).min(n - c0), part) }
+    })
 }
 impl Panels for Mat {
     unsafe fn pack(&self, isa: Isa, k0: usize, c0: usize, kc: usize, nc: usize, dst: &mut [f32]) {

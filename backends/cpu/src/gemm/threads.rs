@@ -6,6 +6,7 @@
 //! part, into one buffer, and then run their blocks on it in place ([`Prepacked`],
 //! [`PackedRows`]).
 
+use super::operands::prepack_with;
 use super::{isa, pack_rows, sgemm_with, tile, Isa, Mat, PackedRows, Panels, Post, Prepacked, Rows, NR};
 use crate::blocks::{OutPtr, Shared, Split};
 use crate::pool;
@@ -30,33 +31,37 @@ pub(crate) unsafe fn sgemm_threads(m: usize, k: usize, n: usize, a: Mat, b: &imp
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn sgemm_threads_with(isa: Isa, m: usize, k: usize, n: usize, a: Mat, b: &impl Panels, c: OutPtr<f32>, ldc: usize, post: &Post) {
     let split = Split::new(1, m, k, n, tile());
-    // A cut product is large (`Split`): k > 0 and the chunks below are not empty.
     match split.shared() {
         Some(Shared::B) if b.prepacked(0, 0).is_none() => {
             let mut panels = pool::reuse::<f32>(n.div_ceil(NR) * NR * k);
-            // Whole panels per thread, each into its own part of the buffer.
-            let per = n.div_ceil(NR).div_ceil(rayon::current_num_threads());
-            panels.par_chunks_mut(per * NR * k).enumerate().for_each(|(i, dst)| {
-                let c0 = i * per * NR;
-                b.pack(isa, 0, c0, k, (per * NR).min(n - c0), dst)
-            });
+            prepack_with(isa, b, k, n, &mut panels);
             run(isa, &split, k, a, &Prepacked { ptr: panels.as_ptr(), k }, c, ldc, post);
             pool::give_back(panels);
         }
         Some(Shared::A) => {
             let mr = isa.mr();
             let mut tiles = pool::reuse::<f32>(m.div_ceil(mr) * mr * k);
-            // Whole tiles per thread, each into its own part of the buffer.
-            let per = m.div_ceil(mr).div_ceil(rayon::current_num_threads());
-            tiles.par_chunks_mut(per * mr * k).enumerate().for_each(|(i, dst)| {
-                let r0 = i * per * mr;
-                pack_rows(isa, a, r0, (per * mr).min(m - r0), k, dst)
+            in_parts(&mut tiles, m.div_ceil(mr), mr * k, |first, count, part| {
+                let r0 = first * mr;
+                // SAFETY: rows `r0..` are inside `a`; `part` holds `count` tiles.
+                unsafe { pack_rows(isa, a, r0, (count * mr).min(m - r0), k, part) }
             });
             run(isa, &split, k, PackedRows { ptr: tiles.as_ptr(), m, k, isa }, b, c, ldc, post);
             pool::give_back(tiles);
         }
         _ => run(isa, &split, k, a, b, c, ldc, post),
     }
+}
+
+/// `pack(first, count, part)` on the threads, each packing `count` whole units (panels,
+/// tiles) from unit `first` on into its own `part` of `dst`, which holds `units` units of
+/// `len` values.
+pub(super) fn in_parts(dst: &mut [f32], units: usize, len: usize, pack: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    if dst.is_empty() {
+        return;
+    }
+    let per = units.div_ceil(rayon::current_num_threads());
+    dst.par_chunks_mut(per * len).enumerate().for_each(|(i, part)| pack(i * per, part.len() / len, part));
 }
 
 /// The blocks of `split`, each by [`sgemm_with`] on its rows of `a` and its columns of `b`.
