@@ -1,13 +1,14 @@
 //! Convolution as an implicit GEMM: f32 on our GEMM, which packs the patches of each image
 //! straight from the image ([`gemm::Patches`]) and writes NCHW output with the bias added in
-//! its epilogue; a 1×1 convolution (stride 1, no padding) multiplies the image itself. No
-//! im2col buffer, forward or backward. A bf16 weight (bf16 inference) is widened to f32 a
+//! its epilogue; a 1×1 convolution (stride 1, no padding) multiplies the image itself; a
+//! 3×3 one of stride 1 with enough channels runs as Winograd's F(2×2, 3×3) ([`winograd`]),
+//! on the same GEMM. No im2col buffer, forward or backward. A bf16 weight (bf16 inference) is widened to f32 a
 //! block at a time as it is packed ([`gemm::Bf16Rows`]). Other dtypes and CPUs are composed
 //! of im2col and matmul.
 
 use crate::blocks::{for_blocks, OutPtr};
 use crate::storage::{boxed, Src};
-use crate::{gemm, pool, CpuBackend};
+use crate::{gemm, pool, winograd, CpuBackend};
 use gemm::Panels;
 use beit_engine::checks::{conv2d_shapes, conv2d_weight_grad_shapes};
 use beit_engine::backend::conv as composed;
@@ -35,6 +36,17 @@ pub(crate) fn conv2d(x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Resu
     let bias = bias.map(|b| Src::<f32>::new(OP, b).map(|s| s.contiguous())).transpose()?;
     let post = gemm::Post { row_bias: bias.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()), ..gemm::Post::NONE };
     let mut out = pool::reuse::<f32>(g.batch * o * (oh * ow));
+    if winograd::suits(g, o) {
+        let bias = bias.as_deref();
+        // SAFETY: `implicit` checked that the GEMM runs here; the geometry suits.
+        unsafe {
+            match w.dtype() {
+                DType::BF16 => winograd::conv2d(&xs, &Src::<half::bf16>::new(OP, w)?.contiguous(), bias, g, o, &mut out),
+                _ => winograd::conv2d(&xs, &Src::<f32>::new(OP, w)?.contiguous(), bias, g, o, &mut out),
+            }
+        }
+        return Ok(boxed(DType::F32, out));
+    }
     let k = g.patch_len();
     if w.dtype() == DType::BF16 {
         let ws = Src::<half::bf16>::new(OP, w)?.contiguous();

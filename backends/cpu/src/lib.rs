@@ -37,6 +37,7 @@ mod scalar;
 mod storage;
 mod strided;
 mod vmath;
+mod winograd;
 #[cfg(test)]
 mod testutil;
 

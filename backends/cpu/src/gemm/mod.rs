@@ -55,7 +55,7 @@ use std::cell::RefCell;
 /// Columns of the micro-kernels' tile (two zmm or four ymm registers).
 pub(crate) const NR: usize = 32;
 /// The greatest depth of a packed block ([`Blocking::kc`]).
-const KC: usize = 256;
+pub(crate) const KC: usize = 256;
 
 /// The instruction set [`sgemm`] runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
