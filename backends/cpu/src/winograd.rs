@@ -12,7 +12,7 @@
 //! the direct convolution's rounding error (`tests`).
 
 use crate::blocks::OutPtr;
-use crate::gemm::{self, Mat, Post, Prepacked, KC, NR};
+use crate::gemm::{self, PackedRows, Post, Prepacked, KC, NR};
 use crate::pool;
 use beit_engine::ConvGeom;
 use rayon::prelude::*;
@@ -76,25 +76,27 @@ pub(crate) unsafe fn conv2d<W: Copy + Into<f32> + Sync>(x: &[f32], w: &[W], bias
     // Tiles numbered across the batch, image by image, row-major in each; cut into blocks
     // of about equal size, at least two per thread where there are enough tiles.
     let total = g.batch * tiles(g).1;
-    let mr = gemm::tile().0;
+    let isa = gemm::isa().expect("winograd::conv2d runs only where the GEMM is available");
+    let mr = isa.mr();
     let blocks = total.div_ceil(TILES / mr * mr).max(2 * rayon::current_num_threads()).min(total);
     let block = total.div_ceil(blocks).next_multiple_of(mr).min(total);
     let dst = OutPtr(out.as_mut_ptr());
     (0..total.div_ceil(block)).into_par_iter().for_each(|unit| {
         let t0 = unit * block;
         let tm = block.min(total - t0);
-        let mut v = pool::reuse::<f32>(XI * tm * KC.min(c));
+        let rows = Rows { tm, mr, kc: 0 };
+        let mut v = pool::reuse::<f32>(XI * Rows { kc: KC.min(c), ..rows }.slab());
         let mut m = pool::reuse::<f32>(XI * tm * o);
         for c0 in (0..c).step_by(KC) {
-            let kc = KC.min(c - c0);
-            transform_inputs(x, g, (t0, tm), (c0, kc), &mut v);
+            let rows = Rows { kc: KC.min(c - c0), ..rows };
+            transform_inputs(x, g, t0, c0, rows, &mut v);
             for xi in 0..XI {
-                let a = Mat { ptr: v.as_ptr().add(xi * tm * kc), rs: 1, cs: tm as isize };
+                let a = PackedRows { ptr: v.as_ptr().add(xi * rows.slab()), m: tm, k: rows.kc, isa };
                 let b = Prepacked { ptr: u.as_ptr().add(xi * slab + c0 * NR), k: c };
                 let post = Post { accumulate: c0 > 0, ..Post::NONE };
-                // SAFETY: V_ξ holds `tm × kc` values, U_ξ's panels `c` deep from channel
-                // `c0` on, M_ξ `tm × o`.
-                gemm::sgemm(tm, kc, o, a, &b, m.as_mut_ptr().add(xi * tm * o), o, &post);
+                // SAFETY: V_ξ holds `tm × kc` packed rows, U_ξ's panels are `c` deep from
+                // channel `c0` on, M_ξ holds `tm × o`.
+                gemm::sgemm(tm, rows.kc, o, a, &b, m.as_mut_ptr().add(xi * tm * o), o, &post);
             }
         }
         // SAFETY: the units' tiles are disjoint.
@@ -138,18 +140,50 @@ fn kernel_transform(k: impl Fn(usize, usize) -> f32) -> [f32; XI] {
     u
 }
 
+/// A block of `tm` tiles and `kc` channels of the transformed inputs, each of their 16 slabs
+/// in the GEMM's packed form of A ([`PackedRows`]: tiles of `mr` rows, each row's `kc`
+/// values in the tile's columns), so that the products read them in place.
+#[derive(Clone, Copy)]
+struct Rows {
+    tm: usize,
+    mr: usize,
+    kc: usize,
+}
+
+impl Rows {
+    /// Values in one slab.
+    fn slab(self) -> usize {
+        self.tm.next_multiple_of(self.mr) * self.kc
+    }
+
+    /// Where row `t`, column `c` of a slab is.
+    fn at(self, t: usize, c: usize) -> usize {
+        let first = t / self.mr * self.mr;
+        first * self.kc + c * self.mr.min(self.tm - first) + (t - first)
+    }
+}
+
 /// `V_ξ = (Bᵀ d B)_ξ` of the input windows `d` of tiles `t0..t0+tm` of the batch ([`tile_at`])
-/// and channels `c0..c0+kc` of `x` into `v`: slab ξ at `ξ·tm·kc`, column-major `[tm, kc]`
-/// (channel `c` at `c·tm`), for `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`.
-/// Channel by channel, so that the windows are read, and each slab written, in order.
-fn transform_inputs(x: &[f32], g: &ConvGeom, (t0, tm): (usize, usize), (c0, kc): (usize, usize), v: &mut [f32]) {
+/// and channels `c0..c0+kc` of `x` into `v` (slab ξ at `ξ·slab`, laid out as `rows` says),
+/// for `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`. Tile by tile,
+/// all channels of each: a tile group's part of the slabs is filled while it is in cache.
+fn transform_inputs(x: &[f32], g: &ConvGeom, t0: usize, c0: usize, rows: Rows, v: &mut [f32]) {
+    let Rows { tm, kc, .. } = rows;
+    let slab = rows.slab();
     let (h, w) = (g.height as isize, g.width as isize);
     let plane = g.height * g.width;
-    for ci in 0..kc {
-        for t in 0..tm {
+    // Each tile's image (its channel 0), window corner, and place in the slab (channel 0)
+    // and distance between channels there: found once here, not once per channel.
+    let spots: Vec<(usize, isize, isize, usize, usize)> = (0..tm)
+        .map(|t| {
             let (b, ty, tx) = tile_at(g, t0 + t);
-            let p = &x[(b * g.channels + c0 + ci) * plane..][..plane];
             let (y0, x0) = (2 * ty as isize - g.padding.0 as isize, 2 * tx as isize - g.padding.1 as isize);
+            (b * g.channels * plane, y0, x0, rows.at(t, 0), rows.at(t, 1) - rows.at(t, 0))
+        })
+        .collect();
+    for &(image, y0, x0, at0, step) in &spots {
+        for ci in 0..kc {
+            let p = &x[image + (c0 + ci) * plane..][..plane];
             let d: [[f32; 4]; 4] = if y0 >= 0 && x0 >= 0 && y0 + 4 <= h && x0 + 4 <= w {
                 let at = y0 as usize * g.width + x0 as usize;
                 std::array::from_fn(|r| p[at + r * g.width..][..4].try_into().expect("four values"))
@@ -166,7 +200,7 @@ fn transform_inputs(x: &[f32], g: &ConvGeom, (t0, tm): (usize, usize), (c0, kc):
             for r in 0..4 {
                 let row = [bt[0][r] - bt[2][r], bt[1][r] + bt[2][r], bt[2][r] - bt[1][r], bt[1][r] - bt[3][r]];
                 for (j, &val) in row.iter().enumerate() {
-                    v[(4 * r + j) * tm * kc + ci * tm + t] = val;
+                    v[(4 * r + j) * slab + at0 + ci * step] = val;
                 }
             }
         }
