@@ -2,8 +2,8 @@
 //! straight from the image ([`gemm::Patches`]) and writes NCHW output with the bias added in
 //! its epilogue; a 1×1 convolution (stride 1, no padding) multiplies the image itself; a
 //! 3×3 one of stride 1 with enough channels runs as Winograd's F(2×2, 3×3) ([`winograd`]),
-//! on the same GEMM. No im2col buffer, forward or backward. A bf16 weight (bf16 inference) is widened to f32 a
-//! block at a time as it is packed ([`gemm::Bf16Rows`]). Other dtypes and CPUs are composed
+//! on the same GEMM. No im2col buffer, forward or backward. A bf16 weight (bf16 inference)
+//! is widened to f32 a block at a time as it is packed ([`gemm::Bf16Rows`]). Other dtypes and CPUs are composed
 //! of im2col and matmul.
 
 use crate::blocks::{for_blocks, OutPtr};
@@ -34,7 +34,6 @@ pub(crate) fn conv2d(x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Resu
     }
     let xs = Src::<f32>::new(OP, x)?.contiguous();
     let bias = bias.map(|b| Src::<f32>::new(OP, b).map(|s| s.contiguous())).transpose()?;
-    let post = gemm::Post { row_bias: bias.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()), ..gemm::Post::NONE };
     let mut out = pool::reuse::<f32>(g.batch * o * (oh * ow));
     if winograd::suits(g, o) {
         let bias = bias.as_deref();
@@ -47,6 +46,7 @@ pub(crate) fn conv2d(x: View, w: View, bias: Option<View>, g: &ConvGeom) -> Resu
         }
         return Ok(boxed(DType::F32, out));
     }
+    let post = gemm::Post { row_bias: bias.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()), ..gemm::Post::NONE };
     let k = g.patch_len();
     if w.dtype() == DType::BF16 {
         let ws = Src::<half::bf16>::new(OP, w)?.contiguous();

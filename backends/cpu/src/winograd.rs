@@ -6,8 +6,9 @@
 //! 4×4 input window `d`. For the 16 positions ξ of those 4×4 transforms, the sum over the
 //! channels is a product `V_ξ [tiles, C] · U_ξ [C, O]`: 16·C multiply-adds per tile and
 //! output channel where the direct convolution needs 4·9·C, 2.25× fewer. The 16 products run
-//! on our GEMM, with `U` transformed and packed into its B panels once per call
-//! ([`Prepacked`]) and `V` made a block of tiles and channels at a time, in each thread.
+//! on our GEMM, with `U` transformed into its B panels once per call ([`Prepacked`]) and
+//! `V` a block of tiles and channels at a time in each thread, into its packed form of A
+//! ([`PackedRows`]); both are read in place.
 //! The transforms only add, subtract and halve, so the result stays within a few times
 //! the direct convolution's rounding error (`tests`).
 
@@ -23,9 +24,9 @@ const XI: usize = 16;
 /// 192 was fastest on Zen 3, for BEiT's segmentation head and for the DALL-E encoder.
 const TILES: usize = 192;
 /// Fewer input or output channels than this leave the transforms too large a share: the
-/// transformed inputs are 4× the input, and each of their values is packed once for only
-/// `2·O` flops. On Zen 3, against the implicit GEMM: 512 → 512 channels 0.65× its time,
-/// 768 → 768 0.80×, 3072 → 768 about 0.55×; 128 → 128 at 56² 1.2×, 256 → 64 at 112² 1.5× ...
+/// transformed inputs are 4× the input, and each of their values is written and read for
+/// only `2·O` flops. On Zen 3, against the implicit GEMM: 512 → 512 channels 0.60–0.65× its
+/// time, 768 → 768 0.60–0.80×; 128 → 128 at 56² 1.05–1.1×, 256 → 64 at 112² 1.25–1.35× ...
 const MIN_CHANNELS: usize = 256;
 /// ... and fewer tiles in the batch than this, transforming the weights (about as costly
 /// as 100 tiles' products saved).
@@ -84,19 +85,18 @@ pub(crate) unsafe fn conv2d<W: Copy + Into<f32> + Sync>(x: &[f32], w: &[W], bias
     (0..total.div_ceil(block)).into_par_iter().for_each(|unit| {
         let t0 = unit * block;
         let tm = block.min(total - t0);
-        let rows = Rows { tm, mr, kc: 0 };
-        let mut v = pool::reuse::<f32>(XI * Rows { kc: KC.min(c), ..rows }.slab());
+        let mut v = pool::reuse::<f32>(XI * Slab { tm, mr, kc: KC.min(c) }.len());
         let mut m = pool::reuse::<f32>(XI * tm * o);
         for c0 in (0..c).step_by(KC) {
-            let rows = Rows { kc: KC.min(c - c0), ..rows };
-            transform_inputs(x, g, t0, c0, rows, &mut v);
+            let slab_v = Slab { tm, mr, kc: KC.min(c - c0) };
+            transform_inputs(x, g, t0, c0, slab_v, &mut v);
             for xi in 0..XI {
-                let a = PackedRows { ptr: v.as_ptr().add(xi * rows.slab()), m: tm, k: rows.kc, isa };
+                let a = PackedRows { ptr: v.as_ptr().add(xi * slab_v.len()), m: tm, k: slab_v.kc, isa };
                 let b = Prepacked { ptr: u.as_ptr().add(xi * slab + c0 * NR), k: c };
                 let post = Post { accumulate: c0 > 0, ..Post::NONE };
                 // SAFETY: V_ξ holds `tm × kc` packed rows, U_ξ's panels are `c` deep from
                 // channel `c0` on, M_ξ holds `tm × o`.
-                gemm::sgemm(tm, rows.kc, o, a, &b, m.as_mut_ptr().add(xi * tm * o), o, &post);
+                gemm::sgemm(tm, slab_v.kc, o, a, &b, m.as_mut_ptr().add(xi * tm * o), o, &post);
             }
         }
         // SAFETY: the units' tiles are disjoint.
@@ -140,36 +140,36 @@ fn kernel_transform(k: impl Fn(usize, usize) -> f32) -> [f32; XI] {
     u
 }
 
-/// A block of `tm` tiles and `kc` channels of the transformed inputs, each of their 16 slabs
-/// in the GEMM's packed form of A ([`PackedRows`]: tiles of `mr` rows, each row's `kc`
-/// values in the tile's columns), so that the products read them in place.
+/// The layout of one of the 16 slabs of a block of transformed inputs, `tm` tiles by `kc`
+/// channels: the GEMM's packed form of A ([`PackedRows`]), tiles of `mr` of our tiles, each
+/// tile's channels in turn, so that the products read them in place.
 #[derive(Clone, Copy)]
-struct Rows {
+struct Slab {
     tm: usize,
     mr: usize,
     kc: usize,
 }
 
-impl Rows {
-    /// Values in one slab.
-    fn slab(self) -> usize {
+impl Slab {
+    /// Values in the slab.
+    fn len(self) -> usize {
         self.tm.next_multiple_of(self.mr) * self.kc
     }
 
-    /// Where row `t`, column `c` of a slab is.
-    fn at(self, t: usize, c: usize) -> usize {
+    /// Where our tile `t`'s value for channel 0 is, and how far apart its channels are.
+    fn place(self, t: usize) -> (usize, usize) {
         let first = t / self.mr * self.mr;
-        first * self.kc + c * self.mr.min(self.tm - first) + (t - first)
+        (first * self.kc + t - first, self.mr.min(self.tm - first))
     }
 }
 
 /// `V_ξ = (Bᵀ d B)_ξ` of the input windows `d` of tiles `t0..t0+tm` of the batch ([`tile_at`])
-/// and channels `c0..c0+kc` of `x` into `v` (slab ξ at `ξ·slab`, laid out as `rows` says),
-/// for `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`. Tile by tile,
-/// all channels of each: a tile group's part of the slabs is filled while it is in cache.
-fn transform_inputs(x: &[f32], g: &ConvGeom, t0: usize, c0: usize, rows: Rows, v: &mut [f32]) {
-    let Rows { tm, kc, .. } = rows;
-    let slab = rows.slab();
+/// and channels `c0..c0+kc` of `x` into `v` (slab ξ at `ξ·len`, laid out as `slab` says),
+/// for `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`; tile by tile, all
+/// channels of each.
+fn transform_inputs(x: &[f32], g: &ConvGeom, t0: usize, c0: usize, slab: Slab, v: &mut [f32]) {
+    let Slab { tm, kc, .. } = slab;
+    let len = slab.len();
     let (h, w) = (g.height as isize, g.width as isize);
     let plane = g.height * g.width;
     // Each tile's image (its channel 0), window corner, and place in the slab (channel 0)
@@ -178,7 +178,8 @@ fn transform_inputs(x: &[f32], g: &ConvGeom, t0: usize, c0: usize, rows: Rows, v
         .map(|t| {
             let (b, ty, tx) = tile_at(g, t0 + t);
             let (y0, x0) = (2 * ty as isize - g.padding.0 as isize, 2 * tx as isize - g.padding.1 as isize);
-            (b * g.channels * plane, y0, x0, rows.at(t, 0), rows.at(t, 1) - rows.at(t, 0))
+            let (at0, step) = slab.place(t);
+            (b * g.channels * plane, y0, x0, at0, step)
         })
         .collect();
     for &(image, y0, x0, at0, step) in &spots {
@@ -195,12 +196,11 @@ fn transform_inputs(x: &[f32], g: &ConvGeom, t0: usize, c0: usize, rows: Rows, v
                     })
                 })
             };
-            let col = |r: usize| [d[0][r] - d[2][r], d[1][r] + d[2][r], d[2][r] - d[1][r], d[1][r] - d[3][r]];
-            let bt: [[f32; 4]; 4] = std::array::from_fn(col);
+            let bt = |u: [f32; 4]| [u[0] - u[2], u[1] + u[2], u[2] - u[1], u[1] - u[3]];
+            let cols: [[f32; 4]; 4] = std::array::from_fn(|s| bt([d[0][s], d[1][s], d[2][s], d[3][s]]));
             for r in 0..4 {
-                let row = [bt[0][r] - bt[2][r], bt[1][r] + bt[2][r], bt[2][r] - bt[1][r], bt[1][r] - bt[3][r]];
-                for (j, &val) in row.iter().enumerate() {
-                    v[(4 * r + j) * slab + at0 + ci * step] = val;
+                for (j, val) in bt([cols[0][r], cols[1][r], cols[2][r], cols[3][r]]).into_iter().enumerate() {
+                    v[(4 * r + j) * len + at0 + ci * step] = val;
                 }
             }
         }
@@ -223,10 +223,10 @@ unsafe fn transform_outputs(m: &[f32], g: &ConvGeom, (t0, tm): (usize, usize), o
         let at = 2 * ty * ow + 2 * tx;
         for oi in 0..o {
             let e = |xi: usize| m[xi * tm * o + t * o + oi];
-            let s0: [f32; 4] = std::array::from_fn(|j| e(j) + e(4 + j) + e(8 + j));
-            let s1: [f32; 4] = std::array::from_fn(|j| e(4 + j) - e(8 + j) - e(12 + j));
+            let a_t = |u: [f32; 4]| [u[0] + u[1] + u[2], u[1] - u[2] - u[3]];
+            let half: [[f32; 2]; 4] = std::array::from_fn(|s| a_t([e(s), e(4 + s), e(8 + s), e(12 + s)]));
             let b = bias.map_or(0.0, |b| b[oi]);
-            let y = [[s0[0] + s0[1] + s0[2], s0[1] - s0[2] - s0[3]], [s1[0] + s1[1] + s1[2], s1[1] - s1[2] - s1[3]]];
+            let y: [[f32; 2]; 2] = std::array::from_fn(|r| a_t([half[0][r], half[1][r], half[2][r], half[3][r]]));
             for (r, row) in y.iter().enumerate().take(rows) {
                 for (s, &val) in row.iter().enumerate().take(cols) {
                     *out.add(oi * plane + at + r * ow + s).0 = val + b;

@@ -141,6 +141,14 @@ conformance! {
     }
 }
 
+/// A 3×3 convolution large enough for the CPU's Winograd path (256 channels in and out,
+/// 256 tiles; its input gradient too): values and gradients as `conv2d_3x3_large`'s. On the
+/// CPU only, as the case is too large for the simulated CUDA device.
+#[test]
+fn conv2d_3x3_winograd_on_cpu() -> Result<()> {
+    conv2d_large(&cpu(), 16, [1, 256, 32, 32], [256, 256, 3, 3], 1)
+}
+
 /// Float64 references of this file's ops, in plain loops (no code shared with the engine).
 mod r {
     use beit_conformance::Array;
