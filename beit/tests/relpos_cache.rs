@@ -1,6 +1,7 @@
 //! The relative position bias is gathered once without gradients and kept until its table
 //! changes (`Param::version`): after `Param::set` and after an optimiser step in place, the
 //! next forward gathers the new table; with gradients it is gathered (and tracked) each time.
+//! Only small biases are kept: a large one is gathered again on every forward.
 
 use beit::engine::nn::{Module, VarBuilder};
 use beit::engine::optim::{AdamW, AdamWConfig, ParamGroup};
@@ -45,4 +46,21 @@ fn kept_bias_follows_every_change_of_the_table() {
     let stepped = table.tensor().to_vec::<f32>().unwrap();
     assert_ne!(stepped, values(2.0));
     assert_eq!(forward(), gathered(&stepped, heads, window), "after an optimiser step");
+}
+
+#[test]
+fn only_small_biases_are_kept() {
+    let dev = beit::open_device("cpu").unwrap();
+    let _guard = no_grad();
+    // 4 heads: 5 × 5 patches, 26² logits (11 KB); 24 × 24 patches, 577² logits (5.3 MB).
+    for (window, kept) in [((5, 5), true), ((24, 24), false)] {
+        let bias = RelativePositionBias::new(&VarBuilder::new(&dev, DType::F32, 0), window, 4, &dev).unwrap();
+        let table = bias.params().remove(0);
+        let rows = table.shape()[0];
+        let values: Vec<f32> = (0..rows * 4).map(|i| (i as f32 * 0.61).cos()).collect();
+        table.set(Tensor::from_vec(values.clone(), &[rows, 4], &dev).unwrap()).unwrap();
+        let (first, second) = (bias.forward().unwrap(), bias.forward().unwrap());
+        assert_eq!(first.same_storage(&second), kept, "window {window:?}");
+        assert_eq!(second.to_vec::<f32>().unwrap(), gathered(&values, 4, window), "window {window:?}");
+    }
 }

@@ -11,23 +11,81 @@ use beit_engine::{DType, Error, Result, StorageBox, View};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 
-/// The entries of a 1-D i64 or u32 index view, each checked to be below `limit`.
-fn indices(op: &'static str, v: View, limit: usize) -> Result<Vec<usize>> {
-    index_vector(op, v)?;
-    let raw: Vec<i64> = match v.dtype() {
-        DType::I64 => Src::<i64>::new(op, v)?.contiguous().into_owned(),
-        DType::U32 => Src::<u32>::new(op, v)?.contiguous().iter().map(|&i| i64::from(i)).collect(),
-        dtype => return Err(Error::DType { op, dtype, expected: Some(DType::I64) }),
-    };
-    raw.iter()
-        .enumerate()
-        .map(|(p, &i)| match usize::try_from(i) {
-            Ok(i) if i < limit => Ok(i),
-            _ => {
-                Err(Error::invalid(op, format!("index {i} at position {p} is out of range for a dim of size {limit}")))
+/// An index type: i64 or u32.
+trait Idx: Copy + Into<i64> + Sync {
+    /// The index as a position, once checked.
+    fn at(self) -> usize;
+}
+
+impl Idx for i64 {
+    fn at(self) -> usize {
+        self as usize
+    }
+}
+
+impl Idx for u32 {
+    fn at(self) -> usize {
+        self as usize
+    }
+}
+
+/// `Ok` when every entry of `raw` is below `limit`; else the first that is not, named.
+fn check<I: Idx>(op: &'static str, raw: &[I], limit: usize) -> Result<()> {
+    let fits = |i: I| usize::try_from(i.into()).is_ok_and(|i| i < limit);
+    if raw.par_iter().with_min_len(1 << 16).all(|&i| fits(i)) {
+        return Ok(());
+    }
+    let p = raw.iter().position(|&i| !fits(i)).expect("a bad index was seen");
+    Err(Error::invalid(op, format!("index {} at position {p} is out of range for a dim of size {limit}", raw[p].into())))
+}
+
+/// `f` on the entries of a 1-D i64 or u32 index view, each checked to be below `limit`.
+macro_rules! with_indices {
+    ($op:expr, $view:expr, $limit:expr, |$idx:ident| $body:expr) => {{
+        index_vector($op, $view)?;
+        match $view.dtype() {
+            DType::I64 => {
+                let $idx = Src::<i64>::new($op, $view)?.contiguous();
+                check($op, &$idx, $limit)?;
+                $body
             }
-        })
-        .collect()
+            DType::U32 => {
+                let $idx = Src::<u32>::new($op, $view)?.contiguous();
+                check($op, &$idx, $limit)?;
+                $body
+            }
+            dtype => Err(Error::DType { op: $op, dtype, expected: Some(DType::I64) }),
+        }
+    }};
+}
+
+/// `out [outer, idx.len(), inner]` = rows `idx` of `s [outer, n, inner]` along the middle dim.
+fn select<T: Copy + Send + Sync, I: Idx>(s: &[T], n: usize, inner: usize, idx: &[I], out: &mut [T]) {
+    par_rows(out, idx.len() * inner, |o, out| {
+        let s = &s[o * n * inner..][..n * inner];
+        if inner == 1 {
+            // One element per index (e.g. a relative position bias from its table): a
+            // plain gather, not a copy call per element.
+            out.iter_mut().zip(idx).for_each(|(d, &i)| *d = s[i.at()]);
+        } else {
+            for (dst, &i) in out.chunks_mut(inner).zip(idx) {
+                dst.copy_from_slice(&s[i.at() * inner..][..inner]);
+            }
+        }
+    });
+}
+
+/// `out [outer, n, inner]` += `s [outer, idx.len(), inner]` at rows `idx` along the middle dim.
+fn add_at<T: Num, I: Idx>(out: &mut [T], n: usize, inner: usize, idx: &[I], s: &[T]) {
+    let k = idx.len();
+    par_rows(out, n * inner, |o, out| {
+        for (j, &i) in idx.iter().enumerate() {
+            let add = &s[(o * k + j) * inner..][..inner];
+            for (a, &b) in out[i.at() * inner..][..inner].iter_mut().zip(add) {
+                *a = a.plus(b);
+            }
+        }
+    });
 }
 
 impl Index for CpuBackend {
@@ -35,18 +93,13 @@ impl Index for CpuBackend {
     fn index_select(&self, src: View, dim: usize, indices_view: View) -> Result<StorageBox> {
         const OP: &str = "index_select";
         let (_, n, inner) = around(OP, src.shape(), dim)?;
-        let idx = indices(OP, indices_view, n)?;
         let dtype = src.dtype();
-        any_dispatch!(dtype, T => {
+        with_indices!(OP, indices_view, n, |idx| any_dispatch!(dtype, T => {
             let s = Src::<T>::new(OP, src)?.contiguous();
             let mut out = pool::reuse(s.len() / n.max(1) * idx.len());
-            par_rows(&mut out, idx.len() * inner, |o, out| {
-                for (dst, &i) in out.chunks_mut(inner).zip(&idx) {
-                    dst.copy_from_slice(&s[(o * n + i) * inner..][..inner]);
-                }
-            });
+            select(&s, n, inner, &idx, &mut out);
             Ok(boxed(dtype, out))
-        })
+        }))
     }
 
     /// A copy of `dst` with the entries of `src` along `dim` added at `indices`.
@@ -54,24 +107,16 @@ impl Index for CpuBackend {
         const OP: &str = "index_add";
         same_dtype(OP, dst, src)?;
         let (_, n, inner) = around(OP, dst.shape(), dim)?;
-        let idx = indices(OP, indices_view, n)?;
         let mut expected = dst.shape().to_vec();
-        expected[dim] = idx.len();
-        same_shape(OP, &expected, src.shape())?;
+        expected[dim] = indices_view.shape().first().copied().unwrap_or(0);
         let dtype = dst.dtype();
-        num_dispatch!(OP, dtype, T => {
-            let mut out = Src::<T>::new(OP, dst)?.contiguous().into_owned();
-            let s = Src::<T>::new(OP, src)?.contiguous();
-            let k = idx.len();
-            par_rows(&mut out, n * inner, |o, out| {
-                for (j, &i) in idx.iter().enumerate() {
-                    let add = &s[(o * k + j) * inner..][..inner];
-                    for (a, &b) in out[i * inner..][..inner].iter_mut().zip(add) {
-                        *a = a.plus(b);
-                    }
-                }
-            });
-            Ok(boxed(dtype, out))
+        with_indices!(OP, indices_view, n, |idx| {
+            same_shape(OP, &expected, src.shape())?;
+            num_dispatch!(OP, dtype, T => {
+                let mut out = Src::<T>::new(OP, dst)?.contiguous().into_owned();
+                add_at(&mut out, n, inner, &idx, &Src::<T>::new(OP, src)?.contiguous());
+                Ok(boxed(dtype, out))
+            })
         })
     }
 

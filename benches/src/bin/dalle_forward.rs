@@ -15,35 +15,31 @@ use beit::engine::rng::Rng;
 use beit::engine::{no_grad, DType, Result, Tensor};
 use beit::tokenizer::{DalleConfig, DalleEncoder, Tokenizer};
 use beit_benches::{median, peak_rss_mib};
+use clap::Parser;
 use std::time::Instant;
 
+/// Command-line arguments.
+#[derive(Parser)]
 struct Args {
+    /// Timed forwards (after one warm-up).
+    #[arg(long, default_value_t = 3)]
     iters: usize,
+    /// Images per forward.
+    #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 112)]
     size: usize,
+    /// A tokenizer folder to load (default: random weights).
+    #[arg(long)]
     model: Option<String>,
+    /// Write the weights as a tokenizer folder first.
+    #[arg(long)]
     save: Option<String>,
 }
 
-fn parse() -> Args {
-    let mut a = Args { iters: 3, batch: 8, size: 112, model: None, save: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--iters" => a.iters = value().parse().expect("--iters: a number"),
-            "--batch" => a.batch = value().parse().expect("--batch: a number"),
-            "--size" => a.size = value().parse().expect("--size: a number"),
-            "--model" => a.model = Some(value()),
-            "--save" => a.save = Some(value()),
-            other => panic!("unknown option {other}"),
-        }
-    }
-    a
-}
-
 fn main() -> Result<()> {
-    let args = parse();
+    let args = Args::parse();
     let dev = beit::open_device("cpu")?;
     let enc = match &args.model {
         Some(dir) => DalleEncoder::from_folder(dir, &dev)?,

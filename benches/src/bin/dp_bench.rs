@@ -19,41 +19,36 @@ use beit::tokenizer::Tokenizer;
 use beit::train::{pretrain, pretrain_model_config, Observer, PretrainConfig, PretrainData, RunControl, StepMetrics, TrainConfig};
 use beit::{Beit, BeitConfig};
 use beit_benches::{median, peak_rss_mib};
+use clap::Parser;
 use std::sync::Arc;
 
+/// Command-line arguments.
+#[derive(Parser)]
 struct Args {
+    /// The model: BEiT-Base/16, or small (6 layers, 384 wide).
+    #[arg(long, default_value = "base", value_parser = ["base", "small"])]
     preset: String,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 224)]
     size: usize,
+    /// Global batch (split over the ranks).
+    #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 6)]
     steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 2)]
     warmup: usize,
-}
-
-fn parse() -> Args {
-    let mut a = Args { preset: "base".into(), size: 224, batch: 8, steps: 6, warmup: 2 };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        let mut number = |what: &str| value().parse().unwrap_or_else(|_| panic!("{what}: a number"));
-        match flag.as_str() {
-            "--size" => a.size = number("--size"),
-            "--batch" => a.batch = number("--batch"),
-            "--steps" => a.steps = number("--steps"),
-            "--warmup" => a.warmup = number("--warmup"),
-            "--preset" => a.preset = value(),
-            other => panic!("unknown option {other}"),
-        }
-    }
-    a
 }
 
 /// The model: BEiT-Base/16, or `small` (6 layers, 384 wide) at `size`.
 fn model_config(preset: &str, size: usize) -> BeitConfig {
     let base = BeitConfig { image_size: size, ..BeitConfig::default() };
-    match preset {
-        "base" => base,
-        "small" => BeitConfig { hidden_size: 384, num_hidden_layers: 6, num_attention_heads: 6, intermediate_size: 1536, ..base },
-        other => panic!("--preset: base or small, not {other}"),
+    if preset == "small" {
+        BeitConfig { hidden_size: 384, num_hidden_layers: 6, num_attention_heads: 6, intermediate_size: 1536, ..base }
+    } else {
+        base
     }
 }
 
@@ -93,7 +88,7 @@ impl Observer for Times {
 }
 
 fn main() -> Result<()> {
-    let a = parse();
+    let a = Args::parse();
     let group = beit_mpi::launched_group()?.map(|g| Arc::new(g) as Arc<dyn Collective>);
     let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world_size()));
     let device = beit_backend_cpu::cpu();

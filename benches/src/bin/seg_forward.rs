@@ -17,39 +17,30 @@ use beit::engine::rng::Rng;
 use beit::engine::{no_grad, DType, Result, Tensor};
 use beit::{BeitConfig, BeitForSemanticSegmentation, LoadOptions, Mode};
 use beit_benches::{median, peak_rss_mib};
+use clap::Parser;
 use std::time::Instant;
 
+/// Command-line arguments.
+#[derive(Parser)]
 struct Args {
+    /// Timed forwards (after one warm-up).
+    #[arg(long, default_value_t = 3)]
     iters: usize,
+    /// Image side in pixels (without --model).
+    #[arg(long, default_value_t = 512)]
     size: usize,
+    /// Images per forward.
+    #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// A segmentation model folder to load (default: random BEiT-Base + UperNet).
+    #[arg(long, required_if_eq("dtype", "bf16"))]
     model: Option<String>,
+    /// Write the model as a Hugging Face folder first.
+    #[arg(long)]
     save: Option<String>,
-    bf16: bool,
-}
-
-fn parse() -> Args {
-    let mut a = Args { iters: 3, size: 512, batch: 1, model: None, save: None, bf16: false };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--iters" => a.iters = value().parse().expect("--iters: a number"),
-            "--size" => a.size = value().parse().expect("--size: a number"),
-            "--batch" => a.batch = value().parse().expect("--batch: a number"),
-            "--model" => a.model = Some(value()),
-            "--save" => a.save = Some(value()),
-            "--dtype" => {
-                a.bf16 = match value().as_str() {
-                    "f32" => false,
-                    "bf16" => true,
-                    other => panic!("--dtype: f32 or bf16, not {other}"),
-                }
-            }
-            other => panic!("unknown option {other}"),
-        }
-    }
-    a
+    /// Weight dtype: bf16 loads the Linear and Conv2d weights as bf16 (needs --model).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    dtype: String,
 }
 
 /// BEiT-Base with Hugging Face's ADE20K segmentation settings at `size`.
@@ -67,12 +58,12 @@ fn ade_base(size: usize) -> BeitConfig {
 }
 
 fn main() -> Result<()> {
-    let args = parse();
+    let args = Args::parse();
     let dev = beit::open_device("cpu")?;
-    let weight_dtype = if args.bf16 { DType::BF16 } else { DType::F32 };
+    let bf16 = args.dtype == "bf16";
+    let weight_dtype = if bf16 { DType::BF16 } else { DType::F32 };
     let model = match &args.model {
         Some(dir) => BeitForSemanticSegmentation::from_pretrained_with(dir, &dev, LoadOptions { weight_dtype, ..LoadOptions::default() })?.0,
-        None if args.bf16 => panic!("--dtype bf16 needs --model"),
         None => BeitForSemanticSegmentation::new(&ade_base(args.size), &dev, 0)?,
     };
     if let Some(dir) = &args.save {
