@@ -55,20 +55,21 @@ unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut 
         a = a.add(R);
         b = b.add(NR);
     }
-    store(&acc, c, ldc, ncols, accumulate)
+    store(acc, c, ldc, ncols, accumulate)
 }
 
 /// Stores an `R × 32` tile of accumulators into C's first `ncols` columns, adding C's old
-/// values with `accumulate`.
+/// values with `accumulate`. Inlined into the micro-kernels, so that the accumulators go
+/// from registers to C (called, it took them through a zeroed copy on the stack).
 ///
 /// # Safety
 /// The CPU has AVX-512F; C's `R` rows of `ncols` at stride `ldc` are writable.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn store<const R: usize>(acc: &[[__m512; 2]; R], c: *mut f32, ldc: usize, ncols: usize, accumulate: bool) {
+#[inline]
+pub(super) unsafe fn store<const R: usize>(acc: [[__m512; 2]; R], c: *mut f32, ldc: usize, ncols: usize, accumulate: bool) {
     let (lo, hi) = super::pack::masks(ncols);
-    for (i, row) in acc.iter().enumerate() {
+    for (i, [mut v0, mut v1]) in acc.into_iter().enumerate() {
         let p = c.add(i * ldc);
-        let (mut v0, mut v1) = (row[0], row[1]);
         if accumulate {
             v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(lo, p));
             v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(hi, p.add(16)));

@@ -119,5 +119,5 @@ unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut 
         a = a.add(R);
         b = b.add(NR);
     }
-    avx512::store(&acc, c, ldc, ncols, accumulate)
+    avx512::store(acc, c, ldc, ncols, accumulate)
 }
