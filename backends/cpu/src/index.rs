@@ -39,7 +39,8 @@ fn check<I: Idx>(op: &'static str, raw: &[I], limit: usize) -> Result<()> {
     Err(Error::invalid(op, format!("index {} at position {p} is out of range for a dim of size {limit}", raw[p].into())))
 }
 
-/// `f` on the entries of a 1-D i64 or u32 index view, each checked to be below `limit`.
+/// `$body` with `$idx` the entries (i64 or u32, read in place where contiguous) of a 1-D
+/// index view, each checked to be below `$limit`.
 macro_rules! with_indices {
     ($op:expr, $view:expr, $limit:expr, |$idx:ident| $body:expr) => {{
         index_vector($op, $view)?;
