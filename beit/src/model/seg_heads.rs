@@ -25,9 +25,11 @@ impl ConvModule {
         })
     }
 
-    /// `relu(bn(conv(x)))`, BatchNorm by `stats`.
+    /// `relu(bn(conv(x)))`, BatchNorm by `stats`; each intermediate map is dropped as soon
+    /// as the next exists.
     pub fn forward(&self, x: &Tensor, stats: NormStats) -> Result<Tensor> {
-        self.bn.forward(&self.conv.forward(x)?, stats)?.relu()
+        let normed = self.bn.forward(&self.conv.forward(x)?, stats)?;
+        normed.relu()
     }
 }
 
@@ -95,7 +97,10 @@ impl UperHead {
             let pooled = module.forward(&top.adaptive_avg_pool2d((scale, scale))?, stats)?;
             psp.push(pooled.upsample_bilinear2d(size)?);
         }
-        let top = self.bottleneck.forward(&Tensor::cat(&psp.iter().collect::<Vec<_>>(), 1)?, stats)?;
+        let joined = Tensor::cat(&psp.iter().collect::<Vec<_>>(), 1)?;
+        drop(psp);
+        let top = self.bottleneck.forward(&joined, stats)?;
+        drop(joined);
         let mut laterals = [f0, f1, f2]
             .iter()
             .zip(&self.lateral_convs)
@@ -112,7 +117,13 @@ impl UperHead {
             let out = if i < 3 { self.fpn_convs[i].forward(lateral, stats)? } else { lateral.clone() };
             outs.push(if i == 0 { out } else { out.upsample_bilinear2d(finest)? });
         }
-        let fused = self.fpn_bottleneck.forward(&Tensor::cat(&outs.iter().collect::<Vec<_>>(), 1)?, stats)?;
+        // At 512 px each finest map is 50 MB: the laterals and the four outputs are dropped
+        // once concatenated, before the largest convolution runs.
+        drop(laterals);
+        let cat = Tensor::cat(&outs.iter().collect::<Vec<_>>(), 1)?;
+        drop(outs);
+        let fused = self.fpn_bottleneck.forward(&cat, stats)?;
+        drop(cat);
         self.classifier.forward(&fused)
     }
 }
