@@ -220,8 +220,8 @@ mod tests {
     #[test]
     fn bad_indices_are_named() {
         let x = Tt::rand(DType::F32, &[4, 2], 1);
-        for bad in [4.0, -1.0] {
-            let iv = Tt::new(DType::I64, &[2], &[0.0, bad]);
+        for (dtype, bad) in [(DType::I64, 4.0), (DType::I64, -1.0), (DType::U32, 4.0), (DType::U32, 70000.0)] {
+            let iv = Tt::new(dtype, &[2], &[0.0, bad]);
             match B.index_select(x.view(), 0, iv.view()) {
                 Err(Error::Invalid { msg, .. }) => assert!(msg.contains(&format!("index {bad}")), "{msg}"),
                 other => panic!("expected an error, got {other:?}"),
@@ -229,6 +229,9 @@ mod tests {
             let src = Tt::rand(DType::F32, &[2, 2], 1);
             assert!(matches!(B.index_add(x.view(), 0, iv.view(), src.view()), Err(Error::Invalid { .. })));
         }
+        // A bad index is named before a source of the wrong shape.
+        let (iv, wrong) = (Tt::new(DType::U32, &[1], &[9.0]), Tt::rand(DType::F32, &[3, 2], 1));
+        assert!(matches!(B.index_add(x.view(), 0, iv.view(), wrong.view()), Err(Error::Invalid { .. })));
         let iv = Tt::new(DType::I64, &[1], &[0.0]);
         let wrong = Tt::rand(DType::F32, &[2, 2], 1);
         assert!(matches!(B.index_add(x.view(), 0, iv.view(), wrong.view()), Err(Error::ShapeMismatch { .. })));

@@ -29,10 +29,11 @@ pub fn relative_position_index(wh: usize, ww: usize) -> Vec<u32> {
     idx
 }
 
-/// A gathered bias of at most this many bytes is kept between forwards without gradients
-/// (BEiT-Base at 224: 12 heads × 197² f32, 1.9 MB a layer). Larger ones (16 MB at 384, 48 MB
-/// at 512) are gathered again each forward: kept in every layer they would cost 600 MB of
-/// memory at 512 (a quarter of the segmentation forward's peak) to save ~2% of its time.
+/// A gathered bias of at most this many bytes (4 MiB) is kept between forwards without
+/// gradients (BEiT-Base at 224: 12 heads × 197² f32, 1.8 MiB a layer). Larger ones (15 MiB
+/// at 384, 48 MiB at 512) are gathered again each forward: kept in every layer they took
+/// 577 MiB at 512, a quarter of the segmentation forward's 2258 MiB peak then, to save 2–5%
+/// of its time.
 const KEEP_BYTES: usize = 4 << 20;
 
 /// A relative position bias table and its index (u32) for one window.
@@ -59,7 +60,7 @@ impl RelativePositionBias {
 
     /// The bias `[heads, N+1, N+1]` to add to attention logits, contiguous (gathered from
     /// the transposed table, so that each head's rows are read in order). Without gradients
-    /// (inference, evaluation) a gathered bias of at most [`KEEP_BYTES`] is kept and reused
+    /// (inference, evaluation) a gathered bias of at most 4 MiB is kept and reused
     /// until the table changes ([`Param::version`]): one gather per model instead of one per
     /// forward.
     pub fn forward(&self) -> Result<Tensor> {

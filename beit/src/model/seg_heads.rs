@@ -117,8 +117,8 @@ impl UperHead {
             let out = if i < 3 { self.fpn_convs[i].forward(lateral, stats)? } else { lateral.clone() };
             outs.push(if i == 0 { out } else { out.upsample_bilinear2d(finest)? });
         }
-        // At 512 px each finest map is 50 MB: the laterals and the four outputs are dropped
-        // once concatenated, before the largest convolution runs.
+        // At 512 px each finest map is 50 MB: the laterals are dropped once used, the four
+        // outputs once concatenated, before the largest convolution runs.
         drop(laterals);
         let cat = Tensor::cat(&outs.iter().collect::<Vec<_>>(), 1)?;
         drop(outs);

@@ -22,8 +22,9 @@ use beit_benches::{median, peak_rss_mib};
 use clap::Parser;
 use std::sync::Arc;
 
-/// Command-line arguments.
+/// Command-line arguments (a flag given twice takes its last value).
 #[derive(Parser)]
+#[command(args_override_self = true)]
 struct Args {
     /// The model: BEiT-Base/16, or small (6 layers, 384 wide).
     #[arg(long, default_value = "base", value_parser = ["base", "small"])]

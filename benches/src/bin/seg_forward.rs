@@ -20,8 +20,9 @@ use beit_benches::{median, peak_rss_mib};
 use clap::Parser;
 use std::time::Instant;
 
-/// Command-line arguments.
+/// Command-line arguments (a flag given twice takes its last value).
 #[derive(Parser)]
+#[command(args_override_self = true)]
 struct Args {
     /// Timed forwards (after one warm-up).
     #[arg(long, default_value_t = 3)]

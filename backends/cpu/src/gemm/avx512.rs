@@ -59,8 +59,9 @@ unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut 
 }
 
 /// Stores an `R × 32` tile of accumulators into C's first `ncols` columns, adding C's old
-/// values with `accumulate`. Inlined into the micro-kernels, so that the accumulators go
-/// from registers to C (called, it took them through a zeroed copy on the stack).
+/// values with `accumulate`. Taken by value and marked `#[inline]`, so that the full-height
+/// micro-kernels store their accumulators straight from registers (by reference, each call
+/// zeroed a copy of them on the stack first).
 ///
 /// # Safety
 /// The CPU has AVX-512F; C's `R` rows of `ncols` at stride `ldc` are writable.
