@@ -11,26 +11,8 @@ use beit_engine::{DType, Error, Result, StorageBox, View};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 
-/// An index type: i64 or u32.
-trait Idx: Copy + Into<i64> + Sync {
-    /// The index as a position, once checked.
-    fn at(self) -> usize;
-}
-
-impl Idx for i64 {
-    fn at(self) -> usize {
-        self as usize
-    }
-}
-
-impl Idx for u32 {
-    fn at(self) -> usize {
-        self as usize
-    }
-}
-
 /// `Ok` when every entry of `raw` is below `limit`; else the first that is not, named.
-fn check<I: Idx>(op: &'static str, raw: &[I], limit: usize) -> Result<()> {
+fn check<I: Copy + Into<i64> + Sync>(op: &'static str, raw: &[I], limit: usize) -> Result<()> {
     let fits = |i: I| usize::try_from(i.into()).is_ok_and(|i| i < limit);
     if raw.par_iter().with_min_len(1 << 16).all(|&i| fits(i)) {
         return Ok(());
@@ -60,29 +42,31 @@ macro_rules! with_indices {
     }};
 }
 
-/// `out [outer, idx.len(), inner]` = rows `idx` of `s [outer, n, inner]` along the middle dim.
-fn select<T: Copy + Send + Sync, I: Idx>(s: &[T], n: usize, inner: usize, idx: &[I], out: &mut [T]) {
+/// `out [outer, idx.len(), inner]` = rows `idx` of `s [outer, n, inner]` along the middle dim;
+/// `idx` checked ([`check`]), so each entry is a position.
+fn select<T: Copy + Send + Sync, I: Copy + Into<i64> + Sync>(s: &[T], n: usize, inner: usize, idx: &[I], out: &mut [T]) {
     par_rows(out, idx.len() * inner, |o, out| {
         let s = &s[o * n * inner..][..n * inner];
         if inner == 1 {
             // One element per index (e.g. a relative position bias from its table): a
             // plain gather, not a copy call per element.
-            out.iter_mut().zip(idx).for_each(|(d, &i)| *d = s[i.at()]);
+            out.iter_mut().zip(idx).for_each(|(d, &i)| *d = s[i.into() as usize]);
         } else {
             for (dst, &i) in out.chunks_mut(inner).zip(idx) {
-                dst.copy_from_slice(&s[i.at() * inner..][..inner]);
+                dst.copy_from_slice(&s[i.into() as usize * inner..][..inner]);
             }
         }
     });
 }
 
-/// `out [outer, n, inner]` += `s [outer, idx.len(), inner]` at rows `idx` along the middle dim.
-fn add_at<T: Num, I: Idx>(out: &mut [T], n: usize, inner: usize, idx: &[I], s: &[T]) {
+/// `out [outer, n, inner]` += `s [outer, idx.len(), inner]` at rows `idx` along the middle dim;
+/// `idx` checked ([`check`]).
+fn add_at<T: Num, I: Copy + Into<i64> + Sync>(out: &mut [T], n: usize, inner: usize, idx: &[I], s: &[T]) {
     let k = idx.len();
     par_rows(out, n * inner, |o, out| {
         for (j, &i) in idx.iter().enumerate() {
             let add = &s[(o * k + j) * inner..][..inner];
-            for (a, &b) in out[i.at() * inner..][..inner].iter_mut().zip(add) {
+            for (a, &b) in out[i.into() as usize * inner..][..inner].iter_mut().zip(add) {
                 *a = a.plus(b);
             }
         }

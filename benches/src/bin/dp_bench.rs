@@ -19,7 +19,7 @@ use beit::tokenizer::Tokenizer;
 use beit::train::{pretrain, pretrain_model_config, Observer, PretrainConfig, PretrainData, RunControl, StepMetrics, TrainConfig};
 use beit::{Beit, BeitConfig};
 use beit_benches::{median, peak_rss_mib};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use std::sync::Arc;
 
 /// Command-line arguments (a flag given twice takes its last value).
@@ -27,8 +27,8 @@ use std::sync::Arc;
 #[command(args_override_self = true)]
 struct Args {
     /// The model: BEiT-Base/16, or small (6 layers, 384 wide).
-    #[arg(long, default_value = "base", value_parser = ["base", "small"])]
-    preset: String,
+    #[arg(long, value_enum, default_value_t = Preset::Base)]
+    preset: Preset,
     /// Image side in pixels.
     #[arg(long, default_value_t = 224)]
     size: usize,
@@ -43,13 +43,21 @@ struct Args {
     warmup: usize,
 }
 
-/// The model: BEiT-Base/16, or `small` (6 layers, 384 wide) at `size`.
-fn model_config(preset: &str, size: usize) -> BeitConfig {
+/// The model size.
+#[derive(Clone, Copy, ValueEnum)]
+enum Preset {
+    /// BEiT-Base/16.
+    Base,
+    /// 6 layers, 384 wide.
+    Small,
+}
+
+/// The model of `preset` at `size`.
+fn model_config(preset: Preset, size: usize) -> BeitConfig {
     let base = BeitConfig { image_size: size, ..BeitConfig::default() };
-    if preset == "small" {
-        BeitConfig { hidden_size: 384, num_hidden_layers: 6, num_attention_heads: 6, intermediate_size: 1536, ..base }
-    } else {
-        base
+    match preset {
+        Preset::Base => base,
+        Preset::Small => BeitConfig { hidden_size: 384, num_hidden_layers: 6, num_attention_heads: 6, intermediate_size: 1536, ..base },
     }
 }
 
@@ -93,7 +101,7 @@ fn main() -> Result<()> {
     let group = beit_mpi::launched_group()?.map(|g| Arc::new(g) as Arc<dyn Collective>);
     let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world_size()));
     let device = beit_backend_cpu::cpu();
-    let config = model_config(&a.preset, a.size);
+    let config = model_config(a.preset, a.size);
     let cfg = PretrainConfig {
         train: TrainConfig { epochs: 1, batch_size: a.batch, warmup_epochs: 0.0, ..PretrainConfig::default().train },
         ..PretrainConfig::default()
@@ -114,7 +122,7 @@ fn main() -> Result<()> {
         println!(
             "{{\"world\":{world},\"threads\":{},\"preset\":\"{}\",\"size\":{},\"batch\":{},\"step_s\":{:.4},\"all_reduce_s\":{:.4},\"exposed_s\":{:.4},\"peak_rss_mib\":{:.0}}}",
             rayon::current_num_threads(),
-            a.preset,
+            a.preset.to_possible_value().expect("every preset is a value").get_name(),
             a.size,
             a.batch,
             timed(&times.step),

@@ -17,7 +17,7 @@ use beit::engine::rng::Rng;
 use beit::engine::{no_grad, DType, Result, Tensor};
 use beit::{BeitConfig, BeitForSemanticSegmentation, LoadOptions, Mode};
 use beit_benches::{median, peak_rss_mib};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use std::time::Instant;
 
 /// Command-line arguments (a flag given twice takes its last value).
@@ -40,8 +40,15 @@ struct Args {
     #[arg(long)]
     save: Option<String>,
     /// Weight dtype: bf16 loads the Linear and Conv2d weights as bf16 (needs --model).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
-    dtype: String,
+    #[arg(long, value_enum, default_value_t = Weights::F32)]
+    dtype: Weights,
+}
+
+/// The dtype of the loaded weights.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Weights {
+    F32,
+    Bf16,
 }
 
 /// BEiT-Base with Hugging Face's ADE20K segmentation settings at `size`.
@@ -61,8 +68,7 @@ fn ade_base(size: usize) -> BeitConfig {
 fn main() -> Result<()> {
     let args = Args::parse();
     let dev = beit::open_device("cpu")?;
-    let bf16 = args.dtype == "bf16";
-    let weight_dtype = if bf16 { DType::BF16 } else { DType::F32 };
+    let weight_dtype = if args.dtype == Weights::Bf16 { DType::BF16 } else { DType::F32 };
     let model = match &args.model {
         Some(dir) => BeitForSemanticSegmentation::from_pretrained_with(dir, &dev, LoadOptions { weight_dtype, ..LoadOptions::default() })?.0,
         None => BeitForSemanticSegmentation::new(&ade_base(args.size), &dev, 0)?,
